@@ -1,0 +1,61 @@
+"""The ``hsr`` command: one subcommand per stage, each defined in ``hsr.commands.<name>``.
+
+Each command module exposes ``register(subparsers)`` which adds its parser and sets
+``func`` to a callable taking the parsed args and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import HsrError
+
+#: Command modules under hsr.commands, in the order they appear in --help.
+COMMANDS: tuple[str, ...] = ("prune", "heads", "realign", "evaluate", "run", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hsr",
+        description="Hierarchical Safety Realignment: prune a (vision-)language model, find its safety heads, "
+        "and restore the pruned weights that matter for safety.",
+    )
+    parser.add_argument("--version", action="version", version=f"hsr {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"hsr.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"hsr.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except HsrError as exc:
+        print(f"hsr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hsr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Calibration and evaluation data: reading it, and turning it into model inputs.
+
+JSONL format (one object per line)::
+
+    {"prompt": "How do I ...?", "response": "Sure, ...", "image": "imgs/001.jpg"}
+
+``prompt`` is required; ``response`` is needed where response tokens matter (importance
+scores, calibration on responses); ``image`` is optional and resolved relative to the JSONL
+file's folder (or ``image_root``). VLGuard's layout (``train.json`` / ``test.json`` plus an
+image folder) is read by :func:`read_vlguard`.
+
+Encoding applies the model's own chat template through its processor, and marks which
+tokens belong to the response, so that statistics can be restricted to them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from .errors import HsrError
+
+#: VLGuard splits: safe image + safe instruction, safe image + unsafe instruction, unsafe image.
+VLGUARD_SPLITS: tuple[str, ...] = ("safe_safes", "safe_unsafes", "unsafes")
+DEFAULT_MAX_LENGTH = 512
+
+
+class DataError(HsrError, ValueError):
+    """Malformed data; the message names the file and row."""
+
+
+@dataclass
+class Sample:
+    """One prompt, optionally with a response and an image."""
+
+    prompt: str
+    response: str | None = None
+    image: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def read_jsonl(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> list[Sample]:
+    """Read the documented JSONL format; every problem names ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Data file not found: {path}")
+    root = Path(image_root) if image_root else path.parent
+    samples: list[Sample] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg}).") from exc
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}.")
+            prompt = row.get("prompt")
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise DataError(f"{where}: missing or empty 'prompt' (a string is required).")
+            response = row.get("response")
+            if response is not None and not isinstance(response, str):
+                raise DataError(f"{where}: 'response' must be a string.")
+            image = row.get("image")
+            image_path = None
+            if image:
+                if not isinstance(image, str):
+                    raise DataError(f"{where}: 'image' must be a path string.")
+                image_path = (root / image) if not Path(image).is_absolute() else Path(image)
+                if check_images and not image_path.is_file():
+                    raise DataError(f"{where}: image file not found: {image_path}")
+            meta = {k: v for k, v in row.items() if k not in ("prompt", "response", "image")}
+            meta["source"] = where
+            samples.append(Sample(prompt=prompt, response=response, image=image_path, meta=meta))
+    if not samples:
+        raise DataError(f"{path}: no rows.")
+    return samples
+
+
+def write_jsonl(samples: Iterable[Sample], path: str | Path) -> None:
+    """Write samples in the documented JSONL format (image paths as given)."""
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for s in samples:
+            row: dict[str, Any] = {"prompt": s.prompt}
+            if s.response is not None:
+                row["response"] = s.response
+            if s.image is not None:
+                row["image"] = str(s.image)
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_vlguard(
+    root: str | Path, split: str, annotation: str = "train.json", image_dir: str | None = None, check_images: bool = True
+) -> list[Sample]:
+    """Read VLGuard (``root/train.json`` + ``root/train/`` images by default).
+
+    Each entry has ``image``, ``safe`` and ``instr-resp``: safe images carry one
+    ``safe_instruction`` and one ``unsafe_instruction``; unsafe images one ``instruction``.
+    """
+    if split not in VLGUARD_SPLITS:
+        raise DataError(f"Unknown VLGuard split {split!r}; choose one of {', '.join(VLGUARD_SPLITS)}.")
+    root = Path(root)
+    ann = root / annotation
+    if not ann.is_file():
+        raise DataError(f"VLGuard annotation file not found: {ann}")
+    try:
+        entries = json.loads(ann.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{ann}: not valid JSON ({exc.msg}).") from exc
+    images = root / (image_dir or Path(annotation).stem)
+    if not images.is_dir():
+        images = root
+    want_key = {"safe_safes": "safe_instruction", "safe_unsafes": "unsafe_instruction", "unsafes": "instruction"}[split]
+    want_safe_image = split != "unsafes"
+    samples: list[Sample] = []
+    for idx, entry in enumerate(entries):
+        where = f"{ann}[{idx}]"
+        if not isinstance(entry, dict) or "image" not in entry or "instr-resp" not in entry:
+            raise DataError(f"{where}: expected keys 'image', 'safe', 'instr-resp'.")
+        if bool(entry.get("safe")) != want_safe_image:
+            continue
+        image = images / entry["image"]
+        if check_images and not image.is_file():
+            raise DataError(f"{where}: image file not found: {image}")
+        for pair in entry["instr-resp"]:
+            if want_key in pair:
+                samples.append(
+                    Sample(
+                        prompt=pair[want_key],
+                        response=pair.get("response"),
+                        image=image,
+                        meta={"source": where, "id": entry.get("id"), "split": split},
+                    )
+                )
+    if not samples:
+        raise DataError(f"{ann}: no samples in split {split!r}.")
+    return samples
+
+
+def load_samples(spec: str | Path, limit: int | None = None, seed: int = 0, check_images: bool = True) -> list[Sample]:
+    """Resolve a data spec: a JSONL path, ``vlguard:ROOT:SPLIT``, or ``builtin:NAME``.
+
+    With ``limit``, a seeded random subset of that size is taken (order kept stable).
+    """
+    spec = str(spec)
+    if spec.startswith("vlguard:"):
+        parts = spec.split(":")
+        if len(parts) < 3:
+            raise DataError(f"VLGuard spec must be vlguard:ROOT:SPLIT[:ANNOTATION.json], got {spec!r}.")
+        samples = read_vlguard(parts[1], parts[2], *(parts[3:4]), check_images=check_images)
+    elif spec.startswith("builtin:"):
+        from .resources import builtin_path
+
+        samples = read_jsonl(builtin_path(spec.split(":", 1)[1]))
+    else:
+        samples = read_jsonl(spec, check_images=check_images)
+    return subsample(samples, limit, seed)
+
+
+def subsample(samples: Sequence[Sample], limit: int | None, seed: int = 0) -> list[Sample]:
+    if limit is None or limit >= len(samples):
+        return list(samples)
+    if limit <= 0:
+        raise DataError(f"limit must be positive, got {limit}.")
+    keep = sorted(random.Random(seed).sample(range(len(samples)), limit))
+    return [samples[i] for i in keep]
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _is_processor(processor: Any) -> bool:
+    return hasattr(processor, "tokenizer") and hasattr(processor, "image_processor")
+
+
+def chat_messages(sample: Sample, *, vlm: bool, response: str | None = None) -> list[dict[str, Any]]:
+    """Chat messages for ``sample``: content parts (with an image slot) for VLMs, plain strings otherwise."""
+    if not vlm:
+        msgs: list[dict[str, Any]] = [{"role": "user", "content": sample.prompt}]
+        if response is not None:
+            msgs.append({"role": "assistant", "content": response})
+        return msgs
+    parts: list[dict[str, Any]] = [{"type": "image"}] if sample.image is not None else []
+    parts.append({"type": "text", "text": sample.prompt})
+    msgs = [{"role": "user", "content": parts}]
+    if response is not None:
+        msgs.append({"role": "assistant", "content": [{"type": "text", "text": response}]})
+    return msgs
+
+
+def render_chat(processor: Any, sample: Sample, *, add_generation_prompt: bool = True, response: str | None = None) -> str:
+    """The chat-templated text for ``sample`` (user turn, optionally the assistant's response)."""
+    vlm = _is_processor(processor)
+    target = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
+    if not getattr(target, "chat_template", None):
+        raise DataError(f"{type(processor).__name__} has no chat template; hsr needs an instruction-tuned model.")
+    msgs = chat_messages(sample, vlm=vlm, response=response)
+    return target.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def load_image(path: Path) -> Any:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Cannot read image {path}: {exc}") from exc
+
+
+def tokenize(processor: Any, texts: list[str], images: list[Any] | None, padding_side: str = "left") -> dict[str, torch.Tensor]:
+    """Tokenize chat texts (with images for VLMs) into a batch of tensors."""
+    tok = getattr(processor, "tokenizer", processor)
+    old_side = tok.padding_side
+    tok.padding_side = padding_side
+    try:
+        if _is_processor(processor):
+            kw: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
+            if images:
+                kw["images"] = _image_arg(processor, images)
+            out = processor(**kw)
+        else:
+            out = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tok.padding_side = old_side
+    return dict(out)
+
+
+def _image_arg(processor: Any, images: list[Any]) -> Any:
+    # Idefics3/SmolVLM processors take one list of images per text.
+    name = type(processor).__name__
+    if name.startswith(("Idefics3", "SmolVLM")):
+        return [[im] for im in images]
+    return images
+
+
+@dataclass
+class Encoded:
+    """Model inputs for one sample, plus which positions are response tokens."""
+
+    inputs: dict[str, torch.Tensor]
+    response_mask: torch.Tensor  # bool [1, T]
+    prompt_length: int
+    sample: Sample
+
+    @property
+    def length(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+
+def encode(
+    processor: Any,
+    sample: Sample,
+    *,
+    include_response: bool = False,
+    max_length: int = DEFAULT_MAX_LENGTH,
+) -> Encoded:
+    """Chat-template and tokenize one sample.
+
+    Without ``include_response`` the text ends with the generation prompt (what the model sees
+    before it answers). With it, the response follows and ``response_mask`` marks its tokens.
+    Sequences are capped at ``max_length`` by cutting the response; a prompt longer than that
+    is an error (cutting image tokens would corrupt the input).
+    """
+    if max_length <= 0:
+        raise DataError(f"max_length must be positive, got {max_length}.")
+    where = sample.meta.get("source", "sample")
+    images = [load_image(sample.image)] if (sample.image is not None and _is_processor(processor)) else None
+    prompt_text = render_chat(processor, sample, add_generation_prompt=True)
+    prompt_inputs = tokenize(processor, [prompt_text], images)
+    prompt_len = int(prompt_inputs["input_ids"].shape[1])
+    if prompt_len > max_length:
+        raise DataError(
+            f"{where}: prompt is {prompt_len} tokens, longer than max_length={max_length}; raise max_length."
+        )
+    if not include_response:
+        return Encoded(prompt_inputs, torch.zeros(1, prompt_len, dtype=torch.bool), prompt_len, sample)
+    if not sample.response:
+        raise DataError(f"{where}: a 'response' is required for this data (response tokens are scored).")
+    full_text = render_chat(processor, sample, add_generation_prompt=False, response=sample.response)
+    if not full_text.startswith(prompt_text):
+        # Templates that rewrite earlier turns: fall back to prompt + response text.
+        full_text = prompt_text + sample.response
+    inputs = tokenize(processor, [full_text], images)
+    ids = inputs["input_ids"]
+    if not torch.equal(ids[0, :prompt_len], prompt_inputs["input_ids"][0]):
+        inputs = tokenize(processor, [prompt_text + sample.response], images)
+        ids = inputs["input_ids"]
+    total = min(int(ids.shape[1]), max_length)
+    for key in ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids"):
+        if key in inputs and inputs[key].dim() == 2 and inputs[key].shape[1] == ids.shape[1]:
+            inputs[key] = inputs[key][:, :total]
+    mask = torch.zeros(1, total, dtype=torch.bool)
+    mask[0, prompt_len:total] = True
+    return Encoded(inputs, mask, prompt_len, sample)
+
+
+def encode_all(processor: Any, samples: Sequence[Sample], **kw: Any) -> list[Encoded]:
+    return [encode(processor, s, **kw) for s in samples]

@@ -1,0 +1,9 @@
+"""Errors a user can act on. The CLI prints their message and exits non-zero, nothing else."""
+
+
+class HsrError(Exception):
+    """Base class: the message alone must tell the user what went wrong and what to do."""
+
+
+class ConfigError(HsrError, ValueError):
+    """Bad hyperparameters or options."""

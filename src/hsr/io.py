@@ -1,0 +1,96 @@
+"""Atomic outputs and small file helpers.
+
+Outputs are written to a temporary sibling directory and renamed into place at the end, so an
+interrupted or failed run never leaves a half-written output directory behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import HsrError
+
+
+class OutputExistsError(HsrError):
+    pass
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that becomes ``out`` only if the block succeeds."""
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"Output directory {out} already exists; pass --overwrite or choose another --out.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, trash)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def save_masks(masks: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Save boolean masks (True = pruned) bit-packed: 1 bit per weight, shapes in the metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, str] = {}
+    for name, mask in masks.items():
+        bits = np.packbits(mask.detach().cpu().numpy().astype(bool).reshape(-1))
+        tensors[name] = torch.from_numpy(bits)
+        meta[name] = json.dumps(list(mask.shape))
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_masks(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`save_masks`."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    packed = load_file(str(path))
+    out: dict[str, torch.Tensor] = {}
+    for name, bits in packed.items():
+        shape = json.loads(meta[name])
+        n = int(np.prod(shape))
+        flat = np.unpackbits(bits.numpy())[:n].astype(bool)
+        out[name] = torch.from_numpy(flat.reshape(shape))
+    return out

