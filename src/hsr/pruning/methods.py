@@ -1,0 +1,88 @@
+"""Pruning rules for one linear: magnitude, Wanda, SparseGPT.
+
+Each takes the weight and the calibration statistics of its input and returns the new weight
+and the mask (True = pruned). Magnitude and Wanda only zero weights; SparseGPT also updates
+the remaining ones to compensate (OBS updates), so its pruned weights differ from the dense.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .masks import Sparsity, pruned_per_row, select_mask
+
+METHODS: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
+
+
+def wanda_scores(weight: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
+    """S_ij = |W_ij| * ||X_j||_2 (Sun et al. 2023)."""
+    return weight.abs().float() * input_norms.float().unsqueeze(0)
+
+
+def prune_by_scores(weight: torch.Tensor, scores: torch.Tensor, sparsity: Sparsity) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = select_mask(scores, sparsity)
+    return weight.masked_fill(mask, 0), mask
+
+
+def sparsegpt_prune(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    sparsity: Sparsity,
+    block_size: int = 128,
+    percdamp: float = 0.01,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SparseGPT (Frantar & Alistarh 2023): prune column by column with OBS error compensation.
+
+    Masks are chosen per block of columns by w^2 / [H^-1]_jj^2. For unstructured sparsity each row
+    prunes ``floor(ratio * columns_so_far)`` cumulatively, so every row ends with exactly the
+    same count as Wanda's per-row rule; N:M groups are chosen within each group of M columns.
+    """
+    rows, cols = weight.shape
+    if sparsity.is_nm and block_size % sparsity.m:
+        block_size = sparsity.m * max(1, block_size // sparsity.m)
+    W = weight.detach().double().clone()
+    H = hessian.detach().double().clone()
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    damp = percdamp * torch.mean(torch.diag(H))
+    H += damp * torch.eye(cols, dtype=H.dtype, device=H.device)
+    L = torch.linalg.cholesky(H)
+    Hinv = torch.cholesky_inverse(L)
+    Hinv = torch.linalg.cholesky(Hinv, upper=True)
+
+    mask = torch.zeros(rows, cols, dtype=torch.bool, device=W.device)
+    for i1 in range(0, cols, block_size):
+        i2 = min(i1 + block_size, cols)
+        count = i2 - i1
+        W1 = W[:, i1:i2].clone()
+        Q1 = torch.zeros_like(W1)
+        Err1 = torch.zeros_like(W1)
+        Hinv1 = Hinv[i1:i2, i1:i2]
+        d = torch.diag(Hinv1)
+        if sparsity.is_nm:
+            mask1 = torch.zeros_like(W1, dtype=torch.bool)
+        else:
+            k = pruned_per_row(i2, sparsity.ratio) - pruned_per_row(i1, sparsity.ratio)
+            tmp = W1**2 / (d.unsqueeze(0) ** 2)
+            mask1 = torch.zeros_like(W1, dtype=torch.bool)
+            if k > 0:
+                order = torch.sort(tmp, dim=1, stable=True).indices
+                mask1.scatter_(1, order[:, :k], True)
+        for i in range(count):
+            w = W1[:, i]
+            if sparsity.is_nm and i % sparsity.m == 0:
+                tmp = W1[:, i : i + sparsity.m] ** 2 / (d[i : i + sparsity.m].unsqueeze(0) ** 2)
+                order = torch.sort(tmp, dim=1, stable=True).indices
+                mask1[:, i : i + sparsity.m].scatter_(1, order[:, : sparsity.n], True)
+            q = w.clone()
+            q[mask1[:, i]] = 0
+            Q1[:, i] = q
+            err = (w - q) / d[i]
+            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
+            Err1[:, i] = err
+        W[:, i1:i2] = Q1
+        mask[:, i1:i2] = mask1
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+    W[mask] = 0.0
+    return W.to(weight.dtype), mask

@@ -1,0 +1,159 @@
+"""Sequential layer-by-layer pruning of a model's language decoder, and saving the result.
+
+A layer's calibration inputs are the outputs of the already-pruned layers before it
+(DESIGN.md 1.1). Only decoder linears are touched: never the vision side, embeddings or lm_head.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..calibration import (
+    HessianAccumulator,
+    InputNormAccumulator,
+    capture_layer0_inputs,
+    collect_layer_statistics,
+    run_layer,
+)
+from ..data import DEFAULT_MAX_LENGTH, Sample, encode
+from ..errors import ConfigError
+from ..io import atomic_output_dir, save_masks, write_json
+from ..loading import LoadedModel
+from .masks import Sparsity
+from .methods import METHODS, prune_by_scores, sparsegpt_prune, wanda_scores
+
+log = logging.getLogger(__name__)
+
+MASK_FILE = "mask.safetensors"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class PruneConfig:
+    method: str = "wanda"
+    sparsity: Sparsity = field(default_factory=lambda: Sparsity(ratio=0.5))
+    max_length: int = DEFAULT_MAX_LENGTH
+    seed: int = 0
+    include_mlp: bool = True
+    block_size: int = 128
+    percdamp: float = 0.01
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"Unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        if self.max_length <= 0:
+            raise ConfigError(f"max_length must be positive, got {self.max_length}.")
+        if not 0 < self.percdamp < 1:
+            raise ConfigError(f"percdamp must be in (0, 1), got {self.percdamp}.")
+
+
+@dataclass
+class PruneResult:
+    masks: dict[str, torch.Tensor]
+    summary: dict[str, Any]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so that runs repeat exactly."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _calibration_inputs(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> list:
+    # Calibrate on whole conversations (prompt + response when there is one): every real token counts.
+    encoded = [encode(loaded.processor, s, include_response=bool(s.response), max_length=max_length) for s in samples]
+    return capture_layer0_inputs(loaded.model, loaded.arch, encoded, response_only=False)
+
+
+@torch.no_grad()
+def prune_model(
+    loaded: LoadedModel, samples: Sequence[Sample], config: PruneConfig, progress: bool = True
+) -> PruneResult:
+    """Prune ``loaded.model`` in place and return the masks (True = pruned) and a summary."""
+    config.validate()
+    seed_everything(config.seed)
+    arch = loaded.arch
+    needs_data = config.method != "magnitude"
+    if needs_data and not samples:
+        raise ConfigError(f"{config.method} needs calibration data; pass --data.")
+    inputs = _calibration_inputs(loaded, samples, config.max_length) if needs_data else []
+    masks: dict[str, torch.Tensor] = {}
+    bar = tqdm(range(arch.num_layers), desc=f"prune[{config.method} {config.sparsity.describe()}]", disable=not progress)
+    for i in bar:
+        layer = arch.layers[i]
+        linears = arch.layer_linears(i, include_mlp=config.include_mlp)
+        stats: Any = None
+        if config.method == "wanda":
+            stats = InputNormAccumulator()
+        elif config.method == "sparsegpt":
+            stats = HessianAccumulator()
+        if stats is not None:
+            collect_layer_statistics(layer, inputs, linears, stats)
+        for rel, linear in linears.items():
+            weight = linear.weight.data
+            if config.method == "magnitude":
+                new, mask = prune_by_scores(weight, weight.abs(), config.sparsity)
+            elif config.method == "wanda":
+                new, mask = prune_by_scores(weight, wanda_scores(weight, stats.norms(rel)), config.sparsity)
+            else:
+                new, mask = sparsegpt_prune(
+                    weight, stats.h[rel], config.sparsity, block_size=config.block_size, percdamp=config.percdamp
+                )
+            linear.weight.data.copy_(new)
+            masks[arch.full_name(i, rel)] = mask.cpu()
+        if needs_data:
+            inputs = run_layer(layer, inputs)  # the next layer sees this pruned layer's outputs
+    return PruneResult(masks, summarize(loaded, masks, config, n_samples=len(samples)))
+
+
+def summarize(loaded: LoadedModel, masks: dict[str, torch.Tensor], config: PruneConfig, **extra: Any) -> dict[str, Any]:
+    """Per-linear, per-layer and total sparsity, plus what produced them."""
+    arch = loaded.arch
+    per_layer: list[dict[str, Any]] = []
+    per_linear: dict[str, float] = {}
+    total_pruned = total = 0
+    for i in range(arch.num_layers):
+        pruned = numel = 0
+        for rel in arch.linear_names(config.include_mlp):
+            mask = masks[arch.full_name(i, rel)]
+            per_linear[arch.full_name(i, rel)] = mask.float().mean().item()
+            pruned += int(mask.sum())
+            numel += mask.numel()
+        per_layer.append({"layer": i, "pruned": pruned, "numel": numel, "sparsity": pruned / numel})
+        total_pruned += pruned
+        total += numel
+    cfg = asdict(config)
+    cfg["sparsity"] = config.sparsity.describe()
+    return {
+        "hsr_version": __version__,
+        "model": loaded.source,
+        "architecture": arch.class_name,
+        "config": cfg,
+        "pruned_params": total_pruned,
+        "prunable_params": total,
+        "sparsity": total_pruned / total if total else 0.0,
+        "language_model_params": arch.language_model_param_count(loaded.model),
+        "per_layer": per_layer,
+        "per_linear": per_linear,
+        **extra,
+    }
+
+
+def save_pruned(out: str | Path, loaded: LoadedModel, result: PruneResult, overwrite: bool = False) -> Path:
+    """Write the pruned model, its processor/tokenizer, the mask and summary.json atomically."""
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        loaded.model.save_pretrained(tmp, safe_serialization=True)
+        loaded.processor.save_pretrained(tmp)
+        save_masks(result.masks, tmp / MASK_FILE)
+        write_json(tmp / SUMMARY_FILE, result.summary)
+    return Path(out).expanduser().resolve()
