@@ -55,7 +55,7 @@ def read_jsonl(path: str | Path, image_root: str | Path | None = None, check_ima
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
+            where = f"{path}, line {lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:

@@ -33,9 +33,11 @@ def sparsegpt_prune(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SparseGPT (Frantar & Alistarh 2023): prune column by column with OBS error compensation.
 
-    Masks are chosen per block of columns by w^2 / [H^-1]_jj^2. For unstructured sparsity each row
-    prunes ``floor(ratio * columns_so_far)`` cumulatively, so every row ends with exactly the
-    same count as Wanda's per-row rule; N:M groups are chosen within each group of M columns.
+    Masks are chosen adaptively per block of columns by w^2 / [H^-1]_jj^2. For unstructured
+    sparsity the selection is over the whole block (all rows), as in the paper, so a layer ends
+    with exactly ``floor(ratio * numel)`` pruned weights but rows may differ (a per-row quota per
+    block forces pruning high-activation columns and costs accuracy). N:M groups are chosen
+    within each group of M columns, so N:M masks are exact per group.
     """
     rows, cols = weight.shape
     if sparsity.is_nm and block_size % sparsity.m:
@@ -63,12 +65,12 @@ def sparsegpt_prune(
         if sparsity.is_nm:
             mask1 = torch.zeros_like(W1, dtype=torch.bool)
         else:
-            k = pruned_per_row(i2, sparsity.ratio) - pruned_per_row(i1, sparsity.ratio)
-            tmp = W1**2 / (d.unsqueeze(0) ** 2)
-            mask1 = torch.zeros_like(W1, dtype=torch.bool)
+            k = pruned_per_row(rows * i2, sparsity.ratio) - pruned_per_row(rows * i1, sparsity.ratio)
+            tmp = (W1**2 / (d.unsqueeze(0) ** 2)).flatten()
+            flat = torch.zeros_like(tmp, dtype=torch.bool)
             if k > 0:
-                order = torch.sort(tmp, dim=1, stable=True).indices
-                mask1.scatter_(1, order[:, :k], True)
+                flat[torch.sort(tmp, stable=True).indices[:k]] = True
+            mask1 = flat.reshape(rows, count)
         for i in range(count):
             w = W1[:, i]
             if sparsity.is_nm and i % sparsity.m == 0:

@@ -1,0 +1,65 @@
+"""Cached pipeline stages: a finished stage is skipped when re-run with the same settings.
+
+Each stage writes into ``RUN_DIR/<stage>/`` atomically and records a fingerprint of the settings
+(and of the stages it depends on) in ``stage.json``. A stage whose fingerprint matches is reused;
+one whose settings changed is recomputed, and so is everything downstream of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..io import atomic_output_dir, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+STAGE_FILE = "stage.json"
+
+
+def fingerprint(settings: Any, upstream: list[str] | tuple[str, ...] = ()) -> str:
+    """Stable hash of a stage's settings and its upstream stages' fingerprints."""
+    blob = json.dumps({"settings": settings, "upstream": list(upstream)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class StageRecord:
+    name: str
+    path: Path
+    fingerprint: str
+    reused: bool
+    seconds: float
+
+
+def run_stage(
+    run_dir: Path,
+    name: str,
+    settings: Any,
+    build: Callable[[Path], Any],
+    upstream: list[StageRecord] | tuple[StageRecord, ...] = (),
+) -> StageRecord:
+    """Run ``build(tmp_dir)`` unless ``run_dir/name`` already holds a result with the same fingerprint."""
+    fp = fingerprint(settings, [u.fingerprint for u in upstream])
+    path = run_dir / name
+    marker = path / STAGE_FILE
+    if marker.is_file():
+        try:
+            done = read_json(marker)
+        except (OSError, ValueError):
+            done = {}
+        if done.get("fingerprint") == fp:
+            log.info("stage %s: cached (%s)", name, path)
+            return StageRecord(name, path, fp, True, float(done.get("seconds", 0.0)))
+        log.info("stage %s: settings changed, recomputing", name)
+    start = time.perf_counter()
+    with atomic_output_dir(path, overwrite=True) as tmp:
+        build(tmp)
+        seconds = time.perf_counter() - start
+        write_json(tmp / STAGE_FILE, {"stage": name, "fingerprint": fp, "settings": settings, "seconds": seconds})
+    return StageRecord(name, path, fp, False, seconds)
