@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from hsr.loading import ModelLoadError, load_model
+from hsr.tiny import save_tiny_model
+
+
+def test_load_local_vlm_and_text_models(tmp_path):
+    vlm = load_model(save_tiny_model("idefics3", tmp_path / "vlm"))
+    assert vlm.is_vlm and hasattr(vlm.processor, "image_processor")
+    lm = load_model(save_tiny_model("qwen2", tmp_path / "lm"))
+    assert not lm.is_vlm and lm.tokenizer is lm.processor
+    assert not lm.model.training
+    assert lm.model.dtype == torch.float32
+
+
+def test_input_directory_is_not_modified(tmp_path):
+    src = save_tiny_model("llama", tmp_path / "m")
+    before = {p.name: p.stat().st_mtime_ns for p in src.iterdir()}
+    load_model(src)
+    assert {p.name: p.stat().st_mtime_ns for p in src.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p / "missing", "not found"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no config.json"),
+        (lambda p: (p / "f.txt").write_text("x") and p / "f.txt", "is a file"),
+        (lambda p: p / "x.gguf", "GGUF file not found"),
+    ],
+)
+def test_bad_paths_get_clear_errors(tmp_path, make, message):
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(make(tmp_path))
+
+
+def test_bad_dtype(tmp_path):
+    with pytest.raises(ModelLoadError, match="Unknown dtype"):
+        load_model(save_tiny_model("llama", tmp_path / "m"), dtype="float8")
+
+
+def test_hub_id_offline_gives_actionable_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="Hugging Face Hub"):
+        load_model("no-such-org/no-such-model-hsr")
+
+
+@pytest.mark.slow
+def test_load_from_gguf_file():
+    from hsr.loading import _smollm_gguf_path
+
+    loaded = load_model(_smollm_gguf_path())
+    assert loaded.arch.num_heads == 9 and loaded.arch.num_kv_heads == 3 and loaded.arch.num_layers == 30
