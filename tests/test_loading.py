@@ -52,3 +52,22 @@ def test_load_from_gguf_file():
 
     loaded = load_model(_smollm_gguf_path())
     assert loaded.arch.num_heads == 9 and loaded.arch.num_kv_heads == 3 and loaded.arch.num_layers == 30
+
+
+@pytest.mark.parametrize("arch", ["qwen2_vl", "smolvlm"])
+def test_saved_video_capable_vlm_reloads_in_fresh_process(tmp_path, arch):
+    """A saved Qwen2-VL / SmolVLM folder loads through hsr.loading in a new interpreter."""
+    import subprocess
+    import sys
+
+    from hsr.tiny import save_tiny_model
+
+    save_tiny_model(arch, tmp_path / arch)
+    code = (
+        "from hsr.loading import load_model; "
+        f"m = load_model({str(tmp_path / arch)!r}); "
+        "print(type(m.processor).__name__, m.is_vlm)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "True" in out.stdout

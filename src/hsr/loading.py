@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .architecture import ArchInfo, describe
+from .compat import install_no_video_processor_workaround
 from .errors import HsrError
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ def load_model(
         proc_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
         if gguf_file:
             proc_kwargs["gguf_file"] = gguf_file
+        if is_vlm:
+            install_no_video_processor_workaround()
         processor = (AutoProcessor if is_vlm else AutoTokenizer).from_pretrained(path, **proc_kwargs)
     except ModelLoadError:
         raise
