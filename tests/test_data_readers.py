@@ -90,3 +90,12 @@ def test_subsample_is_seeded_and_order_preserving(tmp_path):
     idx = [int(s.prompt[1:]) for s in a]
     assert idx == sorted(idx)
     assert len(subsample(a, 100)) == 10
+
+
+def test_unknown_builtin_dataset_is_a_data_error():
+    import pytest as _pytest
+
+    from hsr.data import DataError, load_samples
+
+    with _pytest.raises(DataError, match="Unknown built-in dataset"):
+        load_samples("builtin:no-such-set")

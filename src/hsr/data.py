@@ -158,7 +158,11 @@ def load_samples(spec: str | Path, limit: int | None = None, seed: int = 0, chec
     elif spec.startswith("builtin:"):
         from .resources import builtin_path
 
-        samples = read_jsonl(builtin_path(spec.split(":", 1)[1]))
+        try:
+            path = builtin_path(spec.split(":", 1)[1])
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
+        samples = read_jsonl(path)
     else:
         samples = read_jsonl(spec, check_images=check_images)
     return subsample(samples, limit, seed)
