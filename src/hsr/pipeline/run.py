@@ -131,7 +131,7 @@ class _Pipeline:
                 max_length=self.config["max_length"],
             )
             scores = score_heads(loaded, samples, head_config, checkpoint_dir=checkpoint, progress=self.progress)
-            save_head_scores(tmp, scores, model_label=f"{cfg['on']} {self.config['model']}")
+            save_head_scores(tmp, scores, model_label=f"{cfg['score_model']} {self.config['model']}")
 
         record = self.stage(HEADS, settings, build, upstream)
         if checkpoint.exists():

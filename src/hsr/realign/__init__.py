@@ -1,0 +1,39 @@
+"""Neuron-level Hierarchical Safety Realignment: restore safety-critical pruned weights in safety heads.
+
+Pipeline: :func:`compute_importance` (utility and safety data, dense model) ->
+:func:`realign_pruned` (candidates ``(S(q) ∩ U(max_p)) − U(p)`` inside the pruning mask and the
+top safety heads' slices) -> :func:`save_realigned`.
+"""
+
+from .external import ModelMismatchError, check_compatible, infer_masks, load_pruned_masks
+from .importance import IMPORTANCE_METHODS, compute_importance, load_importance, save_importance
+from .ranking import HeadsFileError, read_head_ranking, select_heads
+from .restore import RESTORED_FILE, RealignConfig, RealignError, RealignResult, realign_pruned, save_realigned
+from .selection import candidate_mask, top_fraction_mask, validate_fractions
+from .slices import HeadGeometry, head_bias_mask, head_weight_mask
+
+__all__ = [
+    "IMPORTANCE_METHODS",
+    "RESTORED_FILE",
+    "HeadGeometry",
+    "HeadsFileError",
+    "ModelMismatchError",
+    "RealignConfig",
+    "RealignError",
+    "RealignResult",
+    "candidate_mask",
+    "check_compatible",
+    "compute_importance",
+    "head_bias_mask",
+    "head_weight_mask",
+    "infer_masks",
+    "load_importance",
+    "load_pruned_masks",
+    "read_head_ranking",
+    "realign_pruned",
+    "save_importance",
+    "save_realigned",
+    "select_heads",
+    "top_fraction_mask",
+    "validate_fractions",
+]

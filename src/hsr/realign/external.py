@@ -1,0 +1,118 @@
+"""The pruning mask of a pruned checkpoint: hsr's own ``mask.safetensors``, or inferred from weights.
+
+HSR needs no pruning of its own (DESIGN.md 1.3): given the dense model and any pruned checkpoint
+of the same architecture, a weight counts as pruned when it is zero in the pruned model but not in
+the dense one. Weights that are zero in both are left out of the mask (restoring them would copy a
+zero). The pruned model's other weights may differ from the dense (SparseGPT updates them); that
+is expected and left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..architecture import describe
+from ..errors import HsrError
+from ..io import load_masks
+from ..pruning.prune import MASK_FILE
+
+log = logging.getLogger(__name__)
+
+
+class ModelMismatchError(HsrError, ValueError):
+    """The dense and pruned models do not share an architecture or tensor shapes."""
+
+
+class MaskError(HsrError, ValueError):
+    """A mask file does not fit the model it is applied to."""
+
+
+def check_compatible(dense: nn.Module, pruned: nn.Module) -> dict[str, tuple[nn.Linear, nn.Linear]]:
+    """Raise :class:`ModelMismatchError` naming the first differing tensor; return paired decoder linears."""
+    da, pa = describe(dense), describe(pruned)
+    if da.class_name != pa.class_name:
+        raise ModelMismatchError(
+            f"Dense model is {da.class_name} but the pruned model is {pa.class_name}; they must share an architecture."
+        )
+    for field in ("num_layers", "num_heads", "num_kv_heads", "head_dim", "hidden_size"):
+        if getattr(da, field) != getattr(pa, field):
+            raise ModelMismatchError(
+                f"Dense and pruned {da.class_name} differ in {field}: {getattr(da, field)} vs {getattr(pa, field)}."
+            )
+    dl, pl = da.decoder_linears(include_mlp=True), pa.decoder_linears(include_mlp=True)
+    pairs: dict[str, tuple[nn.Linear, nn.Linear]] = {}
+    for name, d in dl.items():
+        p = pl.get(name)
+        if p is None:
+            raise ModelMismatchError(f"Pruned model has no {name} (the dense model does).")
+        for kind in ("weight", "bias"):
+            dt, pt = getattr(d, kind, None), getattr(p, kind, None)
+            if (dt is None) != (pt is None):
+                raise ModelMismatchError(f"{name}.{kind}: present in only one of the dense and pruned models.")
+            if dt is not None and dt.shape != pt.shape:
+                raise ModelMismatchError(
+                    f"{name}.{kind}: shape {tuple(dt.shape)} in the dense model but {tuple(pt.shape)} in the pruned one."
+                )
+        pairs[name] = (d, p)
+    return pairs
+
+
+def infer_mask(dense_weight: torch.Tensor, pruned_weight: torch.Tensor) -> torch.Tensor:
+    """True where the pruned weight is zero and the dense one is not."""
+    d = dense_weight.detach().cpu()
+    p = pruned_weight.detach().cpu()
+    return (p == 0) & (d != 0)
+
+
+@torch.no_grad()
+def infer_masks(dense: nn.Module, pruned: nn.Module) -> dict[str, torch.Tensor]:
+    """Masks (True = pruned) of every decoder linear, read off the weights."""
+    pairs = check_compatible(dense, pruned)
+    masks = {name: infer_mask(d.weight, p.weight) for name, (d, p) in pairs.items()}
+    total = sum(int(m.sum()) for m in masks.values())
+    if total == 0:
+        log.warning("The pruned model has no weights zeroed relative to the dense model; nothing can be restored.")
+    return masks
+
+
+def _mask_fits(masks: dict[str, torch.Tensor], pairs: dict[str, tuple[nn.Linear, nn.Linear]]) -> str | None:
+    """None when the saved mask matches the pruned weights; else why not."""
+    for name, mask in masks.items():
+        if name not in pairs:
+            return f"it names {name}, which is not a decoder linear of the model"
+        pw = pairs[name][1].weight
+        if tuple(mask.shape) != tuple(pw.shape):
+            return f"{name}: mask shape {tuple(mask.shape)} but weight shape {tuple(pw.shape)}"
+        if bool((pw.detach().cpu()[mask] != 0).any()):
+            return f"{name}: weights marked pruned are nonzero in the pruned model"
+    return None
+
+
+@torch.no_grad()
+def load_pruned_masks(pruned_dir: str | Path | None, dense_model: nn.Module, pruned_model: nn.Module) -> dict[str, torch.Tensor]:
+    """The pruned model's masks: ``pruned_dir/mask.safetensors`` when present and consistent, else inferred.
+
+    Linears the mask file does not cover (e.g. MLPs left dense by ``--no-mlp``) are inferred.
+    """
+    pairs = check_compatible(dense_model, pruned_model)
+    path = Path(pruned_dir) / MASK_FILE if pruned_dir is not None else None
+    if path is None or not path.is_file():
+        return infer_masks(dense_model, pruned_model)
+    try:
+        saved = load_masks(path)
+    except Exception as exc:  # corrupt or foreign file: fall back to the weights
+        log.warning("Could not read %s (%s); inferring the mask from the weights instead.", path, exc)
+        return infer_masks(dense_model, pruned_model)
+    problem = _mask_fits(saved, pairs)
+    if problem is not None:
+        log.warning("%s does not match the pruned model (%s); inferring the mask from the weights.", path, problem)
+        return infer_masks(dense_model, pruned_model)
+    masks = dict(saved)
+    for name, (d, p) in pairs.items():
+        if name not in masks:
+            masks[name] = infer_mask(d.weight, p.weight)
+    return masks

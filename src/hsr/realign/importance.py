@@ -1,0 +1,167 @@
+"""Per-weight importance on the dense model, from response tokens only (DESIGN.md 1.3).
+
+* Wanda: ``|W_ij| * ||X_j||_2`` where ``X`` holds the inputs of the linear at response tokens
+  (prompt and image tokens masked out). Computed layer by layer with inputs from the dense model,
+  so peak memory stays near model size + one layer's activations.
+* SNIP: ``sum over samples of |W_ij * dL/dW_ij|`` where ``L`` is the mean negative log-likelihood
+  of the sample's response tokens (one backward pass per sample).
+
+Scores are float32 CPU tensors shaped like the weights, keyed by full linear names
+(``ArchInfo.decoder_linears(include_mlp=True)``), and stored as safetensors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..calibration import InputNormAccumulator, capture_layer0_inputs, collect_layer_statistics, run_layer
+from ..architecture import model_device
+from ..data import DEFAULT_MAX_LENGTH, Encoded, Sample, encode
+from ..errors import ConfigError, HsrError
+from ..loading import LoadedModel
+from ..pruning.methods import wanda_scores
+
+log = logging.getLogger(__name__)
+
+IMPORTANCE_METHODS: tuple[str, ...] = ("wanda", "snip")
+_FORMAT = "hsr-importance"
+
+
+class ImportanceError(HsrError):
+    """Importance scores could not be computed or read."""
+
+
+def _encode(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> list[Encoded]:
+    if not samples:
+        raise ConfigError("Importance scores need data with responses; the dataset is empty.")
+    encoded = [encode(loaded.processor, s, include_response=True, max_length=max_length) for s in samples]
+    if sum(int(e.response_mask.sum()) for e in encoded) == 0:
+        raise ImportanceError(
+            f"No response tokens left after truncation to max_length={max_length}; raise max_length."
+        )
+    return encoded
+
+
+@torch.no_grad()
+def _wanda(loaded: LoadedModel, encoded: list[Encoded], progress: bool) -> dict[str, torch.Tensor]:
+    arch = loaded.arch
+    inputs = capture_layer0_inputs(loaded.model, arch, encoded, response_only=True)
+    scores: dict[str, torch.Tensor] = {}
+    for i in tqdm(range(arch.num_layers), desc="importance[wanda]", disable=not progress):
+        layer = arch.layers[i]
+        linears = arch.layer_linears(i, include_mlp=True)
+        stats = InputNormAccumulator()
+        collect_layer_statistics(layer, inputs, linears, stats)
+        for rel, linear in linears.items():
+            scores[arch.full_name(i, rel)] = wanda_scores(linear.weight.data, stats.norms(rel)).float().cpu()
+        if i + 1 < arch.num_layers:
+            inputs = run_layer(layer, inputs)
+    return scores
+
+
+@contextlib.contextmanager
+def _grads_only_for(model: nn.Module, params: list[nn.Parameter]) -> Iterator[None]:
+    """Enable gradients for ``params`` only; restore every flag and drop the grads afterwards."""
+    saved = [(p, p.requires_grad) for p in model.parameters()]
+    was_training = model.training
+    try:
+        for p, _ in saved:
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+            p.grad = None
+        model.eval()
+        yield
+    finally:
+        for p in params:
+            p.grad = None
+        for p, flag in saved:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def response_nll(logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL over response tokens (token t is predicted from position t-1)."""
+    target_mask = response_mask[:, 1:].to(logits.device)
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    nll = -logp.gather(-1, input_ids[:, 1:].to(logits.device).unsqueeze(-1)).squeeze(-1)
+    return nll[target_mask].mean()
+
+
+def _snip(loaded: LoadedModel, encoded: list[Encoded], progress: bool) -> dict[str, torch.Tensor]:
+    model, arch = loaded.model, loaded.arch
+    linears = arch.decoder_linears(include_mlp=True)
+    params = [lin.weight for lin in linears.values()]
+    scores = {name: torch.zeros(lin.weight.shape, dtype=torch.float32) for name, lin in linears.items()}
+    device = model_device(model)
+    used = 0
+    with _grads_only_for(model, params):
+        for enc in tqdm(encoded, desc="importance[snip]", disable=not progress):
+            if int(enc.response_mask[:, 1:].sum()) == 0:
+                continue  # nothing to predict in this (truncated) sample
+            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in enc.inputs.items()}
+            logits = model(**inputs, use_cache=False).logits
+            loss = response_nll(logits, inputs["input_ids"], enc.response_mask)
+            loss.backward()
+            with torch.no_grad():
+                for name, lin in linears.items():
+                    grad = lin.weight.grad
+                    if grad is not None:
+                        scores[name] += (lin.weight.detach().float() * grad.float()).abs().cpu()
+                        lin.weight.grad = None
+            used += 1
+    if used == 0:
+        raise ImportanceError("SNIP needs at least one sample with two or more response tokens; raise max_length.")
+    return scores
+
+
+def compute_importance(
+    loaded: LoadedModel,
+    samples: Sequence[Sample],
+    method: str = "wanda",
+    max_length: int = DEFAULT_MAX_LENGTH,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Importance of every decoder-linear weight of ``loaded`` (the dense model) on ``samples``.
+
+    Only response tokens count, so every sample needs a response. Returns float32 CPU tensors.
+    """
+    if method not in IMPORTANCE_METHODS:
+        raise ConfigError(f"Unknown importance method {method!r}; choose one of {', '.join(IMPORTANCE_METHODS)}.")
+    encoded = _encode(loaded, samples, max_length)
+    if method == "wanda":
+        return _wanda(loaded, encoded, progress)
+    return _snip(loaded, encoded, progress)
+
+
+def save_importance(scores: dict[str, torch.Tensor], path: str | Path, method: str | None = None) -> None:
+    """Write scores to a safetensors file (float32, contiguous)."""
+    tensors = {name: t.detach().float().cpu().contiguous() for name, t in scores.items()}
+    meta = {"format": _FORMAT}
+    if method:
+        meta["method"] = method
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_importance(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read scores written by :func:`save_importance`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportanceError(f"Importance file {path} not found.")
+    try:
+        out: dict[str, torch.Tensor] = {}
+        with safe_open(str(path), framework="pt") as fh:
+            for name in fh.keys():
+                out[name] = fh.get_tensor(name).float()
+    except Exception as exc:  # safetensors raises several error types for corrupt files
+        raise ImportanceError(f"{path}: not a readable safetensors importance file ({exc}).") from exc
+    return out

@@ -1,0 +1,78 @@
+"""Keeping N:M structure intact while restoring (DESIGN.md 1.3, "Structure").
+
+With an N:M mask (N pruned of every M consecutive inputs of a row), restoring a weight would
+leave its group with N-1 zeros. The structure-preserving mode swaps instead: every weight restored
+in a group re-prunes the least utility-important weight of that group that is currently kept (kept
+weights are never restored ones, since only pruned weights are restored), so each group still
+has exactly N zeros. A group has only M-N kept weights, so at most M-N restorations fit in it;
+extra ones are dropped, keeping those with the highest safety score (stable: lower index wins ties).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+CANDIDATE_M: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
+
+
+def nm_of(mask: torch.Tensor, m: int) -> int | None:
+    """N if every group of ``m`` consecutive inputs of ``mask`` has the same 0 < N < m pruned, else None."""
+    rows, cols = mask.shape
+    if cols % m:
+        return None
+    counts = mask.reshape(rows, cols // m, m).sum(-1)
+    n = int(counts.reshape(-1)[0])
+    if not 0 < n < m or not bool((counts == n).all()):
+        return None
+    return n
+
+
+def detect_nm(masks: Iterable[torch.Tensor]) -> tuple[int, int] | None:
+    """The smallest-M pattern ``(n, m)`` shared by all non-empty ``masks``, or None.
+
+    A pattern needs at least two groups per row (a per-row unstructured mask is trivially
+    ``k:cols``, which is no structure worth preserving).
+    """
+    masks = [mk for mk in masks if bool(mk.any())]
+    if not masks:
+        return None
+    width = min(mk.shape[1] for mk in masks)
+    for m in (m for m in CANDIDATE_M if 2 * m <= width):
+        n = nm_of(masks[0], m)
+        if n is not None and all(nm_of(mk, m) == n for mk in masks[1:]):
+            return n, m
+    return None
+
+
+def _grouped(t: torch.Tensor, m: int) -> torch.Tensor:
+    rows, cols = t.shape
+    return t.reshape(rows, cols // m, m)
+
+
+def limit_per_group(restore: torch.Tensor, safety: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Keep at most ``m - n`` restorations per group: those with the highest safety score."""
+    r = _grouped(restore, m)
+    big = torch.finfo(torch.float32).max
+    s = torch.nan_to_num(_grouped(safety.float(), m), nan=-big, posinf=big, neginf=-big).masked_fill(~r, -math.inf)
+    order = torch.sort(s, dim=-1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(m).expand_as(order).contiguous())
+    return (r & (rank < (m - n))).reshape(restore.shape)
+
+
+def reprune_for(restore: torch.Tensor, mask: torch.Tensor, utility: torch.Tensor, m: int) -> torch.Tensor:
+    """For each restored weight of a group, the least utility-important kept weight to prune instead."""
+    r, kept = _grouped(restore, m), ~_grouped(mask, m)
+    k = r.sum(-1, keepdim=True)
+    big = torch.finfo(torch.float32).max
+    u = torch.nan_to_num(_grouped(utility.float(), m), nan=big, posinf=big, neginf=-big).masked_fill(~kept, math.inf)
+    order = torch.sort(u, dim=-1, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(m).expand_as(order).contiguous())
+    out = kept & (rank < k)
+    if bool((out.sum(-1, keepdim=True) != k).any()):
+        raise ValueError("a group has more restorations than kept weights; call limit_per_group first")
+    return out.reshape(restore.shape)

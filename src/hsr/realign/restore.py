@@ -1,0 +1,274 @@
+"""Neuron-level restoration inside the selected safety heads (DESIGN.md 1.3).
+
+For each attention projection of a layer holding a selected head, the restored set is
+``R = C ∩ M ∩ slices``: candidates from :func:`~hsr.realign.selection.candidate_mask`, inside the
+pruning mask ``M``, inside the selected heads' slices. Restored weights get their original dense
+value back; nothing outside ``M`` is touched (except re-pruned weights in the N:M-preserving mode).
+
+Options: whole-head restore ignores ``C`` (every pruned weight of the slices: the paper's "HSR-a"
+ablation); ``include_mlp`` also realigns the whole MLP matrices of layers holding a selected head;
+random heads is the seeded control; ``preserve_nm`` keeps N:M masks valid by swapping; ``budget``
+keeps only the ``budget`` restorations with the highest safety score across all matrices (ties:
+earlier layer/matrix, then lower index). Biases are never pruned by hsr; for external checkpoints
+whose q/k/v bias entries were zeroed, those entries follow their rows: they are restored when the
+row has a restored weight (every slice row in whole-head mode). They count in ``restored_params``
+but not against ``budget``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .. import __version__
+from ..errors import ConfigError, HsrError
+from ..io import atomic_output_dir, save_masks, write_json
+from ..loading import LoadedModel
+from ..pruning.masks import Sparsity
+from ..pruning.prune import MASK_FILE, SUMMARY_FILE
+from .external import check_compatible, infer_masks
+from .nm import detect_nm, limit_per_group, nm_of, reprune_for
+from .ranking import select_heads
+from .selection import candidate_mask, validate_fractions
+from .slices import ATTENTION, HeadGeometry, head_bias_mask, head_weight_mask
+from .summary import account
+
+log = logging.getLogger(__name__)
+
+RESTORED_FILE = "restored.safetensors"
+
+
+class RealignError(HsrError, ValueError):
+    """Realignment inputs do not fit together (scores, masks, model)."""
+
+
+@dataclass
+class RealignConfig:
+    top_h: int = 10
+    p: float = 0.5
+    q: float = 0.5
+    max_p: float = 0.7
+    per_row: bool = False
+    include_mlp: bool = False
+    whole_head: bool = False
+    random_heads: bool = False
+    seed: int = 0
+    preserve_nm: bool = False
+    budget: int | None = None
+    #: N:M pattern for ``preserve_nm`` (e.g. "2:4"); None = detect it from the mask.
+    nm: str | None = None
+
+    def validate(self) -> None:
+        validate_fractions(self.p, self.q, self.max_p)
+        if isinstance(self.top_h, bool) or not isinstance(self.top_h, int) or self.top_h < 1:
+            raise ConfigError(f"top_h must be a positive integer, got {self.top_h!r}.")
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 0):
+            raise ConfigError(f"budget must be a non-negative integer (max restored parameters) or None, got {self.budget!r}.")
+        if self.nm is not None:
+            sp = Sparsity.parse(self.nm)
+            if not sp.is_nm:
+                raise ConfigError(f"nm must be an N:M pattern such as 2:4, got {self.nm!r}.")
+
+
+@dataclass
+class RealignResult:
+    masks_after: dict[str, torch.Tensor]
+    restored: dict[str, torch.Tensor]
+    summary: dict[str, Any]
+    repruned: dict[str, torch.Tensor] = field(default_factory=dict)
+    restored_bias: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _scores(table: dict[str, torch.Tensor] | None, kind: str, name: str, shape: torch.Size) -> torch.Tensor:
+    if table is None:
+        raise RealignError(f"{kind} importance scores are required for this configuration but none were given.")
+    if name not in table:
+        raise RealignError(f"{kind} importance scores lack {name}; were they computed on this model (with MLPs)?")
+    t = table[name]
+    if tuple(t.shape) != tuple(shape):
+        raise RealignError(f"{kind} importance for {name} has shape {tuple(t.shape)}, the weight {tuple(shape)}.")
+    return t.detach().float().cpu()
+
+
+def _layer_targets(arch: Any, layer: int, heads: list[int], include_mlp: bool) -> list[tuple[str, str, list[int] | None]]:
+    """(full name, relative name, heads or None for a whole matrix) of one layer."""
+    out = [(arch.full_name(layer, rel), rel, heads) for rel in ATTENTION]
+    if include_mlp:
+        out += [(arch.full_name(layer, rel), rel, None) for rel in arch.linear_names(True) if rel not in ATTENTION]
+    return out
+
+
+def _apply_budget(
+    restore: dict[str, torch.Tensor], safety: dict[str, torch.Tensor], budget: int
+) -> dict[str, torch.Tensor]:
+    names = list(restore)
+    total = sum(int(restore[n].sum()) for n in names)
+    if total <= budget:
+        return restore
+    idx = [restore[n].reshape(-1).nonzero().squeeze(1) for n in names]
+    vals = torch.cat([torch.nan_to_num(safety[n].reshape(-1)[i], nan=-float("inf")) for n, i in zip(names, idx)])
+    owner = torch.cat([torch.full_like(i, k) for k, i in enumerate(idx)])
+    flat = torch.cat(idx)
+    keep = torch.sort(vals, descending=True, stable=True).indices[:budget]
+    out = {n: torch.zeros_like(restore[n]) for n in names}
+    for k, n in enumerate(names):
+        sel = flat[keep[owner[keep] == k]]
+        out[n].view(-1)[sel] = True
+    return out
+
+
+def _nm_pattern(config: RealignConfig, masks: list[torch.Tensor]) -> tuple[int, int]:
+    if config.nm is not None:
+        sp = Sparsity.parse(config.nm)
+        bad = [i for i, mk in enumerate(masks) if mk.any() and nm_of(mk, sp.m) != sp.n]
+        if bad:
+            raise RealignError(f"preserve_nm with nm={config.nm}: the pruning mask is not {config.nm} in every matrix.")
+        return sp.n, sp.m
+    found = detect_nm(masks)
+    if found is None:
+        raise RealignError(
+            "preserve_nm needs an N:M pruning mask (N pruned of every M consecutive inputs), but the mask is not N:M "
+            "for any M in 2..64; drop --preserve-nm for unstructured masks."
+        )
+    return found
+
+
+@torch.no_grad()
+def realign_pruned(
+    dense: LoadedModel,
+    pruned: LoadedModel,
+    masks: dict[str, torch.Tensor] | None,
+    head_ranking: Sequence[tuple[int, int]],
+    utility: dict[str, torch.Tensor] | None,
+    safety: dict[str, torch.Tensor] | None,
+    config: RealignConfig,
+) -> RealignResult:
+    """Restore safety-critical pruned weights of ``pruned.model`` (in place) from ``dense.model``.
+
+    ``head_ranking`` is the full ranked list (most safety-critical first); the first ``top_h`` are
+    used, or ``top_h`` seeded-random heads with ``config.random_heads``. ``masks`` (True = pruned)
+    None means: infer from the weights (zero in pruned, nonzero in dense).
+    """
+    config.validate()
+    pairs = check_compatible(dense.model, pruned.model)
+    arch = pruned.arch
+    mask_source = "given"
+    if masks is None:
+        masks = infer_masks(dense.model, pruned.model)
+        mask_source = "inferred"
+    for name, mk in masks.items():
+        if name not in pairs:
+            raise RealignError(f"The mask names {name}, which is not a decoder linear of {arch.class_name}.")
+        if tuple(mk.shape) != tuple(pairs[name][1].weight.shape):
+            raise RealignError(f"Mask for {name} has shape {tuple(mk.shape)}, the weight {tuple(pairs[name][1].weight.shape)}.")
+    geom = HeadGeometry.from_arch(arch)
+    heads = select_heads(head_ranking, config.top_h, arch.num_layers, arch.num_heads, config.random_heads, config.seed)
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+
+    needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
+    restore: dict[str, torch.Tensor] = {}
+    where: dict[str, tuple[str, list[int] | None]] = {}
+    safety_of: dict[str, torch.Tensor] = {}
+    utility_of: dict[str, torch.Tensor] = {}
+    candidates = 0
+    for layer in sorted(by_layer):
+        for name, rel, layer_heads in _layer_targets(arch, layer, by_layer[layer], config.include_mlp):
+            weight = pairs[name][1].weight
+            mask = masks[name].bool().cpu() if name in masks else torch.zeros(weight.shape, dtype=torch.bool)
+            region = mask if layer_heads is None else mask & head_weight_mask(geom, rel, layer_heads, tuple(weight.shape))
+            if needs_scores:
+                safety_of[name] = _scores(safety, "safety", name, weight.shape)
+                utility_of[name] = _scores(utility, "utility", name, weight.shape)
+            if config.whole_head:
+                r = region
+            else:
+                c = candidate_mask(utility_of[name], safety_of[name], config.p, config.q, config.max_p, config.per_row)
+                r = region & c
+            candidates += int(r.sum())
+            restore[name] = r
+            where[name] = (rel, layer_heads)
+
+    nm: tuple[int, int] | None = None
+    if config.preserve_nm:
+        nm = _nm_pattern(config, [masks[n] for n in restore if n in masks])
+        restore = {n: limit_per_group(r, safety_of[n], *nm) if r.any() else r for n, r in restore.items()}
+    if config.budget is not None:
+        restore = _apply_budget(restore, safety_of, config.budget)
+
+    repruned: dict[str, torch.Tensor] = {}
+    restored_bias: dict[str, torch.Tensor] = {}
+    for name, r in restore.items():
+        dlin, plin = pairs[name]
+        pw = plin.weight
+        if r.any():
+            src = dlin.weight.detach()[r.to(dlin.weight.device)]
+            pw.data[r.to(pw.device)] = src.to(pw.device, pw.dtype)
+        if nm is not None:
+            mask = masks[name].bool().cpu() if name in masks else torch.zeros_like(r)
+            x = reprune_for(r, mask, utility_of[name], nm[1])
+            if x.any():
+                pw.data[x.to(pw.device)] = 0
+            repruned[name] = x
+        rel, layer_heads = where[name]
+        if plin.bias is not None and layer_heads is not None:
+            rows = head_bias_mask(geom, rel, layer_heads, plin.bias.shape[0])
+            if rows is not None:
+                zeroed = (plin.bias.detach().cpu() == 0) & (dlin.bias.detach().cpu() != 0)
+                follow = rows if config.whole_head else r.any(dim=1)
+                b = zeroed & rows & follow
+                if b.any():
+                    plin.bias.data[b.to(plin.bias.device)] = dlin.bias.detach()[b.to(dlin.bias.device)].to(
+                        plin.bias.device, plin.bias.dtype
+                    )
+                restored_bias[name] = b
+
+    masks_after: dict[str, torch.Tensor] = {}
+    for name, mk in masks.items():
+        new = mk.bool().cpu().clone()
+        if name in restore:
+            new &= ~restore[name]
+        if name in repruned:
+            new |= repruned[name]
+        masks_after[name] = new
+
+    lm_params = arch.language_model_param_count(pruned.model)
+    summary: dict[str, Any] = {
+        "hsr_version": __version__,
+        "model": pruned.source,
+        "dense_model": dense.source,
+        "architecture": arch.class_name,
+        "config": asdict(config),
+        "mask_source": mask_source,
+        "heads": [
+            {"layer": layer, "head": head, **({} if config.random_heads else {"rank": i + 1})}
+            for i, (layer, head) in enumerate(heads)
+        ],
+        "head_selection": "random" if config.random_heads else "top-ranked",
+        "nm_pattern": f"{nm[0]}:{nm[1]}" if nm else None,
+        "candidates_in_slices": candidates,
+        "pruned_params_before": sum(int(m.sum()) for m in masks.values()),
+        "pruned_params_after": sum(int(m.sum()) for m in masks_after.values()),
+    }
+    summary.update(account(arch, heads, restore, restored_bias, repruned, lm_params))
+    log.info(
+        "Restored %d parameters (%.4f per ten-thousand of %d language-model parameters) in %d heads.",
+        summary["restored_params"], summary["restored_per_ten_thousand"], lm_params, len(heads),
+    )
+    return RealignResult(masks_after, restore, summary, repruned, restored_bias)
+
+
+def save_realigned(out: str | Path, pruned_loaded: LoadedModel, result: RealignResult, overwrite: bool = False) -> Path:
+    """Write the realigned model like a pruned one: weights, processor, new mask, restored positions, summary."""
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        pruned_loaded.model.save_pretrained(tmp, safe_serialization=True)
+        pruned_loaded.processor.save_pretrained(tmp)
+        save_masks(result.masks_after, tmp / MASK_FILE)
+        save_masks(result.restored, tmp / RESTORED_FILE)
+        write_json(tmp / SUMMARY_FILE, result.summary)
+    return Path(out).expanduser().resolve()
