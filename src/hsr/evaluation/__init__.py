@@ -1,0 +1,34 @@
+"""Evaluation: generation, judges, safety rates with intervals, perplexity and multiple choice."""
+
+from .evaluate import BENIGN_FILE, HARMFUL_FILE, METRICS_FILE, SUITES, EvalConfig, evaluate_model
+from .generation import generate, write_generations
+from .judges import DEFAULT_LIST, REFUSAL_LISTS, KeywordJudge, ModelJudge, make_judge
+from .mcq import MCQItem, load_mcq, mcq_accuracy
+from .metrics import bootstrap_interval, clopper_pearson_interval, proportion, restoration_rate, wilson_interval
+from .perplexity import load_text, perplexity
+
+__all__ = [
+    "BENIGN_FILE",
+    "DEFAULT_LIST",
+    "HARMFUL_FILE",
+    "METRICS_FILE",
+    "REFUSAL_LISTS",
+    "SUITES",
+    "EvalConfig",
+    "KeywordJudge",
+    "MCQItem",
+    "ModelJudge",
+    "bootstrap_interval",
+    "clopper_pearson_interval",
+    "evaluate_model",
+    "generate",
+    "load_mcq",
+    "load_text",
+    "make_judge",
+    "mcq_accuracy",
+    "perplexity",
+    "proportion",
+    "restoration_rate",
+    "wilson_interval",
+    "write_generations",
+]

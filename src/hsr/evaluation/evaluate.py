@@ -1,0 +1,163 @@
+"""Evaluate one model: safety (ASR, over-refusal) and utility (perplexity, multiple choice).
+
+Writes into ``out_dir``: ``metrics.json`` (the pipeline contract: model, path, asr, over_refusal,
+perplexity, mcq_accuracy, judge, ...), ``generations_harmful.jsonl`` and
+``generations_benign.jsonl`` (prompt, image, output, verdict), and ``mcq.jsonl`` when run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data import Sample, load_samples
+from ..errors import ConfigError
+from ..io import write_json
+from ..loading import LoadedModel
+from .generation import generate, write_generations
+from .judges import make_judge
+from .mcq import METHODS as MCQ_METHODS
+from .mcq import load_mcq, mcq_accuracy
+from .metrics import proportion
+from .perplexity import load_text, perplexity
+
+log = logging.getLogger(__name__)
+
+SUITES = ("safety", "utility")
+METRICS_FILE = "metrics.json"
+HARMFUL_FILE = "generations_harmful.jsonl"
+BENIGN_FILE = "generations_benign.jsonl"
+MCQ_FILE = "mcq.jsonl"
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and how. Empty/None data specs skip that part of a suite."""
+
+    harmful: str | None = "builtin:advbench_eval"
+    benign: str | None = "builtin:benign"
+    limit: int | None = 32
+    max_new_tokens: int = 48
+    batch_size: int = 16
+    judge: str = "keyword"
+    ppl_text: str | None = "builtin:heldout"
+    mcq: str | None = "builtin:mcq"
+    suites: tuple[str, ...] = ("safety", "utility")
+    max_length: int = 512
+    seed: int = 0
+    mcq_method: str = "loglik"
+    mcq_limit: int | None = None
+    ppl_stride: int | None = None
+    ppl_max_tokens: int | None = None
+    n_boot: int = 10_000
+
+    def validate(self) -> None:
+        self.suites = tuple(self.suites)
+        bad = [s for s in self.suites if s not in SUITES]
+        if bad or not self.suites:
+            raise ConfigError(f"suites must be a non-empty subset of {', '.join(SUITES)}, got {list(self.suites)}.")
+        for name in ("max_new_tokens", "batch_size", "max_length", "n_boot"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+        for name in ("limit", "mcq_limit", "ppl_stride", "ppl_max_tokens"):
+            value = getattr(self, name)
+            if value is not None and int(value) <= 0:
+                raise ConfigError(f"{name} must be positive (or unset), got {value}.")
+        if self.mcq_method not in MCQ_METHODS:
+            raise ConfigError(f"mcq_method must be one of {', '.join(MCQ_METHODS)}, got {self.mcq_method!r}.")
+
+
+def _device_dtype(loaded: LoadedModel) -> tuple[str, str]:
+    from ..architecture import model_device
+
+    dtype = str(getattr(loaded.model, "dtype", "float32")).replace("torch.", "")
+    return str(model_device(loaded.model)), dtype
+
+
+def evaluate_model(
+    loaded: LoadedModel, config: EvalConfig, out_dir: str | Path, label: str, progress: bool = True
+) -> dict[str, Any]:
+    """Run the configured suites on ``loaded``; write the files above into ``out_dir``; return the metrics."""
+    config.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device, dtype = _device_dtype(loaded)
+    judge = make_judge(config.judge, device=device, dtype=dtype) if "safety" in config.suites else None
+    metrics: dict[str, Any] = {
+        "model": label,
+        "path": _source_path(loaded.source),
+        "architecture": loaded.arch.class_name,
+        "asr": None,
+        "over_refusal": None,
+        "perplexity": None,
+        "mcq_accuracy": None,
+        "judge": judge.name if judge is not None else config.judge,
+        "suites": list(config.suites),
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+    }
+    timings: dict[str, float] = {}
+    gen_kw = dict(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, max_length=config.max_length)
+
+    if "safety" in config.suites and config.harmful:
+        start = time.perf_counter()
+        samples = load_samples(config.harmful, limit=config.limit, seed=config.seed)
+        outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] harmful", **gen_kw)
+        success = judge.judge([s.prompt for s in samples], outputs)
+        extra = {"judge_raw": list(judge.raw)} if getattr(judge, "raw", None) else None
+        write_generations(out / HARMFUL_FILE, samples, outputs, success, "attack_success", extra)
+        metrics["asr"] = proportion(success, n_boot=config.n_boot, seed=config.seed)
+        metrics["harmful_data"] = config.harmful
+        if getattr(judge, "unparsed", 0):
+            metrics["judge_unparsed"] = judge.unparsed
+        timings["harmful"] = time.perf_counter() - start
+
+    if "safety" in config.suites and config.benign:
+        start = time.perf_counter()
+        samples = load_samples(config.benign, limit=config.limit, seed=config.seed)
+        outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] benign", **gen_kw)
+        refused = judge.refusal([s.prompt for s in samples], outputs)
+        write_generations(out / BENIGN_FILE, samples, outputs, refused, "refused")
+        metrics["over_refusal"] = proportion(refused, n_boot=config.n_boot, seed=config.seed)
+        metrics["benign_data"] = config.benign
+        timings["benign"] = time.perf_counter() - start
+
+    if "utility" in config.suites and config.ppl_text:
+        start = time.perf_counter()
+        ppl = perplexity(
+            loaded, load_text(config.ppl_text), max_length=config.max_length, stride=config.ppl_stride,
+            max_tokens=config.ppl_max_tokens,
+        )
+        metrics["perplexity"] = ppl["perplexity"]
+        metrics["perplexity_detail"] = {**ppl, "text": config.ppl_text}
+        timings["perplexity"] = time.perf_counter() - start
+
+    if "utility" in config.suites and config.mcq:
+        start = time.perf_counter()
+        items = load_mcq(config.mcq, limit=config.mcq_limit, seed=config.seed)
+        result = mcq_accuracy(loaded, items, method=config.mcq_method, progress=progress)
+        metrics["mcq_accuracy"] = proportion(result["correct"], n_boot=config.n_boot, seed=config.seed)
+        metrics["mcq_data"] = config.mcq
+        metrics["mcq_method"] = config.mcq_method
+        write_generations(
+            out / MCQ_FILE,
+            [Sample(i.question) for i in items],
+            [i.choices[p] for i, p in zip(items, result["predictions"])],
+            result["correct"],
+            "correct",
+            {"answer": [i.choices[i.answer] for i in items]},
+        )
+        timings["mcq"] = time.perf_counter() - start
+
+    metrics["seconds"] = {k: round(v, 2) for k, v in timings.items()}
+    write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
+
+def _source_path(source: Any) -> str:
+    """The model's folder as an absolute path when it is one (reports look for summary.json there)."""
+    p = Path(str(source)).expanduser()
+    return str(p.resolve()) if p.exists() else str(source)

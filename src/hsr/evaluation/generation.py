@@ -1,0 +1,110 @@
+"""Batched generation for evaluation: the model's chat template, images when given, greedy by default.
+
+Prompts are left-padded into batches, so every row's last prompt token sits at the same position
+and the new tokens line up; with the attention mask this gives the same greedy answers as one
+prompt at a time (up to float rounding). Samples with and without an image go into separate
+batches: VLM processors cannot mix the two in one call.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..architecture import model_device
+from ..data import DataError, Sample, _is_processor, load_image, render_chat, tokenize
+from ..loading import LoadedModel
+
+
+def _batches(samples: Sequence[Sample], batch_size: int) -> list[list[int]]:
+    """Index batches, image samples and text-only samples kept apart, order otherwise kept."""
+    groups: dict[bool, list[int]] = {True: [], False: []}
+    for i, s in enumerate(samples):
+        groups[s.image is not None].append(i)
+    out: list[list[int]] = []
+    for idx in (groups[False], groups[True]):
+        out.extend(idx[j : j + batch_size] for j in range(0, len(idx), batch_size))
+    return out
+
+
+def _pad_id(tok: Any) -> int:
+    for value in (tok.pad_token_id, tok.eos_token_id):
+        if value is not None:
+            return int(value[0] if isinstance(value, list) else value)
+    return 0
+
+
+@torch.no_grad()
+def generate(
+    loaded: LoadedModel,
+    samples: Sequence[Sample],
+    *,
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+    max_length: int = 512,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    seed: int = 0,
+    progress: bool = False,
+    desc: str = "generate",
+) -> list[str]:
+    """The model's answer to each sample (new tokens only, special tokens removed), in input order."""
+    if batch_size <= 0 or max_new_tokens <= 0:
+        raise DataError(f"batch_size and max_new_tokens must be positive, got {batch_size} and {max_new_tokens}.")
+    model, proc = loaded.model, loaded.processor
+    tok = loaded.tokenizer
+    device = model_device(model)
+    vlm = _is_processor(proc)
+    outputs: list[str | None] = [None] * len(samples)
+    gen_kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": _pad_id(tok), "do_sample": do_sample}
+    if do_sample:
+        gen_kw["temperature"] = temperature
+        torch.manual_seed(seed)
+    else:  # override sampling defaults a checkpoint's generation_config may carry
+        gen_kw.update(temperature=None, top_p=None, top_k=None)
+    batches = _batches(samples, batch_size)
+    with tqdm(total=len(samples), desc=desc, unit="prompt", disable=not progress) as bar:
+        for idx in batches:
+            batch = [samples[i] for i in idx]
+            texts = [render_chat(proc, s, add_generation_prompt=True) for s in batch]
+            images = [load_image(s.image) for s in batch if s.image is not None] if vlm else None
+            inputs = tokenize(proc, texts, images or None, padding_side="left")
+            lengths = inputs["attention_mask"].sum(dim=1)
+            if int(lengths.max()) > max_length:
+                worst = batch[int(lengths.argmax())]
+                raise DataError(
+                    f"{worst.meta.get('source', 'prompt')}: prompt is {int(lengths.max())} tokens, longer than "
+                    f"max_length={max_length}; raise max_length."
+                )
+            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+            out = model.generate(**inputs, **gen_kw)
+            new = out[:, inputs["input_ids"].shape[1] :]
+            for i, text in zip(idx, tok.batch_decode(new, skip_special_tokens=True)):
+                outputs[i] = text.strip()
+            bar.update(len(idx))
+    return [o or "" for o in outputs]
+
+
+def write_generations(
+    path: str | Path,
+    samples: Sequence[Sample],
+    outputs: Sequence[str],
+    verdicts: Sequence[bool] | None = None,
+    verdict_key: str = "attack_success",
+    extra: dict[str, Sequence[Any]] | None = None,
+) -> None:
+    """Raw generations for audit, one JSON object per line: prompt, image, output, judge verdict."""
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for i, (s, o) in enumerate(zip(samples, outputs)):
+            row: dict[str, Any] = {"prompt": s.prompt, "image": str(s.image) if s.image else None, "output": o}
+            if verdicts is not None:
+                row[verdict_key] = bool(verdicts[i])
+            for key, values in (extra or {}).items():
+                row[key] = values[i]
+            if "id" in s.meta:
+                row["id"] = s.meta["id"]
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,0 +1,230 @@
+"""The comparison report: report.md, a self-contained report.html, and the PNG figures beside them.
+
+The HTML embeds every figure as a base64 ``data:`` URI and uses inline CSS only, so the single
+file can be mailed or archived without its folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import __version__
+from ..errors import HsrError
+from ..io import atomic_output_dir, read_json
+from . import plots
+from .tables import COLUMNS, results_table, rsr_line, table_rows
+
+MD_FILE = "report.md"
+HTML_FILE = "report.html"
+SAFETY_PNG, UTILITY_PNG, HEADS_PNG, RESTORED_PNG = "safety.png", "utility.png", "heads.png", "restored.png"
+
+
+class ReportError(HsrError, ValueError):
+    """Inputs of a report are missing or malformed."""
+
+
+def _check_entries(entries: Sequence[dict[str, Any]]) -> None:
+    if not entries:
+        raise ReportError("Nothing to report: no evaluated models given.")
+    seen: set[str] = set()
+    for e in entries:
+        if "label" not in e or not isinstance(e.get("metrics"), dict):
+            raise ReportError("Each report entry needs a 'label' and a 'metrics' dict (a metrics.json).")
+        if e["label"] in seen:
+            raise ReportError(f"Two report entries are labelled {e['label']!r}; labels must be unique.")
+        seen.add(e["label"])
+
+
+def _marked_heads(entries: Sequence[dict[str, Any]]) -> dict[str, list[tuple[int, int]]]:
+    marked = {}
+    for e in entries:
+        summary = e.get("realign_summary") or {}
+        heads = summary.get("heads")
+        if heads:
+            kind = summary.get("head_selection", "")
+            marked[f"{e['label']} heads" + (f" ({kind})" if kind else "")] = [(int(h["layer"]), int(h["head"])) for h in heads]
+    return marked
+
+
+def build_report(
+    entries: list[dict[str, Any]],
+    out_dir: str | Path,
+    heads_json: str | Path | None = None,
+    title: str = "HSR report",
+) -> Path:
+    """Write the report for ``entries`` ({"label", "metrics", "realign_summary"}) into ``out_dir`` (replaced)."""
+    _check_entries(entries)
+    heads = None
+    if heads_json is not None:
+        hp = Path(heads_json)
+        if not hp.is_file():
+            raise ReportError(f"heads.json not found: {hp}")
+        heads = read_json(hp)
+        if not isinstance(heads, dict) or "heads" not in heads or "num_layers" not in heads:
+            raise ReportError(f"{hp} is not a heads.json written by `hsr heads`.")
+    with atomic_output_dir(out_dir, overwrite=True) as tmp:
+        figures: list[tuple[str, str]] = []
+        if any(e["metrics"].get("asr") or e["metrics"].get("over_refusal") for e in entries):
+            plots.plot_safety(entries, tmp / SAFETY_PNG)
+            figures.append((SAFETY_PNG, "Safety: attack success rate and over-refusal, 95% bootstrap intervals."))
+        if any(e["metrics"].get("perplexity") is not None or e["metrics"].get("mcq_accuracy") for e in entries):
+            plots.plot_utility(entries, tmp / UTILITY_PNG)
+            figures.append((UTILITY_PNG, "Utility: perplexity on held-out text and multiple-choice accuracy."))
+        restored = [e for e in entries if (e.get("realign_summary") or {}).get("restored_params") is not None]
+        if restored:
+            plots.plot_restored(
+                [e["label"] for e in restored],
+                [int(e["realign_summary"]["restored_params"]) for e in restored],
+                [1e4 * float(e["realign_summary"].get("restored_fraction") or 0.0) for e in restored],
+                tmp / RESTORED_PNG,
+            )
+            figures.append((RESTORED_PNG, "Parameters restored by realignment (count and share of language-model parameters)."))
+        if heads is not None:
+            plots.plot_heads(heads, tmp / HEADS_PNG, _marked_heads(entries))
+            figures.append((HEADS_PNG, "Head safety scores, layers x query heads; outlines mark the heads each realigned model used."))
+        (tmp / MD_FILE).write_text(_markdown(entries, title, figures, heads), encoding="utf-8")
+        (tmp / HTML_FILE).write_text(_html(entries, title, figures, heads, tmp), encoding="utf-8")
+    return Path(out_dir).expanduser().resolve()
+
+
+def _details(entries: Sequence[dict[str, Any]], heads: dict[str, Any] | None) -> list[str]:
+    """Plain-text facts per model (data, judge, paths), shared by markdown and HTML."""
+    lines = []
+    for e in entries:
+        m = e["metrics"]
+        bits = [f"path {m.get('path', '?')}", f"judge {m.get('judge', '?')}"]
+        for key in ("harmful_data", "benign_data", "mcq_data"):
+            if m.get(key):
+                bits.append(f"{key.replace('_data', '')} {m[key]}")
+        detail = m.get("perplexity_detail")
+        if detail:
+            bits.append(f"perplexity on {detail.get('text')} ({detail.get('tokens')} tokens)")
+        s = e.get("realign_summary")
+        if s and s.get("heads") is not None:
+            bits.append(f"{len(s['heads'])} heads ({s.get('head_selection', '?')})")
+        lines.append(f"{e['label']}: " + "; ".join(str(b) for b in bits))
+    if heads is not None:
+        top = sorted(heads["heads"], key=lambda r: r["rank"])[:10]
+        lines.append(
+            f"head scores: {heads.get('score')} / {heads.get('mode')} ablation on {heads.get('n_prompts', '?')} prompts "
+            f"({heads.get('model', '?')}); top heads (layer.head): " + ", ".join(f"{r['layer']}.{r['head']}" for r in top)
+        )
+    return lines
+
+
+def _stamp() -> str:
+    return f"hsr {__version__}, {_dt.datetime.now().isoformat(timespec='seconds')}"
+
+
+def _markdown(entries: Sequence[dict[str, Any]], title: str, figures: list[tuple[str, str]], heads: dict[str, Any] | None) -> str:
+    out = [f"# {title}", "", f"_Generated by {_stamp()}._", "", results_table(entries), ""]
+    out.append("ASR = share of harmful prompts answered without refusal (judge per model below); over-refusal = "
+               "share of benign prompts refused. Rates with 95% percentile-bootstrap intervals and k/n.")
+    out.append("")
+    for name, caption in figures:
+        out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    out += ["## Details", ""]
+    out += [f"- {line}" for line in _details(entries, heads)]
+    return "\n".join(out) + "\n"
+
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; }
+th { background: #f2f2f2; }
+figure { margin: 1.5em 0; }
+figcaption { font-size: 0.85em; color: #555; }
+img { max-width: 100%; }
+.meta { color: #777; font-size: 0.85em; }
+"""
+
+
+def _html(
+    entries: Sequence[dict[str, Any]], title: str, figures: list[tuple[str, str]], heads: dict[str, Any] | None, folder: Path
+) -> str:
+    e = html.escape
+    rows = table_rows(entries)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f'<p class="meta">Generated by {e(_stamp())}.</p>',
+        "<table><thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in COLUMNS) + "</tr></thead><tbody>",
+    ]
+    parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
+    parts.append("</tbody></table>")
+    rsr = rsr_line(entries)
+    if rsr:
+        parts.append(f"<p>{e(rsr)}</p>")
+    parts.append(
+        "<p>ASR = share of harmful prompts answered without refusal; over-refusal = share of benign prompts refused. "
+        "Rates with 95% percentile-bootstrap intervals and k/n.</p>"
+    )
+    for name, caption in figures:
+        data = base64.b64encode((folder / name).read_bytes()).decode("ascii")
+        parts.append(
+            f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}"><figcaption>{e(caption)}</figcaption></figure>'
+        )
+    parts.append("<h2>Details</h2><ul>")
+    parts += [f"<li>{e(line)}</li>" for line in _details(entries, heads)]
+    parts.append("</ul></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- inputs from disk
+
+_ORDER = ("dense", "pruned", "realigned", "control")
+
+
+def entries_from_dirs(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]], Path | None]:
+    """Report entries (and a heads.json, if found) from ``hsr run`` directories and/or evaluation folders.
+
+    An evaluation folder holds ``metrics.json``; its realign summary is read from the evaluated
+    model's folder (``metrics["path"]/summary.json``) when that holds ``restored_params``. A run
+    directory holds ``eval/<label>/metrics.json``, ``heads/heads.json`` and ``<label>/summary.json``.
+    """
+    entries: list[dict[str, Any]] = []
+    heads: Path | None = None
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if (p / "metrics.json").is_file():
+            metrics = read_json(p / "metrics.json")
+            model_path = metrics.get("path")
+            entries.append({"label": str(metrics.get("model") or p.name), "metrics": metrics,
+                            "realign_summary": _summary(Path(model_path)) if model_path else None})
+        elif (p / "eval").is_dir():
+            found = sorted((d for d in (p / "eval").iterdir() if (d / "metrics.json").is_file()),
+                           key=lambda d: (_ORDER.index(d.name) if d.name in _ORDER else len(_ORDER), d.name))
+            if not found:
+                raise ReportError(f"{p}/eval has no evaluated models (no */metrics.json).")
+            for d in found:
+                metrics = read_json(d / "metrics.json")
+                entries.append({"label": d.name, "metrics": metrics, "realign_summary": _summary(p / d.name)})
+            if heads is None and (p / "heads" / "heads.json").is_file():
+                heads = p / "heads" / "heads.json"
+        else:
+            raise ReportError(f"{p} is neither an evaluation folder (metrics.json) nor an `hsr run` directory (eval/).")
+    labels: set[str] = set()
+    for e in entries:
+        base, n = e["label"], 2
+        while e["label"] in labels:  # the same model label from two folders
+            e["label"], n = f"{base} #{n}", n + 1
+        labels.add(e["label"])
+    return entries, heads
+
+
+def _summary(model_dir: Path) -> dict[str, Any] | None:
+    path = model_dir / "summary.json"
+    try:
+        if not model_dir.is_dir() or not path.is_file():
+            return None
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "restored_params" in data else None

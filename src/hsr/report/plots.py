@@ -1,0 +1,120 @@
+"""Report figures (matplotlib, Agg canvas, no global pyplot state): each function writes one PNG."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+COLORS = {"dense": "#4c72b0", "pruned": "#c44e52", "realigned": "#55a868", "control": "#8172b2"}
+FALLBACK = ("#dd8452", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
+
+
+def color_of(label: str, i: int) -> str:
+    return COLORS.get(label, FALLBACK[i % len(FALLBACK)])
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _rate_panel(ax: Any, labels: Sequence[str], rates: Sequence[dict[str, Any] | None], title: str) -> None:
+    """Bars of rates in percent with their CI as error bars; missing rates are marked n/a."""
+    xs = range(len(labels))
+    for i, (label, r) in enumerate(zip(labels, rates)):
+        if r is None:
+            ax.text(i, 1, "n/a", ha="center", va="bottom", fontsize=8, color="gray")
+            continue
+        v, lo, hi = 100 * r["value"], 100 * r["ci_low"], 100 * r["ci_high"]
+        ax.bar(i, v, color=color_of(label, i), yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], capsize=4)
+        ax.text(i, hi + 1.5, f"{v:.1f}%\n({r['k']}/{r['n']})", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 118)
+    ax.set_ylabel("%")
+    ax.set_title(title, fontsize=10)
+
+
+def plot_safety(entries: Sequence[dict[str, Any]], path: Path) -> Path:
+    """ASR and over-refusal per model, with 95% intervals."""
+    labels = [e["label"] for e in entries]
+    fig = _figure(max(6.0, 1.6 * len(labels) + 2), 3.6)
+    _rate_panel(fig.add_subplot(1, 2, 1), labels, [e["metrics"].get("asr") for e in entries], "Attack success rate (lower is safer)")
+    _rate_panel(fig.add_subplot(1, 2, 2), labels, [e["metrics"].get("over_refusal") for e in entries], "Over-refusal on benign prompts")
+    return _save(fig, path)
+
+
+def plot_utility(entries: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Perplexity (log scale when values span >10x) and MCQ accuracy per model."""
+    labels = [e["label"] for e in entries]
+    fig = _figure(max(6.0, 1.6 * len(labels) + 2), 3.6)
+    ax = fig.add_subplot(1, 2, 1)
+    ppls = [e["metrics"].get("perplexity") for e in entries]
+    for i, (label, p) in enumerate(zip(labels, ppls)):
+        if p is None or not math.isfinite(p):
+            ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8, color="gray")
+            continue
+        ax.bar(i, p, color=color_of(label, i))
+        ax.text(i, p, f"{p:.2f}", ha="center", va="bottom", fontsize=7)
+    finite = [p for p in ppls if p is not None and math.isfinite(p) and p > 0]
+    if finite and max(finite) / min(finite) > 10:
+        ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("perplexity")
+    ax.set_title("Perplexity on held-out text (lower is better)", fontsize=10)
+    _rate_panel(fig.add_subplot(1, 2, 2), labels, [e["metrics"].get("mcq_accuracy") for e in entries], "Multiple-choice accuracy")
+    return _save(fig, path)
+
+
+def plot_heads(heads: dict[str, Any], path: Path, marked: dict[str, list[tuple[int, int]]] | None = None) -> Path:
+    """Layers x query heads heatmap of head scores from a heads.json; ``marked`` outlines head sets."""
+    L, H = int(heads["num_layers"]), int(heads["num_heads"])
+    grid = [[math.nan] * H for _ in range(L)]
+    for r in heads["heads"]:
+        grid[int(r["layer"])][int(r["head"])] = float(r["score"])
+    fig = _figure(min(3 + 0.4 * H, 18), min(2 + 0.28 * L, 18))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(grid, aspect="auto", cmap="viridis", origin="upper", interpolation="nearest")
+    unit = {"ships": "KL (nats)", "gships": "angle (degrees)"}.get(heads.get("score", ""), "score")
+    fig.colorbar(im, ax=ax, label=f"{heads.get('score', 'score')}: {unit}")
+    styles = [("red", "-"), ("white", "--"), ("orange", ":")]
+    handles = []
+    for (name, cells), (color, ls) in zip((marked or {}).items(), styles):
+        for layer, head in cells:
+            ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=color, linestyle=ls, linewidth=1.4))
+        handles.append(Rectangle((0, 0), 1, 1, fill=False, edgecolor=color, linestyle=ls, label=name))
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(handles), fontsize=8,
+                  facecolor="#999999", framealpha=1.0)
+    ax.set_xlabel("query head")
+    ax.set_ylabel("layer")
+    ax.set_title(f"Head safety scores ({heads.get('score', '?')}, {heads.get('mode', '?')} ablation)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_restored(labels: Sequence[str], counts: Sequence[int], per_10k: Sequence[float], path: Path) -> Path:
+    """Restored parameter counts per realigned model (annotated with the share per ten-thousand)."""
+    fig = _figure(max(4.5, 1.4 * len(labels) + 2), 3.4)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (label, c, f) in enumerate(zip(labels, counts, per_10k)):
+        ax.bar(i, c, color=color_of(label, i))
+        ax.text(i, c, f"{c:,}\n{f:.3f} per 10k", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylim(0, max(list(counts) + [1]) * 1.3)
+    ax.set_ylabel("restored parameters")
+    ax.set_title("Parameters restored by realignment", fontsize=10)
+    return _save(fig, path)

@@ -1,0 +1,135 @@
+"""Reports: markdown + self-contained HTML (parses, embedded PNGs only), figures, table, inputs from disk."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from hsr.cli import main
+from hsr.report import ReportError, build_report, entries_from_dirs, results_table
+
+
+def _rate(k, n):
+    return {"value": k / n, "ci_low": max(0.0, k / n - 0.1), "ci_high": min(1.0, k / n + 0.1), "n": n, "k": k}
+
+
+def _heads_json(L=3, H=4):
+    rows = [{"layer": l, "head": h, "score": float(l * H + h)} for l in range(L) for h in range(H)]
+    rows.sort(key=lambda r: -r["score"])
+    for i, r in enumerate(rows):
+        r["rank"] = i + 1
+    return {"score": "ships", "mode": "zero", "eps": 0.0, "engine": "fast", "model": "m", "num_layers": L,
+            "num_heads": H, "num_kv_heads": 2, "n_prompts": 4, "heads": rows}
+
+
+def _entries():
+    out = []
+    for label, k, ppl in [("dense", 1, 10.0), ("pruned", 12, 15.0), ("realigned", 6, 15.2), ("control", 11, None)]:
+        metrics = {"model": label, "path": f"/x/{label}", "asr": _rate(k, 20), "over_refusal": _rate(2, 20),
+                   "perplexity": ppl, "mcq_accuracy": _rate(30, 60) if ppl else None, "judge": "keyword"}
+        summary = None
+        if label in ("realigned", "control"):
+            summary = {"restored_params": 1500, "restored_fraction": 1500 / 1e8, "head_selection": "top-ranked",
+                       "heads": [{"layer": 2, "head": 3}, {"layer": 1, "head": 0}]}
+        out.append({"label": label, "metrics": metrics, "realign_summary": summary})
+    return out
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs, self.hrefs, self.tags = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for k, v in attrs:
+            if k == "src":
+                self.srcs.append(v)
+            if k == "href":
+                self.hrefs.append(v)
+
+
+def test_results_table_columns_and_rsr():
+    table = results_table(_entries())
+    lines = table.splitlines()
+    assert lines[0].startswith("| model") and "ASR" in lines[0] and "restored params" in lines[0]
+    assert "5.0% [0.0, 15.0] (1/20)" in table and "60.0% [50.0, 70.0] (12/20)" in table
+    assert "1,500 (0.150 per 10k)" in table and "n/a" in table
+    # RSR = (0.60 - 0.30) / (0.60 - 0.05)
+    assert f"realigned {100 * (0.6 - 0.3) / (0.6 - 0.05):.1f}%" in table
+
+
+def test_build_report_html_is_self_contained(tmp_path):
+    heads = tmp_path / "heads.json"
+    heads.write_text(json.dumps(_heads_json()))
+    out = build_report(_entries(), tmp_path / "rep", heads_json=heads, title="A <b>test</b>")
+    for name in ("report.md", "report.html", "safety.png", "utility.png", "heads.png", "restored.png"):
+        assert (out / name).is_file(), name
+        if name.endswith(".png"):
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    parser = _Collect()
+    parser.feed(html)
+    parser.close()
+    assert len(parser.srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in parser.srcs)
+    assert not parser.hrefs and "<link" not in html and "http://" not in html and "https://" not in html
+    assert "A &lt;b&gt;test&lt;/b&gt;" in html and "<table>" in html
+    md = (out / "report.md").read_text()
+    assert "![" in md and "(heads.png)" in md and "| realigned" in md
+
+
+def test_build_report_replaces_previous_and_skips_missing_parts(tmp_path):
+    entries = [{"label": "only", "metrics": {"model": "only", "asr": _rate(3, 10)}, "realign_summary": None}]
+    build_report(_entries(), tmp_path / "rep")
+    out = build_report(entries, tmp_path / "rep")
+    names = {p.name for p in out.iterdir()}
+    assert names == {"report.md", "report.html", "safety.png"}
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(ReportError):
+        build_report([], tmp_path / "r")
+    with pytest.raises(ReportError, match="unique"):
+        build_report(_entries()[:1] * 2, tmp_path / "r")
+    (tmp_path / "h.json").write_text("{}")
+    with pytest.raises(ReportError, match="heads.json"):
+        build_report(_entries(), tmp_path / "r", heads_json=tmp_path / "h.json")
+    with pytest.raises(ReportError, match="neither"):
+        entries_from_dirs([tmp_path])
+
+
+def _fake_run_dir(root):
+    run = root / "run"
+    (run / "heads").mkdir(parents=True)
+    (run / "heads" / "heads.json").write_text(json.dumps(_heads_json()))
+    for e in _entries():
+        d = run / "eval" / e["label"]
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps(e["metrics"]))
+        if e["realign_summary"]:
+            (run / e["label"]).mkdir()
+            (run / e["label"] / "summary.json").write_text(json.dumps(e["realign_summary"]))
+    return run
+
+
+def test_entries_from_run_dir_and_cli(tmp_path, capsys):
+    run = _fake_run_dir(tmp_path)
+    entries, heads = entries_from_dirs([run])
+    assert [e["label"] for e in entries] == ["dense", "pruned", "realigned", "control"]
+    assert heads == run / "heads" / "heads.json"
+    assert entries[2]["realign_summary"]["restored_params"] == 1500 and entries[0]["realign_summary"] is None
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--title", "T"]) == 0
+    assert (tmp_path / "rep" / "heads.png").is_file() and (tmp_path / "rep" / "restored.png").is_file()
+    assert "realigned" in capsys.readouterr().out
+    assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2  # exists, no --overwrite
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--overwrite"]) == 0
+
+
+def test_eval_dirs_with_same_label_get_distinct_labels(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"model": "m", "asr": _rate(1, 4)}))
+    entries, heads = entries_from_dirs([tmp_path / "a", tmp_path / "b"])
+    assert [e["label"] for e in entries] == ["m", "m #2"] and heads is None
