@@ -191,7 +191,10 @@ class _Pipeline:
             harmful=cfg["harmful"], benign=cfg["benign"], limit=cfg["limit"], max_new_tokens=int(cfg["max_new_tokens"]),
             batch_size=int(cfg["batch_size"]), judge=cfg["judge"], ppl_text=cfg["ppl_text"], mcq=cfg["mcq"],
             max_length=int(self.config["max_length"]), seed=int(self.config["seed"]),
+            mcq_limit=cfg["mcq_limit"], mcq_method=cfg["mcq_method"], ppl_max_tokens=cfg["ppl_max_tokens"],
+            suites=tuple(cfg["suites"]),
         )
+        eval_config.validate()
         settings = {**self.common, **cfg, "label": label}
 
         def build(tmp: Path) -> None:
