@@ -1,0 +1,45 @@
+"""Head-level safety attribution: Ships, generalized Ships and Sahara, with exact fast engines.
+
+``score_heads(loaded, samples, HeadScoreConfig(...))`` ablates every query head on harmful
+prompts and scores how much the model's safety-relevant outputs move; ``save_head_scores``
+writes ``heads.json`` (the pipeline contract) and a ``heads.png`` heatmap.
+"""
+
+from .ablation import MODES, ablate_heads, gates_for, head_gates, scale_heads
+from .config import ENGINES, SCORES, HeadScoreConfig
+from .metrics import kl_divergence, principal_angles, subspace_angle_degrees, top_left_singular
+from .results import (
+    HEADS_FILE,
+    HEATMAP_FILE,
+    HeadScores,
+    load_head_scores,
+    load_top_heads,
+    plot_head_heatmap,
+    save_head_scores,
+    top_k_recall,
+)
+from .score import score_heads
+
+__all__ = [
+    "ENGINES",
+    "HEADS_FILE",
+    "HEATMAP_FILE",
+    "MODES",
+    "SCORES",
+    "HeadScoreConfig",
+    "HeadScores",
+    "ablate_heads",
+    "gates_for",
+    "head_gates",
+    "kl_divergence",
+    "load_head_scores",
+    "load_top_heads",
+    "plot_head_heatmap",
+    "principal_angles",
+    "save_head_scores",
+    "scale_heads",
+    "score_heads",
+    "subspace_angle_degrees",
+    "top_k_recall",
+    "top_left_singular",
+]

@@ -1,0 +1,63 @@
+"""Per-layer partial results, so an interrupted scoring run resumes where it stopped.
+
+Each finished layer's raw outputs (per-head, per-prompt KL and/or final hidden states) are saved
+as one safetensors file. A manifest fingerprints the model, the prompts and the options; files
+written for anything else are discarded rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+def fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class LayerCheckpoint:
+    """Saves and loads ``{name: tensor}`` per (tag, layer) under ``directory``."""
+
+    def __init__(self, directory: str | os.PathLike, key: dict[str, Any]) -> None:
+        self.dir = Path(directory)
+        self.key = fingerprint(key)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        manifest = self.dir / MANIFEST
+        if manifest.is_file():
+            old = read_json(manifest).get("fingerprint")
+            if old != self.key:
+                log.warning("Checkpoint %s was written for a different run; starting over.", self.dir)
+                self.clear()
+        write_json(manifest, {"fingerprint": self.key})
+
+    def _path(self, tag: str, layer: int) -> Path:
+        return self.dir / f"{tag}-layer{layer:04d}.safetensors"
+
+    def load(self, tag: str, layer: int) -> dict[str, torch.Tensor] | None:
+        path = self._path(tag, layer)
+        return load_file(str(path)) if path.is_file() else None
+
+    def save(self, tag: str, layer: int, tensors: dict[str, torch.Tensor]) -> None:
+        path = self._path(tag, layer)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, path)
+
+    def clear(self) -> None:
+        """Remove this module's files only (never anything else in the directory)."""
+        for path in self.dir.glob("*-layer*.safetensors"):
+            path.unlink()
+        (self.dir / MANIFEST).unlink(missing_ok=True)
