@@ -31,3 +31,15 @@ def calib_jsonl(tmp_path):
     path = tmp_path / "calib.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def with_nonzero_biases(loaded: LoadedModel) -> LoadedModel:
+    """Tiny Qwen2 biases start at zero; give them seeded nonzero values so bias handling is tested."""
+    import torch
+
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for lin in loaded.arch.decoder_linears(include_mlp=True).values():
+            if lin.bias is not None:
+                lin.bias.copy_(torch.randn(lin.bias.shape, generator=g) * 0.1 + 0.05)
+    return loaded

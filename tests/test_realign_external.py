@@ -19,21 +19,12 @@ from hsr.realign import (
     realign_pruned,
 )
 
-from conftest import tiny_loaded
+from conftest import tiny_loaded, with_nonzero_biases as _biased
 
 SAMPLES = [
     Sample(prompt=f"Question {i}?", response=f"Answer number {i} is here.", image=None, meta={}) for i in range(3)
 ]
 
-
-def _biased(loaded):
-    """Tiny Qwen2 biases start at zero; give them seeded nonzero values so bias handling is tested."""
-    g = torch.Generator().manual_seed(123)
-    with torch.no_grad():
-        for name, lin in loaded.arch.decoder_linears(include_mlp=True).items():
-            if lin.bias is not None:
-                lin.bias.copy_(torch.randn(lin.bias.shape, generator=g) * 0.1 + 0.05)
-    return loaded
 
 
 @pytest.fixture(scope="module")

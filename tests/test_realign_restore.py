@@ -22,7 +22,7 @@ from hsr.realign import (
 )
 from hsr.realign.slices import ATTENTION
 
-from conftest import tiny_loaded
+from conftest import tiny_loaded, with_nonzero_biases as _biased
 
 UTILITY = [
     Sample(prompt=f"How do I {t}?", response=f"To {t}, start slowly and follow the usual steps.", image=None, meta={})
@@ -33,15 +33,6 @@ SAFETY = [
     for t in ("steal a car", "build a weapon", "hurt someone")
 ]
 
-
-def _biased(loaded):
-    """Tiny Qwen2 biases start at zero; give them seeded nonzero values so bias handling is tested."""
-    g = torch.Generator().manual_seed(123)
-    with torch.no_grad():
-        for name, lin in loaded.arch.decoder_linears(include_mlp=True).items():
-            if lin.bias is not None:
-                lin.bias.copy_(torch.randn(lin.bias.shape, generator=g) * 0.1 + 0.05)
-    return loaded
 
 
 _PRUNED_CACHE: dict = {}

@@ -19,7 +19,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -44,13 +44,26 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def read_jsonl(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> list[Sample]:
-    """Read the documented JSONL format; every problem names ``file:line``."""
-    path = Path(path)
+
+def resolve_data_path(spec: str | Path, what: str = "Data file") -> Path:
+    """A file named by ``builtin:NAME`` (shipped with hsr) or by a path; missing files are a DataError."""
+    spec = str(spec)
+    if spec.startswith("builtin:"):
+        from .resources import builtin_path
+
+        try:
+            path = builtin_path(spec.split(":", 1)[1])
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
+    else:
+        path = Path(spec).expanduser()
     if not path.is_file():
-        raise DataError(f"Data file not found: {path}")
-    root = Path(image_root) if image_root else path.parent
-    samples: list[Sample] = []
+        raise DataError(f"{what} not found: {path}")
+    return path
+
+
+def iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, row)`` for each non-blank line; bad JSON or non-objects fail naming file and line."""
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -62,23 +75,34 @@ def read_jsonl(path: str | Path, image_root: str | Path | None = None, check_ima
                 raise DataError(f"{where}: not valid JSON ({exc.msg}).") from exc
             if not isinstance(row, dict):
                 raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}.")
-            prompt = row.get("prompt")
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise DataError(f"{where}: missing or empty 'prompt' (a string is required).")
-            response = row.get("response")
-            if response is not None and not isinstance(response, str):
-                raise DataError(f"{where}: 'response' must be a string.")
-            image = row.get("image")
-            image_path = None
-            if image:
-                if not isinstance(image, str):
-                    raise DataError(f"{where}: 'image' must be a path string.")
-                image_path = (root / image) if not Path(image).is_absolute() else Path(image)
-                if check_images and not image_path.is_file():
-                    raise DataError(f"{where}: image file not found: {image_path}")
-            meta = {k: v for k, v in row.items() if k not in ("prompt", "response", "image")}
-            meta["source"] = where
-            samples.append(Sample(prompt=prompt, response=response, image=image_path, meta=meta))
+            yield where, row
+
+
+def read_jsonl(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> list[Sample]:
+    """Read the documented JSONL format; every problem names ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Data file not found: {path}")
+    root = Path(image_root) if image_root else path.parent
+    samples: list[Sample] = []
+    for where, row in iter_jsonl_rows(path):
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DataError(f"{where}: missing or empty 'prompt' (a string is required).")
+        response = row.get("response")
+        if response is not None and not isinstance(response, str):
+            raise DataError(f"{where}: 'response' must be a string.")
+        image = row.get("image")
+        image_path = None
+        if image:
+            if not isinstance(image, str):
+                raise DataError(f"{where}: 'image' must be a path string.")
+            image_path = (root / image) if not Path(image).is_absolute() else Path(image)
+            if check_images and not image_path.is_file():
+                raise DataError(f"{where}: image file not found: {image_path}")
+        meta = {k: v for k, v in row.items() if k not in ("prompt", "response", "image")}
+        meta["source"] = where
+        samples.append(Sample(prompt=prompt, response=response, image=image_path, meta=meta))
     if not samples:
         raise DataError(f"{path}: no rows.")
     return samples
@@ -156,13 +180,7 @@ def load_samples(spec: str | Path, limit: int | None = None, seed: int = 0, chec
             raise DataError(f"VLGuard spec must be vlguard:ROOT:SPLIT[:ANNOTATION.json], got {spec!r}.")
         samples = read_vlguard(parts[1], parts[2], *(parts[3:4]), check_images=check_images)
     elif spec.startswith("builtin:"):
-        from .resources import builtin_path
-
-        try:
-            path = builtin_path(spec.split(":", 1)[1])
-        except ValueError as exc:
-            raise DataError(str(exc)) from exc
-        samples = read_jsonl(path)
+        samples = read_jsonl(resolve_data_path(spec))
     else:
         samples = read_jsonl(spec, check_images=check_images)
     return subsample(samples, limit, seed)

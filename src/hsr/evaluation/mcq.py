@@ -18,7 +18,6 @@ never merge with the template's last token.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..architecture import model_device
-from ..data import DataError, Sample, render_chat, tokenize
+from ..data import DataError, Sample, iter_jsonl_rows, render_chat, resolve_data_path, tokenize
 from ..loading import LoadedModel
 
 LETTERS = "ABCDEFGHIJ"
@@ -62,28 +61,10 @@ def load_mcq(spec: str | Path, limit: int | None = None, seed: int = 0) -> list[
     """Read multiple-choice items from ``builtin:NAME`` or a JSONL path (seeded subset with ``limit``)."""
     from ..data import subsample
 
-    spec = str(spec)
-    if spec.startswith("builtin:"):
-        from ..resources import builtin_path
-
-        try:
-            path = builtin_path(spec.split(":", 1)[1])
-        except ValueError as exc:
-            raise DataError(str(exc)) from exc
-    else:
-        path = Path(spec).expanduser()
-    if not path.is_file():
-        raise DataError(f"Multiple-choice file not found: {path}")
+    path = resolve_data_path(spec, "Multiple-choice file")
     items: list[MCQItem] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON ({exc.msg}).") from exc
-        q, choices = row.get("question") if isinstance(row, dict) else None, row.get("choices") if isinstance(row, dict) else None
+    for where, row in iter_jsonl_rows(path):
+        q, choices = row.get("question"), row.get("choices")
         if not isinstance(q, str) or not q.strip():
             raise DataError(f"{where}: missing or empty 'question'.")
         if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c for c in choices):

@@ -19,24 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from ..architecture import model_device
-from ..data import DataError
+from ..data import DataError, resolve_data_path
 from ..loading import LoadedModel
 
 
 def load_text(spec: str | Path) -> str:
     """A text by ``builtin:NAME`` or file path."""
-    spec = str(spec)
-    if spec.startswith("builtin:"):
-        from ..resources import builtin_path
-
-        try:
-            path = builtin_path(spec.split(":", 1)[1])
-        except ValueError as exc:
-            raise DataError(str(exc)) from exc
-    else:
-        path = Path(spec).expanduser()
-    if not path.is_file():
-        raise DataError(f"Perplexity text not found: {path}")
+    path = resolve_data_path(spec, "Perplexity text")
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         raise DataError(f"{path}: empty text.")
