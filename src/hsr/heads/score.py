@@ -135,7 +135,7 @@ def score_heads(
     units += config.sahara_steps * N * L
     extras: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    with tqdm(total=units, desc=f"heads[{config.score} {config.mode} {config.engine}]", disable=not progress, unit="prompt") as bar:
+    with tqdm(total=units, desc=f"heads[{config.score} {config.mode} {config.engine}]", disable=not progress, unit=" prompt-layer") as bar:
         t0 = time.perf_counter()
         engine = _engine(loaded, encoded, config, bar)
         engine.prepare()
