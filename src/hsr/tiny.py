@@ -307,18 +307,11 @@ def _llama_text_config(tok: Any, *, kv_heads: int = NUM_KV_HEADS, head_dim: int 
 def _clip_vision_config() -> Any:
     from transformers import CLIPVisionConfig
 
-    return CLIPVisionConfig(
-        hidden_size=VISION_HIDDEN,
-        intermediate_size=2 * VISION_HIDDEN,
-        num_hidden_layers=VISION_LAYERS,
-        num_attention_heads=VISION_HEADS,
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH,
-        projection_dim=VISION_HIDDEN,
-    )
+    return CLIPVisionConfig(**_vision_kwargs(), projection_dim=VISION_HIDDEN)
 
 
-def _siglip_like_vision_kwargs() -> dict[str, Any]:
+def _vision_kwargs() -> dict[str, Any]:
+    """Sizes shared by every tiny vision tower (CLIP and SigLIP-like)."""
     return dict(
         hidden_size=VISION_HIDDEN,
         intermediate_size=2 * VISION_HIDDEN,
@@ -394,7 +387,7 @@ def _config(arch: str, tok: Any) -> Any:
         return tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **qwen_ids)
     if arch in ("idefics3", "smolvlm"):
         cls = tf.Idefics3Config if arch == "idefics3" else tf.SmolVLMConfig
-        vision = cls.sub_configs["vision_config"](**_siglip_like_vision_kwargs())
+        vision = cls.sub_configs["vision_config"](**_vision_kwargs())
         return cls(
             vision_config=vision,
             text_config=_llama_text_config(tok),

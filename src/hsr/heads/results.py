@@ -131,28 +131,9 @@ def load_top_heads(path: str | os.PathLike, h: int) -> list[tuple[int, int]]:
 
 
 def plot_head_heatmap(heads: str | os.PathLike | dict[str, Any], png_path: str | os.PathLike, mark_top: int = 10) -> Path:
-    """Layers x heads heatmap of the scores, with the top ``mark_top`` heads outlined."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
+    """Layers x heads heatmap of the scores, with the top ``mark_top`` heads outlined (the report's plot)."""
+    from ..report.plots import plot_heads
 
     data = heads if isinstance(heads, dict) else load_head_scores(heads)
-    L, H = int(data["num_layers"]), int(data["num_heads"])
-    grid = torch.full((L, H), float("nan"), dtype=torch.float64)
-    for r in data["heads"]:
-        grid[int(r["layer"]), int(r["head"])] = float(r["score"])
-    fig = Figure(figsize=(min(2 + 0.35 * H, 16), min(1.5 + 0.25 * L, 16)), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(grid.numpy(), aspect="auto", cmap="viridis", origin="upper", interpolation="nearest")
-    unit = "KL (nats)" if data.get("score") == "ships" else "angle (degrees)"
-    fig.colorbar(im, ax=ax, label=f"{data.get('score', 'score')}: {unit}")
-    for r in sorted(data["heads"], key=lambda r: r["rank"])[:mark_top]:
-        ax.add_patch(Rectangle((r["head"] - 0.5, r["layer"] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.2))
-    ax.set_xlabel("query head")
-    ax.set_ylabel("layer")
-    ax.set_title(f"{data.get('score', '')} ({data.get('mode', '')} ablation) {data.get('model', '')}"[:80], fontsize=9)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path)
-    return png_path
+    top = [(int(r["layer"]), int(r["head"])) for r in sorted(data["heads"], key=lambda r: r["rank"])[:mark_top]]
+    return plot_heads(data, Path(png_path), marked={f"top {len(top)} heads": top} if top else None)

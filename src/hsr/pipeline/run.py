@@ -158,7 +158,14 @@ class _Pipeline:
         return self.stage(IMPORTANCE, settings, build, [])
 
     def realign(self, name: str, pruned: StageRecord, heads: StageRecord, importance: StageRecord, random_heads: bool) -> StageRecord:
-        from ..realign import RealignConfig, load_importance, load_pruned_masks, realign_pruned, save_realigned
+        from ..realign import (
+            RealignConfig,
+            load_importance,
+            load_pruned_masks,
+            read_head_ranking,
+            realign_pruned,
+            save_realigned,
+        )
 
         cfg = {k: v for k, v in self.config["realign"].items() if k != "control"}
         realign_config = RealignConfig(
@@ -174,7 +181,7 @@ class _Pipeline:
             dense = self.load(self.config["model"])
             pruned_model = self.load(pruned.path)
             masks = load_pruned_masks(pruned.path, dense.model, pruned_model.model)
-            ranking = ranked_heads(heads.path / "heads.json")
+            ranking = read_head_ranking(heads.path / "heads.json")
             utility = load_importance(importance.path / "utility.safetensors")
             safety = load_importance(importance.path / "safety.safetensors")
             result = realign_pruned(dense, pruned_model, masks, ranking, utility, safety, realign_config)
@@ -229,15 +236,15 @@ class _Pipeline:
                     continue  # e.g. control disabled
                 path, upstream = models[label]
                 record = self.evaluate(label, path, upstream)
-                summary_path = Path(path) / "summary.json" if label in ("realigned", "control", "pruned") else None
+                summary = Path(path) / "summary.json"
+                summary_data = read_json(summary) if label != "dense" and summary.is_file() else None
+                is_realigned = label in (REALIGNED, CONTROL)
                 self.result.entries.append(
                     {
                         "label": label,
                         "metrics": read_json(record.path / "metrics.json"),
-                        "realign_summary": read_json(summary_path)
-                        if summary_path is not None and label != "pruned" and summary_path.is_file() else None,
-                        "prune_summary": read_json(summary_path)
-                        if label == "pruned" and summary_path is not None and summary_path.is_file() else None,
+                        "realign_summary": summary_data if is_realigned else None,
+                        "prune_summary": summary_data if label == PRUNED else None,
                     }
                 )
             self.report(heads)
@@ -252,13 +259,6 @@ class _Pipeline:
             title=f"HSR run: {self.config['model']}",
         )
         self.result.table = results_table(self.result.entries)
-
-
-def ranked_heads(heads_json: Path) -> list[tuple[int, int]]:
-    """Every (layer, head) of a heads.json, most safety-critical first."""
-    data = read_json(heads_json)
-    rows = sorted(data["heads"], key=lambda r: r["rank"])
-    return [(int(r["layer"]), int(r["head"])) for r in rows]
 
 
 def run_pipeline(config: dict[str, Any], progress: bool = True, echo: Callable[[str], None] = print) -> RunResult:
