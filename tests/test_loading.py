@@ -71,3 +71,18 @@ def test_saved_video_capable_vlm_reloads_in_fresh_process(tmp_path, arch):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "True" in out.stdout
+
+
+def test_resaved_video_capable_processor_keeps_real_video_processor(tmp_path):
+    """Saving a loaded Qwen2-VL again (as prune/realign do) names the real video processor, not the stand-in."""
+    import json
+
+    from hsr.tiny import save_tiny_model
+
+    src = save_tiny_model("qwen2_vl", tmp_path / "a")
+    before = json.loads((src / "processor_config.json").read_text())["video_processor"]
+    load_model(str(src)).processor.save_pretrained(tmp_path / "b")
+    after = json.loads((tmp_path / "b" / "processor_config.json").read_text())["video_processor"]
+    assert after["video_processor_type"] == before["video_processor_type"] == "Qwen2VLVideoProcessor"
+    for key in ("patch_size", "merge_size", "temporal_patch_size"):
+        assert after[key] == before[key]

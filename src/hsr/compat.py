@@ -9,6 +9,8 @@ processors build and load from disk. Loading calls it before every ``AutoProcess
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
 from typing import Any
 
 __all__ = ["install_no_video_processor_workaround", "no_video_processor_class"]
@@ -25,6 +27,25 @@ def _ensure_num2words() -> None:
 
     if not getattr(processing_smolvlm, "num2words", None):
         processing_smolvlm.num2words = lambda n, *a, **k: str(n)
+
+
+def _saved_video_processor(path: Any) -> dict[str, Any]:
+    """The real video processor's saved settings in a model folder (empty when unknown)."""
+    if path is None or not Path(str(path)).is_dir():
+        return {}
+    folder = Path(str(path))
+    for name, key in (("video_preprocessor_config.json", None), ("processor_config.json", "video_processor")):
+        file = folder / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        data = data.get(key) if key and isinstance(data, dict) else data
+        if isinstance(data, dict) and data.get("video_processor_type") not in (None, "NoVideoProcessor"):
+            return data
+    return {}
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,8 +87,15 @@ def no_video_processor_class() -> type:
             return out
 
         @classmethod
-        def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
-            return cls()
+        def from_pretrained(cls, path: Any = None, *args: Any, **kwargs: Any) -> Any:
+            # Keep what the folder says about its real video processor, so saving again (a pruned
+            # or realigned model) still names the real class and its sizes, not this stand-in.
+            saved = _saved_video_processor(path)
+            stand_in = cls(real_type=saved.get("video_processor_type"))
+            for key in ("patch_size", "merge_size", "temporal_patch_size"):
+                if isinstance(saved.get(key), int):
+                    setattr(stand_in, key, saved[key])
+            return stand_in
 
     NoVideoProcessor.__module__ = __name__
     NoVideoProcessor.__qualname__ = "NoVideoProcessor"
