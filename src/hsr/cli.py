@@ -15,7 +15,7 @@ from . import __version__
 from .errors import HsrError
 
 #: Command modules under hsr.commands, in the order they appear in --help.
-COMMANDS: tuple[str, ...] = ("prune", "heads", "realign", "evaluate", "run", "report")
+COMMANDS: tuple[str, ...] = ("align", "prune", "heads", "realign", "evaluate", "run", "sweep", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

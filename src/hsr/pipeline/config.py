@@ -109,5 +109,30 @@ def validate_run_config(config: dict[str, Any]) -> None:
         value = config[section][key]
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ConfigError(f"{section}.{key} must be a positive integer or null, got {value!r}.")
+    if config["align"]["enabled"] not in ("auto", True, False):
+        raise ConfigError(f"align.enabled must be auto, true or false, got {config['align']['enabled']!r}.")
+    if config["align"]["enabled"] is not False:
+        from ..align import AlignConfig
+
+        cfg = {k: v for k, v in config["align"].items() if k != "enabled"}
+        try:
+            AlignConfig(**cfg).validate()
+        except TypeError as exc:
+            raise ConfigError(f"align: {exc}") from exc
+    sw = config["sweep"]
+    for key in ("sparsities", "methods"):
+        value = sw[key]
+        if value is not None and (not isinstance(value, list) or not value):
+            raise ConfigError(f"sweep.{key} must be a non-empty list or null, got {value!r}.")
+    if sw["sparsities"]:
+        from ..pruning import METHODS, Sparsity
+
+        for text in sw["sparsities"]:
+            Sparsity.parse(str(text))
+        bad = [m for m in sw["methods"] or [] if m not in METHODS]
+        if bad:
+            raise ConfigError(f"sweep.methods: unknown {bad}; choose from {', '.join(METHODS)}.")
+        if config["prune"]["pruned"]:
+            raise ConfigError("sweep.sparsities cannot be combined with prune.pruned (an external pruned model).")
     if not isinstance(config["max_length"], int) or config["max_length"] < 1:
         raise ConfigError(f"max_length must be a positive integer, got {config['max_length']!r}.")

@@ -1,4 +1,4 @@
-"""``hsr run``: prune -> heads -> importance -> realign (+ random-head control) -> evaluate -> report.
+"""``hsr run``: [align ->] prune -> heads -> importance -> realign (+ random-head control) -> evaluate -> report.
 
 Each stage writes one folder under the run directory and is skipped on a re-run when its settings
 and its upstream stages are unchanged (see :mod:`hsr.pipeline.stages`). Stages reload models from
@@ -24,8 +24,8 @@ from .stages import StageRecord, fingerprint, run_stage
 log = logging.getLogger(__name__)
 
 #: Folder names inside a run directory.
-PRUNED, HEADS, IMPORTANCE, REALIGNED, CONTROL, EVAL, REPORT = (
-    "pruned", "heads", "importance", "realigned", "control", "eval", "report"
+ALIGNED, PRUNED, HEADS, IMPORTANCE, REALIGNED, CONTROL, EVAL, REPORT = (
+    "aligned", "pruned", "heads", "importance", "realigned", "control", "eval", "report"
 )
 EVALUABLE = ("dense", "pruned", "realigned", "control")
 
@@ -60,6 +60,9 @@ class _Pipeline:
         self.run_dir = Path(config["out"]).expanduser().resolve()
         self.common = _common(config)
         self.result = RunResult(self.run_dir)
+        # The model every stage treats as "dense": the input model, or its aligned version.
+        self.dense: str | Path = config["model"]
+        self.dense_upstream: list[StageRecord] = []
 
     # ------------------------------------------------------------------ helpers
     def load(self, source: str | Path) -> LoadedModel:
@@ -77,17 +80,39 @@ class _Pipeline:
         return record
 
     # ------------------------------------------------------------------ stages
-    def prune(self) -> StageRecord:
+    def align(self) -> None:
+        """Safety-tune the input model first (the embedded testbed); later stages use it as dense."""
+        from ..align import AlignConfig, align_model, save_aligned
+
+        cfg = {k: v for k, v in self.config["align"].items() if k != "enabled"}
+        align_config = AlignConfig(**{**cfg, "modules": tuple(cfg["modules"]), "max_length": self.config["max_length"],
+                                      "seed": self.config["seed"]})
+        align_config.validate()
+        settings = {**self.common, **cfg}
+
+        def build(tmp: Path) -> None:
+            loaded = self.load(self.config["model"])
+            summary = align_model(loaded, align_config, progress=self.progress)
+            summary["base_model"] = str(self.config["model"])
+            save_aligned(tmp, loaded, summary, overwrite=True)
+
+        record = self.stage(ALIGNED, settings, build, [])
+        self.dense, self.dense_upstream = record.path, [record]
+
+    def prune(self, point: Point | None = None) -> StageRecord:
         from ..pruning import PruneConfig, Sparsity, prune_model, save_pruned
 
-        cfg = self.config["prune"]
+        cfg = dict(self.config["prune"])
+        if point is not None:
+            cfg.update(method=point.method, sparsity=point.sparsity)
+        name = point.folder(PRUNED) if point is not None else PRUNED
         if cfg["pruned"]:
             # An external pruned checkpoint: nothing to compute, but it still anchors the cache.
             path = Path(cfg["pruned"]).expanduser().resolve()
             if not path.is_dir():
                 raise ConfigError(f"prune.pruned: {str(path)!r} is not a model directory.")
             marks = sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in path.iterdir() if f.is_file())
-            return StageRecord(PRUNED, path, fingerprint({"external": str(path), "files": marks}), True, 0.0)
+            return StageRecord(name, path, fingerprint({"external": str(path), "files": marks}), True, 0.0)
         prune_config = PruneConfig(
             method=cfg["method"],
             sparsity=Sparsity.parse(str(cfg["sparsity"])),
@@ -103,24 +128,24 @@ class _Pipeline:
                 load_samples(cfg["data"], limit=cfg["n_samples"], seed=self.config["seed"])
                 if cfg["method"] != "magnitude" else []
             )
-            loaded = self.load(self.config["model"])
+            loaded = self.load(self.dense)
             result = prune_model(loaded, samples, prune_config, progress=self.progress)
             result.summary["data"] = cfg["data"] if samples else None
             save_pruned(tmp, loaded, result, overwrite=True)
 
-        return self.stage(PRUNED, settings, build, [])
+        return self.stage(name, settings, build, self.dense_upstream)
 
-    def heads(self, pruned: StageRecord) -> StageRecord:
+    def heads(self, pruned: StageRecord | None, name: str = HEADS) -> StageRecord:
         from ..heads import HeadScoreConfig, save_head_scores, score_heads
 
         cfg = self.config["heads"]
-        upstream = [pruned] if cfg["score_model"] == "pruned" else []
+        upstream = [pruned] if cfg["score_model"] == "pruned" else list(self.dense_upstream)
         settings = {**self.common, **cfg}
         checkpoint = self.run_dir / f".heads-checkpoint-{fingerprint(settings, [u.fingerprint for u in upstream])}"
 
         def build(tmp: Path) -> None:
             samples = load_samples(cfg["data"], limit=cfg["limit"], seed=self.config["seed"])
-            source = pruned.path if cfg["score_model"] == "pruned" else self.config["model"]
+            source = pruned.path if cfg["score_model"] == "pruned" else self.dense
             loaded = self.load(source)
             head_config = HeadScoreConfig(
                 score=cfg["score"],
@@ -131,9 +156,9 @@ class _Pipeline:
                 max_length=self.config["max_length"],
             )
             scores = score_heads(loaded, samples, head_config, checkpoint_dir=checkpoint, progress=self.progress)
-            save_head_scores(tmp, scores, model_label=f"{cfg['score_model']} {self.config['model']}")
+            save_head_scores(tmp, scores, model_label=f"{cfg['score_model']} {self.dense}")
 
-        record = self.stage(HEADS, settings, build, upstream)
+        record = self.stage(name, settings, build, upstream)
         if checkpoint.exists():
             import shutil
 
@@ -147,7 +172,7 @@ class _Pipeline:
         settings = {**self.common, **cfg}
 
         def build(tmp: Path) -> None:
-            loaded = self.load(self.config["model"])
+            loaded = self.load(self.dense)
             for kind in ("utility", "safety"):
                 samples = load_samples(cfg[f"{kind}_data"], limit=cfg["limit"], seed=self.config["seed"])
                 scores = compute_importance(
@@ -155,7 +180,7 @@ class _Pipeline:
                 )
                 save_importance(scores, tmp / f"{kind}.safetensors")
 
-        return self.stage(IMPORTANCE, settings, build, [])
+        return self.stage(IMPORTANCE, settings, build, self.dense_upstream)
 
     def realign(self, name: str, pruned: StageRecord, heads: StageRecord, importance: StageRecord, random_heads: bool) -> StageRecord:
         from ..realign import (
@@ -178,7 +203,7 @@ class _Pipeline:
         settings = {**self.common, **cfg, "random_heads": random_heads}
 
         def build(tmp: Path) -> None:
-            dense = self.load(self.config["model"])
+            dense = self.load(self.dense)
             pruned_model = self.load(pruned.path)
             masks = load_pruned_masks(pruned.path, dense.model, pruned_model.model)
             ranking = read_head_ranking(heads.path / "heads.json")
@@ -188,9 +213,9 @@ class _Pipeline:
             del dense
             save_realigned(tmp, pruned_model, result, overwrite=True)
 
-        return self.stage(name, settings, build, [pruned, heads, importance])
+        return self.stage(name, settings, build, [pruned, heads, importance, *self.dense_upstream])
 
-    def evaluate(self, label: str, model_path: str | Path, upstream: list[StageRecord]) -> StageRecord:
+    def evaluate(self, label: str, model_path: str | Path, upstream: list[StageRecord], prefix: str = "") -> StageRecord:
         from ..evaluation import EvalConfig, evaluate_model
 
         cfg = {k: v for k, v in self.config["evaluate"].items() if k not in ("enabled", "models")}
@@ -208,46 +233,89 @@ class _Pipeline:
             loaded = self.load(model_path)
             evaluate_model(loaded, eval_config, tmp, label=label, progress=self.progress)
 
-        return self.stage(f"{EVAL}/{label}", settings, build, upstream)
+        return self.stage(f"{prefix}{EVAL}/{label}", settings, build, upstream)
 
     # ------------------------------------------------------------------ all
     def run(self) -> RunResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
-        pruned = self.prune()
-        heads = self.heads(pruned)
+        if align_enabled(self.config):
+            self.align()
+        points = sweep_points(self.config)
+        if points is None:
+            pruned = self.prune()
+            heads = self.heads(pruned)
+            entries = self.point_entries(pruned, heads, prefix="", dense=True)
+            if self.config["evaluate"]["enabled"]:
+                self.result.entries = entries
+                self.report(heads)
+            return self.result
+        return self.sweep(points)
+
+    def point_models(self, pruned: StageRecord, heads: StageRecord, prefix: str) -> dict[str, tuple[Path | str, list[StageRecord]]]:
+        """Realigned (+ control) models of one pruned model; the label -> (path, upstream) map to evaluate."""
         importance = self.importance()
-        realigned = self.realign(REALIGNED, pruned, heads, importance, random_heads=False)
+        realigned = self.realign(f"{prefix}{REALIGNED}", pruned, heads, importance, random_heads=False)
         models: dict[str, tuple[Path | str, list[StageRecord]]] = {
-            "dense": (self.config["model"], []),
+            "dense": (self.dense, list(self.dense_upstream)),
             "pruned": (pruned.path, [pruned]),
             "realigned": (realigned.path, [realigned]),
         }
         if self.config["realign"]["control"]:
-            control = self.realign(CONTROL, pruned, heads, importance, random_heads=True)
+            control = self.realign(f"{prefix}{CONTROL}", pruned, heads, importance, random_heads=True)
             models["control"] = (control.path, [control])
+        return models
+
+    def point_entries(self, pruned: StageRecord, heads: StageRecord, prefix: str, dense: bool) -> list[dict[str, Any]]:
+        """Build and evaluate the models of one (method, sparsity) point; report entries in label order."""
+        models = self.point_models(pruned, heads, prefix)
         ev = self.config["evaluate"]
-        if ev["enabled"]:
-            unknown = [m for m in ev["models"] if m not in EVALUABLE]
-            if unknown:
-                raise ConfigError(f"evaluate.models: unknown {unknown}; choose from {', '.join(EVALUABLE)}.")
-            for label in ev["models"]:
-                if label not in models:
-                    continue  # e.g. control disabled
-                path, upstream = models[label]
-                record = self.evaluate(label, path, upstream)
-                summary = Path(path) / "summary.json"
-                summary_data = read_json(summary) if label != "dense" and summary.is_file() else None
-                is_realigned = label in (REALIGNED, CONTROL)
-                self.result.entries.append(
-                    {
-                        "label": label,
-                        "metrics": read_json(record.path / "metrics.json"),
-                        "realign_summary": summary_data if is_realigned else None,
-                        "prune_summary": summary_data if label == PRUNED else None,
-                    }
-                )
-            self.report(heads)
+        if not ev["enabled"]:
+            return []
+        unknown = [m for m in ev["models"] if m not in EVALUABLE]
+        if unknown:
+            raise ConfigError(f"evaluate.models: unknown {unknown}; choose from {', '.join(EVALUABLE)}.")
+        entries = []
+        for label in ev["models"]:
+            if label not in models or (label == "dense" and not dense):
+                continue  # e.g. control disabled; dense is evaluated once per sweep
+            path, upstream = models[label]
+            record = self.evaluate(label, path, upstream, prefix="" if label == "dense" else prefix)
+            entries.append(self.entry(label, path, record))
+        return entries
+
+    @staticmethod
+    def entry(label: str, path: str | Path, record: StageRecord) -> dict[str, Any]:
+        summary = Path(path) / "summary.json"
+        summary_data = read_json(summary) if label != "dense" and summary.is_file() else None
+        return {
+            "label": label,
+            "metrics": read_json(record.path / "metrics.json"),
+            "eval_dir": str(record.path),
+            "realign_summary": summary_data if label in (REALIGNED, CONTROL) else None,
+            "prune_summary": summary_data if label == PRUNED else None,
+        }
+
+    def sweep(self, points: list[Point]) -> RunResult:
+        """Every (method, sparsity) point in its own folder; align, heads (of the dense model),
+        importance and the dense evaluation are shared by all points."""
+        from ..report import build_sweep_report
+
+        shared_heads = self.heads(None) if self.config["heads"]["score_model"] == "dense" else None
+        dense_entries: list[dict[str, Any]] = []
+        by_point: list[tuple[Point, list[dict[str, Any]]]] = []
+        for i, point in enumerate(points):
+            pruned = self.prune(point)
+            heads = shared_heads or self.heads(pruned, name=point.folder(HEADS))
+            entries = self.point_entries(pruned, heads, prefix=point.prefix, dense=(i == 0))
+            dense_entries += [e for e in entries if e["label"] == "dense"]
+            by_point.append((point, [e for e in entries if e["label"] != "dense"]))
+        if self.config["evaluate"]["enabled"]:
+            self.result.report_dir = build_sweep_report(
+                dense_entries[0] if dense_entries else None, [(p.method, p.sparsity, e) for p, e in by_point],
+                self.run_dir / REPORT, title=f"HSR sparsity sweep: {self.config['model']}",
+            )
+            self.result.table = (self.result.report_dir / "sweep.md").read_text(encoding="utf-8")
         return self.result
 
     def report(self, heads: StageRecord) -> None:
@@ -259,6 +327,37 @@ class _Pipeline:
             title=f"HSR run: {self.config['model']}",
         )
         self.result.table = results_table(self.result.entries)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One (pruning method, sparsity) point of a sweep; its stages live in ``<method>-<sparsity>/``."""
+
+    method: str
+    sparsity: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.method}-{self.sparsity.replace(':', 'of')}/"
+
+    def folder(self, stage: str) -> str:
+        return f"{self.prefix}{stage}"
+
+
+def sweep_points(config: dict[str, Any]) -> list[Point] | None:
+    """The sweep's points (methods x sparsities), or None for a single run (``sweep.sparsities`` unset)."""
+    sw = config.get("sweep") or {}
+    sparsities = sw.get("sparsities")
+    if not sparsities:
+        return None
+    methods = sw.get("methods") or [config["prune"]["method"]]
+    return [Point(str(m), str(s)) for m in methods for s in sparsities]
+
+
+def align_enabled(config: dict[str, Any]) -> bool:
+    """``align.enabled``: true/false, or "auto" = only for the embedded default model."""
+    flag = config["align"]["enabled"]
+    return str(config["model"]) == "default" if flag == "auto" else bool(flag)
 
 
 def run_pipeline(config: dict[str, Any], progress: bool = True, echo: Callable[[str], None] = print) -> RunResult:

@@ -22,6 +22,11 @@ BUILTIN_DATASETS: dict[str, str] = {
     "utility": "utility.jsonl",  # 64 benign instruction + helpful response pairs (pruning, utility importance)
     "safety": "safety.jsonl",  # 64 AdvBench prompts outside advbench_eval + refusals (heads, safety importance)
     "benign": "benign.jsonl",  # 64 benign prompts, many superficially sensitive (over-refusal)
+    # the aligned testbed's splits (scripts/make_splits.py; near-duplicate-free against test)
+    "advbench_val": "advbench_val.jsonl",  # 100 AdvBench prompts for choosing settings (never reported)
+    "advbench_align": "advbench_align.jsonl",  # AdvBench prompts for alignment fine-tuning only
+    "align_benign": "align_benign.jsonl",  # 240 benign prompts (140 ordinary, 100 sensitive-looking): alignment
+    "benign_val": "benign_val.jsonl",  # 80 benign prompts for choosing settings (over-refusal validation)
     "heldout": "heldout.txt",  # ~2.5k words of original prose (perplexity)
     "mcq": "mcq.jsonl",  # 60 four-choice questions (utility accuracy)
 }

@@ -1,0 +1,152 @@
+"""The sparsity-sweep report: ASR and perplexity against sparsity, and where safety breaks.
+
+Safety "breaks" at the lowest sparsity whose pruned-model ASR interval lies entirely above the dense
+model's ASR interval (the two 95% intervals do not overlap): from there on, the loss of safety is
+measured, not noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_output_dir
+from ..evaluation.metrics import restoration_rate
+from .plots import _figure, _save, color_of
+from .tables import fmt_ppl, fmt_rate
+
+SWEEP_MD = "sweep.md"
+SWEEP_PNG = "sweep.png"
+SWEEP_HTML = "sweep.html"
+
+PointEntries = tuple[str, str, Sequence[dict[str, Any]]]  # (method, sparsity, entries of that point)
+
+
+def _sparsity_value(text: str) -> float:
+    """"0.5" -> 0.5, "2:4" -> 0.5 (N of M pruned)."""
+    if ":" in text:
+        n, m = text.split(":")
+        return int(n) / int(m)
+    return float(text)
+
+
+def _rate(entries: Sequence[dict[str, Any]], label: str, key: str = "asr") -> dict[str, Any] | None:
+    for e in entries:
+        if e["label"] == label:
+            return (e.get("metrics") or {}).get(key)
+    return None
+
+
+def _ppl(entries: Sequence[dict[str, Any]], label: str) -> float | None:
+    for e in entries:
+        if e["label"] == label:
+            return (e.get("metrics") or {}).get("perplexity")
+    return None
+
+
+def safety_break(dense_asr: dict[str, Any] | None, points: Sequence[tuple[float, dict[str, Any] | None]]) -> float | None:
+    """Lowest sparsity whose pruned ASR interval lies above the dense ASR interval; None if none does."""
+    if dense_asr is None:
+        return None
+    for sparsity, asr in sorted(points, key=lambda p: p[0]):
+        if asr is not None and asr["ci_low"] > dense_asr["ci_high"]:
+            return sparsity
+    return None
+
+
+def _rsr(dense: dict | None, pruned: dict | None, other: dict | None) -> str:
+    if not (dense and pruned and other):
+        return "n/a"
+    value = restoration_rate(dense["value"], pruned["value"], other["value"])
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def sweep_table(dense: dict[str, Any] | None, points: Sequence[PointEntries]) -> str:
+    """Markdown: one row per point with ASR and perplexity of pruned/realigned/control and RSR."""
+    d_asr = (dense or {}).get("metrics", {}).get("asr")
+    d_ppl = (dense or {}).get("metrics", {}).get("perplexity")
+    head = ["method", "sparsity", "ASR pruned", "ASR realigned", "ASR control", "RSR realigned", "RSR control",
+            "ppl pruned", "ppl realigned", "ppl control"]
+    rows = []
+    for method, sparsity, entries in points:
+        p, r, c = (_rate(entries, x) for x in ("pruned", "realigned", "control"))
+        rows.append([method, sparsity, fmt_rate(p), fmt_rate(r), fmt_rate(c), _rsr(d_asr, p, r), _rsr(d_asr, p, c),
+                     fmt_ppl(_ppl(entries, "pruned")), fmt_ppl(_ppl(entries, "realigned")), fmt_ppl(_ppl(entries, "control"))])
+    lines = [f"dense: ASR {fmt_rate(d_asr)}, perplexity {fmt_ppl(d_ppl)}", ""]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---" for _ in head) + "|")
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    for method in dict.fromkeys(m for m, _, _ in points):
+        pts = [(_sparsity_value(s), _rate(e, "pruned")) for m, s, e in points if m == method]
+        brk = safety_break(d_asr, pts)
+        lines.append("")
+        lines.append(
+            f"{method}: safety breaks at sparsity {brk:g} (pruned ASR interval above the dense one)" if brk is not None
+            else f"{method}: safety does not measurably break at any swept sparsity"
+        )
+    return "\n".join(lines)
+
+
+def plot_sweep(dense: dict[str, Any] | None, points: Sequence[PointEntries], path: Path) -> Path:
+    """Two panels per method: ASR (95% intervals) and perplexity against sparsity."""
+    methods = list(dict.fromkeys(m for m, _, _ in points))
+    fig = _figure(10, 3.6 * len(methods))
+    d_asr = (dense or {}).get("metrics", {}).get("asr")
+    d_ppl = (dense or {}).get("metrics", {}).get("perplexity")
+    for row, method in enumerate(methods):
+        pts = sorted(((_sparsity_value(s), e) for m, s, e in points if m == method), key=lambda p: p[0])
+        xs = [x for x, _ in pts]
+        ax_a = fig.add_subplot(len(methods), 2, 2 * row + 1)
+        ax_p = fig.add_subplot(len(methods), 2, 2 * row + 2)
+        if d_asr:
+            ax_a.axhspan(100 * d_asr["ci_low"], 100 * d_asr["ci_high"], color=color_of("dense", 0), alpha=0.15)
+            ax_a.axhline(100 * d_asr["value"], color=color_of("dense", 0), label="dense")
+        if d_ppl:
+            ax_p.axhline(d_ppl, color=color_of("dense", 0), label="dense")
+        for i, label in enumerate(("pruned", "realigned", "control")):
+            rates = [_rate(e, label) for _, e in pts]
+            keep = [(x, r) for x, r in zip(xs, rates) if r]
+            if keep:
+                v = [100 * r["value"] for _, r in keep]
+                err = [[v_ - 100 * r["ci_low"] for v_, (_, r) in zip(v, keep)], [100 * r["ci_high"] - v_ for v_, (_, r) in zip(v, keep)]]
+                ax_a.errorbar([x + 0.004 * (i - 1) for x, _ in keep], v, yerr=err, marker="o", capsize=3,
+                              color=color_of(label, i), label=label)
+            ppls = [(x, _ppl(e, label)) for x, e in pts if _ppl(e, label) is not None]
+            if ppls:
+                ax_p.plot([x for x, _ in ppls], [p for _, p in ppls], marker="o", color=color_of(label, i), label=label)
+        brk = safety_break(d_asr, [(x, _rate(e, "pruned")) for x, e in pts])
+        if brk is not None:
+            for ax in (ax_a, ax_p):
+                ax.axvline(brk, color="black", linestyle="--", linewidth=1)
+            ax_a.text(brk, 102, " safety breaks", fontsize=8, va="bottom")
+        ax_a.set_ylim(0, 110)
+        ax_a.set_xlabel("sparsity")
+        ax_a.set_ylabel("ASR (%)")
+        ax_a.set_title(f"{method}: attack success rate, 95% intervals", fontsize=10)
+        ax_p.set_yscale("log")
+        ax_p.set_xlabel("sparsity")
+        ax_p.set_ylabel("perplexity")
+        ax_p.set_title(f"{method}: held-out perplexity", fontsize=10)
+        ax_a.legend(fontsize=7)
+        ax_p.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def build_sweep_report(dense: dict[str, Any] | None, points: Sequence[PointEntries], out_dir: str | Path, title: str = "HSR sweep") -> Path:
+    """Write sweep.md (table + break point), sweep.png and a self-contained sweep.html into ``out_dir``."""
+    import base64
+    import html
+
+    with atomic_output_dir(out_dir, overwrite=True) as tmp:
+        table = sweep_table(dense, points)
+        plot_sweep(dense, points, tmp / SWEEP_PNG)
+        (tmp / SWEEP_MD).write_text(f"# {title}\n\n{table}\n\n![sweep]({SWEEP_PNG})\n", encoding="utf-8")
+        png = base64.b64encode((tmp / SWEEP_PNG).read_bytes()).decode()
+        (tmp / SWEEP_HTML).write_text(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+            f"<h1>{html.escape(title)}</h1><pre>{html.escape(table)}</pre>"
+            f"<img alt='sweep' src='data:image/png;base64,{png}'></body></html>",
+            encoding="utf-8",
+        )
+    return Path(out_dir).expanduser().resolve()
