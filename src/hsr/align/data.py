@@ -31,7 +31,7 @@ def harmful_examples(prompts: Sequence[Sample], seed: int) -> list[Sample]:
 
 def benign_examples(loaded: LoadedModel, prompts: Sequence[Sample], config: AlignConfig, progress: bool = False) -> list[Sample]:
     answers = generate(
-        loaded, prompts, max_new_tokens=config.response_tokens, batch_size=16, max_length=config.max_length,
+        loaded, prompts, max_new_tokens=config.response_tokens, batch_size=64, max_length=config.max_length,
         progress=progress, desc="align: self-distil benign answers",
     )
     out = []

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 ALIGNED, PRUNED, HEADS, IMPORTANCE, REALIGNED, CONTROL, EVAL, REPORT = (
     "aligned", "pruned", "heads", "importance", "realigned", "control", "eval", "report"
 )
-EVALUABLE = ("dense", "pruned", "realigned", "control")
+SHARED_LABELS = ("base", "dense")  # models that do not depend on the pruning point
+EVALUABLE = ("base", "dense", "pruned", "realigned", "control")  # base = the input model before align
 
 
 @dataclass
@@ -257,6 +258,7 @@ class _Pipeline:
         importance = self.importance()
         realigned = self.realign(f"{prefix}{REALIGNED}", pruned, heads, importance, random_heads=False)
         models: dict[str, tuple[Path | str, list[StageRecord]]] = {
+            **({"base": (self.config["model"], [])} if self.dense_upstream else {}),
             "dense": (self.dense, list(self.dense_upstream)),
             "pruned": (pruned.path, [pruned]),
             "realigned": (realigned.path, [realigned]),
@@ -277,10 +279,10 @@ class _Pipeline:
             raise ConfigError(f"evaluate.models: unknown {unknown}; choose from {', '.join(EVALUABLE)}.")
         entries = []
         for label in ev["models"]:
-            if label not in models or (label == "dense" and not dense):
-                continue  # e.g. control disabled; dense is evaluated once per sweep
+            if label not in models or (label in SHARED_LABELS and not dense):
+                continue  # e.g. control disabled or no align stage; base/dense are evaluated once per sweep
             path, upstream = models[label]
-            record = self.evaluate(label, path, upstream, prefix="" if label == "dense" else prefix)
+            record = self.evaluate(label, path, upstream, prefix="" if label in SHARED_LABELS else prefix)
             entries.append(self.entry(label, path, record))
         return entries
 
@@ -309,7 +311,7 @@ class _Pipeline:
             heads = shared_heads or self.heads(pruned, name=point.folder(HEADS))
             entries = self.point_entries(pruned, heads, prefix=point.prefix, dense=(i == 0))
             dense_entries += [e for e in entries if e["label"] == "dense"]
-            by_point.append((point, [e for e in entries if e["label"] != "dense"]))
+            by_point.append((point, [e for e in entries if e["label"] not in SHARED_LABELS]))
         if self.config["evaluate"]["enabled"]:
             self.result.report_dir = build_sweep_report(
                 dense_entries[0] if dense_entries else None, [(p.method, p.sparsity, e) for p, e in by_point],
