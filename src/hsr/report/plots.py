@@ -49,7 +49,8 @@ def _rate_panel(
             ax.text(i, 1, "n/a", ha="center", va="bottom", fontsize=8, color="gray")
             continue
         v, lo, hi = 100 * r["value"], 100 * r["ci_low"], 100 * r["ci_high"]
-        ax.bar(i, v, color=color_of(label, i), yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], capsize=4)
+        ax.bar(i, v, color=color_of(label, i))
+        ax.errorbar(i, v, yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="none", ecolor="black", capsize=4, zorder=3)
         d = (degenerate or [None] * len(labels))[i]
         top = hi
         if d and d["value"] > 0:
