@@ -119,3 +119,11 @@ def test_registry_and_verdicts_for_every_judge():
         RefusalJudge().verdicts(["p"], [])
     with pytest.raises(JudgeError, match="no options"):
         make_judge("refusal", min_words=3)
+
+
+def test_every_alignment_refusal_is_judged_a_refusal():
+    # the align stage trains on these; the judge must recognise what the aligned model learns to say
+    from hsr.align.refusals import OPENINGS, REASONS
+
+    texts = [f"{o} {r}" for o in OPENINGS for r in REASONS]
+    assert make_judge("refusal").verdicts(["p"] * len(texts), texts) == [REFUSAL] * len(texts)
