@@ -83,7 +83,7 @@ def test_evaluate_model_on_vlm_with_images(calib_jsonl, tmp_path):
     from hsr.evaluation import EvalConfig, evaluate_model
 
     loaded = tiny_loaded("llava")
-    config = EvalConfig(harmful=str(calib_jsonl), benign=None, suites=("safety",), max_new_tokens=4, batch_size=2, n_boot=200)
+    config = EvalConfig(harmful=str(calib_jsonl), benign=None, suites=("safety",), max_new_tokens=4, batch_size=2)
     metrics = evaluate_model(loaded, config, tmp_path / "ev", label="vlm", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "ev" / "generations_harmful.jsonl").read_text().splitlines()]
     assert metrics["asr"]["n"] == 5 and metrics["over_refusal"] is None and metrics["perplexity"] is None

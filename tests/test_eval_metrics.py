@@ -14,24 +14,37 @@ from hsr.evaluation.metrics import (
 )
 
 
-def test_zero_and_all():
-    none = proportion([False] * 20)
-    assert none["value"] == 0.0 and none["k"] == 0 and none["n"] == 20
-    assert none["ci_low"] == none["ci_high"] == 0.0
+def test_zero_and_all_use_wilson_by_default():
+    none = proportion([False] * 32)
+    assert none["value"] == 0.0 and none["k"] == 0 and none["n"] == 32 and none["method"] == "wilson"
+    # Wilson upper bound at k = 0 is z^2 / (n + z^2) = 3.8415 / 35.8415: not the bootstrap's [0, 0]
+    assert none["ci_low"] == 0.0 and none["ci_high"] == pytest.approx(0.107180, abs=1e-5)
     every = proportion([True] * 20)
-    assert every["value"] == 1.0 and every["ci_low"] == every["ci_high"] == 1.0
+    assert every["value"] == 1.0 and every["ci_high"] == 1.0 and every["ci_low"] == pytest.approx(1 - 0.161130, abs=1e-5)
     assert proportion([]) is None
+
+
+def test_bootstrap_method_still_available_and_collapses_at_the_edges():
+    none = proportion([False] * 20, method="bootstrap")
+    assert none["method"] == "bootstrap" and none["ci_low"] == none["ci_high"] == 0.0
+    exact = proportion([True] * 5 + [False] * 15, method="clopper-pearson")
+    assert (exact["ci_low"], exact["ci_high"]) == clopper_pearson_interval(5, 20)
+    with pytest.raises(ValueError, match="unknown interval"):
+        proportion([True], method="normal")
 
 
 @pytest.mark.parametrize("k,n", [(1, 10), (7, 32), (50, 100), (3, 7)])
 def test_interval_contains_estimate_and_agrees_with_wilson_and_exact(k, n):
-    r = proportion([True] * k + [False] * (n - k), seed=1)
+    outcomes = [True] * k + [False] * (n - k)
+    r = proportion(outcomes)
+    assert (r["ci_low"], r["ci_high"]) == wilson_interval(k, n)
     assert r["value"] == pytest.approx(k / n)
-    assert r["ci_low"] <= k / n <= r["ci_high"]
+    boot = proportion(outcomes, method="bootstrap", seed=1)
+    assert boot["ci_low"] <= k / n <= boot["ci_high"]
     wl, wh = wilson_interval(k, n)
     el, eh = clopper_pearson_interval(k, n)
     assert el <= wl <= k / n <= wh <= eh  # Wilson lies inside the exact interval for these counts
-    width = r["ci_high"] - r["ci_low"]
+    width = boot["ci_high"] - boot["ci_low"]
     assert 0.6 * (wh - wl) <= width <= 1.3 * (eh - el)
 
 

@@ -24,7 +24,13 @@ def _heads_json(L=3, H=4):
             "num_heads": H, "num_kv_heads": 2, "n_prompts": 4, "heads": rows}
 
 
-def _entries():
+def _rows(k, n, prompts=None):
+    prompts = prompts or [f"prompt {i}" for i in range(n)]
+    return [{"prompt": p, "image": None, "output": "o", "verdict": "complied" if i < k else "refusal",
+             "attack_success": i < k} for i, p in enumerate(prompts)]
+
+
+def _entries(with_rows=True):
     out = []
     for label, k, ppl in [("dense", 1, 10.0), ("pruned", 12, 15.0), ("realigned", 6, 15.2), ("control", 11, None)]:
         metrics = {"model": label, "path": f"/x/{label}", "asr": _rate(k, 20), "over_refusal": _rate(2, 20),
@@ -33,7 +39,8 @@ def _entries():
         if label in ("realigned", "control"):
             summary = {"restored_params": 1500, "restored_fraction": 1500 / 1e8, "head_selection": "top-ranked",
                        "heads": [{"layer": 2, "head": 3}, {"layer": 1, "head": 0}]}
-        out.append({"label": label, "metrics": metrics, "realign_summary": summary})
+        out.append({"label": label, "metrics": metrics, "realign_summary": summary,
+                    "harmful_rows": _rows(k, 20) if with_rows else None})
     return out
 
 
@@ -57,8 +64,24 @@ def test_results_table_columns_and_rsr():
     assert lines[0].startswith("| model") and "ASR" in lines[0] and "restored params" in lines[0]
     assert "5.0% [0.0, 15.0] (1/20)" in table and "60.0% [50.0, 70.0] (12/20)" in table
     assert "1,500 (0.150 per 10k)" in table and "n/a" in table
-    # RSR = (0.60 - 0.30) / (0.60 - 0.05)
-    assert f"realigned {100 * (0.6 - 0.3) / (0.6 - 0.05):.1f}%" in table
+    assert "degenerate" in lines[0]
+    # RSR = (0.60 - 0.30) / (0.60 - 0.05); realigned complies on 6 of pruned's 12: 6 discordant, p = 2 / 2^6
+    assert f"realigned vs pruned: RSR {100 * (0.6 - 0.3) / (0.6 - 0.05):.1f}% [" in table
+    assert "ASR change -30.0 pts" in table and f"McNemar exact p = {2 / 2**6:.3g} (0 vs 6 discordant" in table
+    assert "pruned vs dense: ASR change +55.0 pts" in table
+
+
+def test_results_table_without_per_prompt_verdicts_gives_point_rsr():
+    table = results_table(_entries(with_rows=False))
+    assert "Paired statistics unavailable: no per-prompt verdicts" in table
+    assert f"realigned: RSR {100 * (0.6 - 0.3) / (0.6 - 0.05):.1f}% (no interval)" in table
+
+
+def test_paired_statistics_refused_when_prompts_differ():
+    entries = _entries()
+    entries[2]["harmful_rows"] = _rows(6, 20, prompts=[f"other {i}" for i in range(20)])
+    table = results_table(entries)
+    assert "Paired statistics unavailable: realigned did not answer the same prompts" in table
 
 
 def test_build_report_html_is_self_contained(tmp_path):
@@ -85,7 +108,7 @@ def test_build_report_replaces_previous_and_skips_missing_parts(tmp_path):
     build_report(_entries(), tmp_path / "rep")
     out = build_report(entries, tmp_path / "rep")
     names = {p.name for p in out.iterdir()}
-    assert names == {"report.md", "report.html", "safety.png"}
+    assert names == {"report.md", "report.html", "safety.png", "paired.json"}
 
 
 def test_bad_inputs(tmp_path):
@@ -108,6 +131,7 @@ def _fake_run_dir(root):
         d = run / "eval" / e["label"]
         d.mkdir(parents=True)
         (d / "metrics.json").write_text(json.dumps(e["metrics"]))
+        (d / "generations_harmful.jsonl").write_text("".join(json.dumps(r) + "\n" for r in e["harmful_rows"]))
         if e["realign_summary"]:
             (run / e["label"]).mkdir()
             (run / e["label"] / "summary.json").write_text(json.dumps(e["realign_summary"]))
@@ -122,7 +146,11 @@ def test_entries_from_run_dir_and_cli(tmp_path, capsys):
     assert entries[2]["realign_summary"]["restored_params"] == 1500 and entries[0]["realign_summary"] is None
     assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--title", "T"]) == 0
     assert (tmp_path / "rep" / "heads.png").is_file() and (tmp_path / "rep" / "restored.png").is_file()
-    assert "realigned" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "realigned vs pruned: RSR 54.5% [" in printed  # per-prompt verdicts read from the eval folders
+    paired = json.loads((tmp_path / "rep" / "paired.json").read_text())
+    assert paired["available"] and [c["label"] for c in paired["comparisons"]] == ["realigned", "control"]
+    assert paired["comparisons"][0]["difference"]["b_only"] == 0 and paired["comparisons"][0]["difference"]["a_only"] == 6
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2  # exists, no --overwrite
     assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--overwrite"]) == 0
 

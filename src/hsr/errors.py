@@ -7,3 +7,7 @@ class HsrError(Exception):
 
 class ConfigError(HsrError, ValueError):
     """Bad hyperparameters or options."""
+
+
+class JudgeError(HsrError, ValueError):
+    """A judge could not be built or run; the message says which and why."""

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=_DEFAULTS.limit,
                    help=f"prompts per safety set (seeded subset; default {_DEFAULTS.limit}; 0 = all)")
     p.add_argument("--judge", default=_DEFAULTS.judge,
-                   help="keyword (union of zou2023 + wei2024 refusal lists), keyword:LIST[+LIST] "
+                   help="refusal (default: refusal patterns on the answer's opening, degenerate output apart), "
+                   "keyword (union of zou2023 + wei2024 refusal lists), keyword:LIST[+LIST] "
                    f"({', '.join(REFUSAL_LISTS)}), or model:PATH (local HF guard/chat model or classifier)")
     p.add_argument("--max-new-tokens", type=int, default=_DEFAULTS.max_new_tokens, help="generation budget per prompt")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help="prompts per generation batch")

@@ -2,33 +2,43 @@
 
 from .evaluate import BENIGN_FILE, HARMFUL_FILE, METRICS_FILE, SUITES, EvalConfig, evaluate_model
 from .generation import generate, write_generations
-from .judges import DEFAULT_LIST, REFUSAL_LISTS, KeywordJudge, ModelJudge, make_judge
+from .degenerate import degenerate_reason
+from .judges import DEFAULT_JUDGE, DEFAULT_LIST, REFUSAL_LISTS, KeywordJudge, ModelJudge, make_judge
 from .mcq import MCQItem, load_mcq, mcq_accuracy
 from .metrics import bootstrap_interval, clopper_pearson_interval, proportion, restoration_rate, wilson_interval
+from .paired import mcnemar_exact, paired_difference, restoration_rate_interval
+from .refusal import VERDICTS, RefusalJudge
 from .perplexity import load_text, perplexity
 
 __all__ = [
     "BENIGN_FILE",
+    "DEFAULT_JUDGE",
     "DEFAULT_LIST",
     "HARMFUL_FILE",
     "METRICS_FILE",
     "REFUSAL_LISTS",
     "SUITES",
+    "VERDICTS",
     "EvalConfig",
     "KeywordJudge",
     "MCQItem",
     "ModelJudge",
+    "RefusalJudge",
     "bootstrap_interval",
     "clopper_pearson_interval",
+    "degenerate_reason",
     "evaluate_model",
     "generate",
     "load_mcq",
     "load_text",
     "make_judge",
     "mcq_accuracy",
+    "mcnemar_exact",
+    "paired_difference",
     "perplexity",
     "proportion",
     "restoration_rate",
+    "restoration_rate_interval",
     "wilson_interval",
     "write_generations",
 ]

@@ -1,8 +1,15 @@
 """Evaluate one model: safety (ASR, over-refusal) and utility (perplexity, multiple choice).
 
 Writes into ``out_dir``: ``metrics.json`` (the pipeline contract: model, path, asr, over_refusal,
-perplexity, mcq_accuracy, judge, ...), ``generations_harmful.jsonl`` and
-``generations_benign.jsonl`` (prompt, image, output, verdict), and ``mcq.jsonl`` when run.
+harmful_degenerate, benign_degenerate, perplexity, mcq_accuracy, judge, ...),
+``generations_harmful.jsonl`` and ``generations_benign.jsonl`` (prompt, image, output, ``verdict``
+= refusal | complied | degenerate, and the booleans ``attack_success`` / ``refused`` derived from
+it), and ``mcq.jsonl`` when run.
+
+Every answer gets one verdict, degenerate checked first, whatever the judge: ``asr`` = complied / n
+on harmful prompts, ``over_refusal`` = refusal / n on benign prompts, and the degenerate shares
+apart. For judges other than ``refusal`` the judge's own unfiltered attack-success rate (what the
+papers report for ``keyword``) is kept as ``asr_unfiltered``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from ..errors import ConfigError
 from ..io import write_json
 from ..loading import LoadedModel
 from .generation import generate, write_generations
-from .judges import make_judge
+from .degenerate import degenerate_reason
+from .judges import combine_verdicts, make_judge
+from .refusal import COMPLIED, DEGENERATE, REFUSAL
 from .mcq import METHODS as MCQ_METHODS
 from .mcq import load_mcq, mcq_accuracy
 from .metrics import proportion
@@ -42,7 +51,7 @@ class EvalConfig:
     limit: int | None = 32
     max_new_tokens: int = 48
     batch_size: int = 16
-    judge: str = "keyword"
+    judge: str = "refusal"
     ppl_text: str | None = "builtin:heldout"
     mcq: str | None = "builtin:mcq"
     suites: tuple[str, ...] = ("safety", "utility")
@@ -52,14 +61,13 @@ class EvalConfig:
     mcq_limit: int | None = None
     ppl_stride: int | None = None
     ppl_max_tokens: int | None = None
-    n_boot: int = 10_000
 
     def validate(self) -> None:
         self.suites = tuple(self.suites)
         bad = [s for s in self.suites if s not in SUITES]
         if bad or not self.suites:
             raise ConfigError(f"suites must be a non-empty subset of {', '.join(SUITES)}, got {list(self.suites)}.")
-        for name in ("max_new_tokens", "batch_size", "max_length", "n_boot"):
+        for name in ("max_new_tokens", "batch_size", "max_length"):
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
         for name in ("limit", "mcq_limit", "ppl_stride", "ppl_max_tokens"):
@@ -92,6 +100,8 @@ def evaluate_model(
         "architecture": loaded.arch.class_name,
         "asr": None,
         "over_refusal": None,
+        "harmful_degenerate": None,
+        "benign_degenerate": None,
         "perplexity": None,
         "mcq_accuracy": None,
         "judge": judge.name if judge is not None else config.judge,
@@ -105,10 +115,17 @@ def evaluate_model(
         start = time.perf_counter()
         samples = load_samples(config.harmful, limit=config.limit, seed=config.seed)
         outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] harmful", **gen_kw)
-        success = judge.judge([s.prompt for s in samples], outputs)
-        extra = {"judge_raw": list(judge.raw)} if getattr(judge, "raw", None) else None
+        raw_success = judge.judge([s.prompt for s in samples], outputs)
+        verdicts = combine_verdicts(outputs, [not s for s in raw_success])
+        extra: dict[str, list[Any]] = _verdict_columns(outputs, verdicts)
+        if getattr(judge, "raw", None):
+            extra["judge_raw"] = list(judge.raw)
+        success = [v == COMPLIED for v in verdicts]
         write_generations(out / HARMFUL_FILE, samples, outputs, success, "attack_success", extra)
-        metrics["asr"] = proportion(success, n_boot=config.n_boot, seed=config.seed)
+        metrics["asr"] = proportion(success)
+        metrics["harmful_degenerate"] = proportion([v == DEGENERATE for v in verdicts])
+        if judge.name != "refusal":
+            metrics["asr_unfiltered"] = proportion(raw_success)
         metrics["harmful_data"] = config.harmful
         if getattr(judge, "unparsed", 0):
             metrics["judge_unparsed"] = judge.unparsed
@@ -118,9 +135,11 @@ def evaluate_model(
         start = time.perf_counter()
         samples = load_samples(config.benign, limit=config.limit, seed=config.seed)
         outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] benign", **gen_kw)
-        refused = judge.refusal([s.prompt for s in samples], outputs)
-        write_generations(out / BENIGN_FILE, samples, outputs, refused, "refused")
-        metrics["over_refusal"] = proportion(refused, n_boot=config.n_boot, seed=config.seed)
+        verdicts = combine_verdicts(outputs, judge.refusal([s.prompt for s in samples], outputs))
+        refused = [v == REFUSAL for v in verdicts]
+        write_generations(out / BENIGN_FILE, samples, outputs, refused, "refused", _verdict_columns(outputs, verdicts))
+        metrics["over_refusal"] = proportion(refused)
+        metrics["benign_degenerate"] = proportion([v == DEGENERATE for v in verdicts])
         metrics["benign_data"] = config.benign
         timings["benign"] = time.perf_counter() - start
 
@@ -138,7 +157,7 @@ def evaluate_model(
         start = time.perf_counter()
         items = load_mcq(config.mcq, limit=config.mcq_limit, seed=config.seed)
         result = mcq_accuracy(loaded, items, method=config.mcq_method, progress=progress)
-        metrics["mcq_accuracy"] = proportion(result["correct"], n_boot=config.n_boot, seed=config.seed)
+        metrics["mcq_accuracy"] = proportion(result["correct"])
         metrics["mcq_data"] = config.mcq
         metrics["mcq_method"] = config.mcq_method
         write_generations(
@@ -155,6 +174,10 @@ def evaluate_model(
     write_json(out / METRICS_FILE, metrics)
     return metrics
 
+
+def _verdict_columns(outputs: list[str], verdicts: list[str]) -> dict[str, list[Any]]:
+    """Per-prompt ``verdict`` and, for degenerate answers, why (for generations_*.jsonl)."""
+    return {"verdict": list(verdicts), "degenerate_reason": [degenerate_reason(o) for o in outputs]}
 
 
 def _source_path(source: Any) -> str:

@@ -1,11 +1,12 @@
 """Proportions with confidence intervals: attack success rate, refusal rate.
 
-A rate is reported as ``{"value", "ci_low", "ci_high", "n", "k"}`` with value = k / n in [0, 1]
-and a seeded percentile bootstrap 95% interval. Resampling n Bernoulli outcomes with
-replacement gives a Binomial(n, k/n) count, so the bootstrap draws that count directly: the
-same distribution as resampling the outcomes, at a fraction of the cost. Wilson and exact
-(Clopper-Pearson) intervals are here as cross-checks; note that the percentile bootstrap
-collapses to [0, 0] at k = 0 (and [1, 1] at k = n), where Wilson does not.
+A rate is reported as ``{"value", "ci_low", "ci_high", "n", "k", "method"}`` with value = k / n in
+[0, 1] and, by default, the Wilson score 95% interval: it stays honest at the edges (0/32 gives
+[0.0%, 10.7%], not the [0, 0] a percentile bootstrap collapses to) and needs no seed. ``method``
+may also be ``clopper-pearson`` (exact, wider) or ``bootstrap`` (seeded percentile bootstrap:
+resampling n Bernoulli outcomes with replacement gives a Binomial(n, k/n) count, so the bootstrap
+draws that count directly). Bootstrap intervals remain the tool for statistics without a closed
+form -- RSR and paired differences (:mod:`hsr.evaluation.paired`).
 """
 
 from __future__ import annotations
@@ -48,16 +49,31 @@ def clopper_pearson_interval(k: int, n: int, *, alpha: float = DEFAULT_ALPHA) ->
     return low, high
 
 
+INTERVALS = ("wilson", "clopper-pearson", "bootstrap")
+
+
 def proportion(
-    outcomes: Sequence[bool], *, n_boot: int = DEFAULT_BOOTSTRAP, alpha: float = DEFAULT_ALPHA, seed: int = 0
+    outcomes: Sequence[bool],
+    *,
+    method: str = "wilson",
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
 ) -> dict[str, Any] | None:
-    """``{"value", "ci_low", "ci_high", "n", "k"}`` for boolean outcomes (None when there are none)."""
+    """``{"value", "ci_low", "ci_high", "n", "k", "method", "level"}`` for boolean outcomes (None when there are none)."""
     n = len(outcomes)
     if n == 0:
         return None
     k = int(sum(bool(o) for o in outcomes))
-    low, high = bootstrap_interval(k, n, n_boot=n_boot, alpha=alpha, seed=seed)
-    return {"value": k / n, "ci_low": low, "ci_high": high, "n": n, "k": k, "ci": f"bootstrap percentile {1 - alpha:.0%}"}
+    if method == "wilson":
+        low, high = wilson_interval(k, n, alpha=alpha)
+    elif method == "clopper-pearson":
+        low, high = clopper_pearson_interval(k, n, alpha=alpha)
+    elif method == "bootstrap":
+        low, high = bootstrap_interval(k, n, n_boot=n_boot, alpha=alpha, seed=seed)
+    else:
+        raise ValueError(f"unknown interval method {method!r}; choose from {', '.join(INTERVALS)}")
+    return {"value": k / n, "ci_low": low, "ci_high": high, "n": n, "k": k, "method": method, "level": 1 - alpha}
 
 
 def restoration_rate(asr_full: float, asr_pruned: float, asr_realigned: float) -> float | None:

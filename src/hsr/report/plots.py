@@ -30,16 +30,38 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _rate_panel(ax: Any, labels: Sequence[str], rates: Sequence[dict[str, Any] | None], title: str) -> None:
-    """Bars of rates in percent with their CI as error bars; missing rates are marked n/a."""
+def _rate_panel(
+    ax: Any,
+    labels: Sequence[str],
+    rates: Sequence[dict[str, Any] | None],
+    title: str,
+    degenerate: Sequence[dict[str, Any] | None] | None = None,
+) -> None:
+    """Bars of rates in percent with their CI as error bars; missing rates are marked n/a.
+
+    With ``degenerate``, each bar gets a hatched segment stacked on top: the share of degenerate
+    answers, which count neither as the rate's event nor as its opposite.
+    """
     xs = range(len(labels))
+    shown = False
     for i, (label, r) in enumerate(zip(labels, rates)):
         if r is None:
             ax.text(i, 1, "n/a", ha="center", va="bottom", fontsize=8, color="gray")
             continue
         v, lo, hi = 100 * r["value"], 100 * r["ci_low"], 100 * r["ci_high"]
-        ax.bar(i, v, color=color_of(label, i), yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], capsize=4)
-        ax.text(i, hi + 1.5, f"{v:.1f}%\n({r['k']}/{r['n']})", ha="center", va="bottom", fontsize=7)
+        ax.bar(i, v, color=color_of(label, i))
+        ax.errorbar(i, v, yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="none", ecolor="black", capsize=4, zorder=3)
+        d = (degenerate or [None] * len(labels))[i]
+        top = hi
+        if d and d["value"] > 0:
+            dv = 100 * d["value"]
+            ax.bar(i, dv, bottom=v, color="white", edgecolor="gray", hatch="///", linewidth=0.5,
+                   label=None if shown else "degenerate")
+            shown = True
+            top = max(hi, v + dv)
+        ax.text(i, top + 1.5, f"{v:.1f}%\n({r['k']}/{r['n']})", ha="center", va="bottom", fontsize=7)
+    if shown:
+        ax.legend(fontsize=7, loc="upper right")
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 118)
@@ -48,11 +70,14 @@ def _rate_panel(ax: Any, labels: Sequence[str], rates: Sequence[dict[str, Any] |
 
 
 def plot_safety(entries: Sequence[dict[str, Any]], path: Path) -> Path:
-    """ASR and over-refusal per model, with 95% intervals."""
+    """ASR and over-refusal per model, with 95% intervals and degenerate answers hatched on top."""
     labels = [e["label"] for e in entries]
+    metrics = [e["metrics"] for e in entries]
     fig = _figure(max(6.0, 1.6 * len(labels) + 2), 3.6)
-    _rate_panel(fig.add_subplot(1, 2, 1), labels, [e["metrics"].get("asr") for e in entries], "Attack success rate (lower is safer)")
-    _rate_panel(fig.add_subplot(1, 2, 2), labels, [e["metrics"].get("over_refusal") for e in entries], "Over-refusal on benign prompts")
+    _rate_panel(fig.add_subplot(1, 2, 1), labels, [m.get("asr") for m in metrics], "Attack success rate (lower is safer)",
+                [m.get("harmful_degenerate") for m in metrics])
+    _rate_panel(fig.add_subplot(1, 2, 2), labels, [m.get("over_refusal") for m in metrics], "Over-refusal on benign prompts",
+                [m.get("benign_degenerate") for m in metrics])
     return _save(fig, path)
 
 

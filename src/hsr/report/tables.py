@@ -1,4 +1,4 @@
-"""Formatting of results: the comparison table (plain-text/markdown) and its cells."""
+"""Formatting of results: the comparison table (plain-text/markdown), its cells, and the paired lines below it."""
 
 from __future__ import annotations
 
@@ -6,14 +6,23 @@ import math
 from typing import Any, Sequence
 
 from ..evaluation.metrics import restoration_rate
+from .paired import paired_summary
 
-COLUMNS = ("model", "ASR [95% CI]", "over-refusal [95% CI]", "perplexity", "MCQ acc. [95% CI]", "restored params")
+COLUMNS = (
+    "model", "ASR [95% CI] (k/n)", "degenerate harmful / benign", "over-refusal [95% CI]", "perplexity",
+    "MCQ acc. [95% CI]", "restored params",
+)
 
 
 def fmt_rate(r: dict[str, Any] | None) -> str:
     if not r:
         return "n/a"
     return f"{100 * r['value']:.1f}% [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] ({r['k']}/{r['n']})"
+
+
+def fmt_share(r: dict[str, Any] | None) -> str:
+    """A rate without its interval: ``3.1% (1/32)``."""
+    return "n/a" if not r else f"{100 * r['value']:.1f}% ({r['k']}/{r['n']})"
 
 
 def fmt_ppl(p: float | None) -> str:
@@ -36,6 +45,7 @@ def table_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
             [
                 str(e["label"]),
                 fmt_rate(m.get("asr")),
+                f"{fmt_share(m.get('harmful_degenerate'))} / {fmt_share(m.get('benign_degenerate'))}",
                 fmt_rate(m.get("over_refusal")),
                 fmt_ppl(m.get("perplexity")),
                 fmt_rate(m.get("mcq_accuracy")),
@@ -45,8 +55,53 @@ def table_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def results_table(entries: Sequence[dict[str, Any]]) -> str:
-    """A markdown table (readable as plain text): model | ASR [CI] | over-refusal | perplexity | MCQ | restored."""
+def fmt_rsr(rsr: dict[str, Any]) -> str:
+    if rsr["value"] is None:
+        return "RSR undefined (pruned ASR = dense ASR)"
+    ci = "interval undefined" if rsr["ci_low"] is None else f"[{100 * rsr['ci_low']:.1f}, {100 * rsr['ci_high']:.1f}]"
+    return f"RSR {100 * rsr['value']:.1f}% {ci}"
+
+
+def fmt_difference(d: dict[str, Any], what: str) -> str:
+    return (
+        f"{what} {100 * d['value']:+.1f} pts [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}], "
+        f"McNemar exact p = {d['mcnemar_p']:.3g} ({d['b_only']} vs {d['a_only']} discordant prompts)"
+    )
+
+
+def paired_lines(entries: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None) -> list[str]:
+    """One line per realigned-like model: RSR [95% CI], ASR difference vs pruned [CI], McNemar p."""
+    summary = summary if summary is not None else paired_summary(entries)
+    if not summary["available"]:
+        point = point_rsr(entries)
+        if len(entries) <= 2 and not point:
+            return []
+        return [f"Paired statistics unavailable: {summary['reason']}.", *point]
+    n = summary["n"]
+    lines = [f"Paired on the same {n} harmful prompts (95% paired-bootstrap intervals; RSR = (ASR_pruned - ASR_model) "
+             "/ (ASR_pruned - ASR_dense)):",
+             f"- pruned vs dense: {fmt_difference(summary['pruning'], 'ASR change')}"]
+    for c in summary["comparisons"]:
+        lines.append(f"- {c['label']} vs pruned: {fmt_rsr(c['rsr'])}; {fmt_difference(c['difference'], 'ASR change')}")
+    return lines
+
+
+def point_rsr(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """RSR from the aggregate ASRs alone (no interval), for models without per-prompt verdicts."""
+    asr = {e["label"]: (e.get("metrics") or {}).get("asr") for e in entries}
+    if not asr.get("dense") or not asr.get("pruned"):
+        return []
+    lines = []
+    for label, r in asr.items():
+        if label in ("dense", "pruned") or not r:
+            continue
+        rsr = restoration_rate(asr["dense"]["value"], asr["pruned"]["value"], r["value"])
+        lines.append(f"- {label}: " + ("RSR undefined (pruned ASR = dense ASR)" if rsr is None else f"RSR {100 * rsr:.1f}% (no interval)"))
+    return lines
+
+
+def results_table(entries: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None) -> str:
+    """Markdown table (model | ASR | degenerate | over-refusal | perplexity | MCQ | restored) plus the paired lines."""
     rows = table_rows(entries)
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
 
@@ -55,24 +110,7 @@ def results_table(entries: Sequence[dict[str, Any]]) -> str:
 
     out = [line(COLUMNS), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out.extend(line(r) for r in rows)
-    rsr = rsr_line(entries)
-    if rsr:
-        out.append("")
-        out.append(rsr)
+    paired = paired_lines(entries, summary)
+    if paired:
+        out += ["", *paired]
     return "\n".join(out)
-
-
-def rsr_line(entries: Sequence[dict[str, Any]]) -> str | None:
-    """Restoration rate of each realigned-like model against dense and pruned (DESIGN.md 1.4)."""
-    asr = {e["label"]: (e.get("metrics") or {}).get("asr") for e in entries}
-    if not asr.get("dense") or not asr.get("pruned"):
-        return None
-    parts = []
-    for label in asr:
-        if label in ("dense", "pruned") or not asr[label]:
-            continue
-        rsr = restoration_rate(asr["dense"]["value"], asr["pruned"]["value"], asr[label]["value"])
-        parts.append(f"{label} {'undefined (pruned ASR = dense ASR)' if rsr is None else f'{100 * rsr:.1f}%'}")
-    if not parts:
-        return None
-    return "Restoration rate RSR = (ASR_pruned - ASR_model) / (ASR_pruned - ASR_dense): " + "; ".join(parts)
