@@ -23,7 +23,7 @@ class AlignConfig:
     harmful_limit: int | None = None
     benign_limit: int | None = None
     response_tokens: int = 40  # cap on the self-distilled benign answers
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 8
     lr: float = 1e-4
     weight_decay: float = 0.0
