@@ -17,6 +17,8 @@ from ..evaluation.paired import paired_difference, restoration_rate_interval
 from ..evaluation.refusal import COMPLIED
 
 DENSE, PRUNED = "dense", "pruned"
+#: Models that are not compared against pruned (base = the input model before an align stage).
+NOT_COMPARED = (DENSE, PRUNED, "base")
 
 
 def read_harmful(eval_dir: str | Path) -> list[dict[str, Any]] | None:
@@ -53,7 +55,7 @@ def paired_summary(entries: Sequence[dict[str, Any]], *, n_boot: int = 10_000, s
     ASR_model - ASR_pruned (:func:`~hsr.evaluation.paired.paired_difference`, with McNemar p).
     """
     by_label = {e["label"]: e for e in entries}
-    others = [e["label"] for e in entries if e["label"] not in (DENSE, PRUNED)]
+    others = [e["label"] for e in entries if e["label"] not in NOT_COMPARED]
     if DENSE not in by_label or PRUNED not in by_label or not others:
         return {"available": False, "reason": "needs dense, pruned and at least one realigned model", "comparisons": []}
     rows = {label: _rows_of(by_label[label]) for label in (DENSE, PRUNED, *others)}

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..io import atomic_output_dir
 from ..evaluation.metrics import restoration_rate
+from .paired import paired_summary
 from .plots import _figure, _save, color_of
 from .tables import fmt_ppl, fmt_rate
 
@@ -62,18 +63,40 @@ def _rsr(dense: dict | None, pruned: dict | None, other: dict | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def _paired_rsr(dense_entry: dict[str, Any] | None, entries: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """label -> "RSR [95% CI], McNemar p" from per-prompt verdicts (paired on the same prompts), when available."""
+    if dense_entry is None:
+        return {}
+    summary = paired_summary([dense_entry, *entries])
+    if not summary["available"]:
+        return {}
+    out = {}
+    for c in summary["comparisons"]:
+        r, d = c["rsr"], c["difference"]
+        if r["value"] is None:
+            out[c["label"]] = "undefined"
+            continue
+        ci = "" if r["ci_low"] is None else f" [{100 * r['ci_low']:.0f}, {100 * r['ci_high']:.0f}]"
+        out[c["label"]] = f"{100 * r['value']:.1f}%{ci}, p={d['mcnemar_p']:.2g}"
+    return out
+
+
 def sweep_table(dense: dict[str, Any] | None, points: Sequence[PointEntries]) -> str:
     """Markdown: one row per point with ASR and perplexity of pruned/realigned/control and RSR."""
     d_asr = (dense or {}).get("metrics", {}).get("asr")
     d_ppl = (dense or {}).get("metrics", {}).get("perplexity")
     head = ["method", "sparsity", "ASR pruned", "ASR realigned", "ASR control", "RSR realigned", "RSR control",
-            "ppl pruned", "ppl realigned", "ppl control"]
+            "degenerate pruned", "ppl pruned", "ppl realigned", "ppl control"]
     rows = []
     for method, sparsity, entries in points:
         p, r, c = (_rate(entries, x) for x in ("pruned", "realigned", "control"))
-        rows.append([method, sparsity, fmt_rate(p), fmt_rate(r), fmt_rate(c), _rsr(d_asr, p, r), _rsr(d_asr, p, c),
-                     fmt_ppl(_ppl(entries, "pruned")), fmt_ppl(_ppl(entries, "realigned")), fmt_ppl(_ppl(entries, "control"))])
-    lines = [f"dense: ASR {fmt_rate(d_asr)}, perplexity {fmt_ppl(d_ppl)}", ""]
+        paired = _paired_rsr(dense, entries)
+        rsr_r = paired.get("realigned") or _rsr(d_asr, p, r)
+        rsr_c = paired.get("control") or _rsr(d_asr, p, c)
+        rows.append([method, sparsity, fmt_rate(p), fmt_rate(r), fmt_rate(c), rsr_r, rsr_c,
+                     fmt_rate(_rate(entries, "pruned", "harmful_degenerate")), fmt_ppl(_ppl(entries, "pruned")), fmt_ppl(_ppl(entries, "realigned")), fmt_ppl(_ppl(entries, "control"))])
+    lines = [f"dense: ASR {fmt_rate(d_asr)}, perplexity {fmt_ppl(d_ppl)}",
+             "RSR [95% paired-bootstrap CI], McNemar exact p vs pruned, on the same prompts.", ""]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join("---" for _ in head) + "|")
     lines += ["| " + " | ".join(r) + " |" for r in rows]
