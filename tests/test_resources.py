@@ -11,7 +11,8 @@ from hsr.evaluation.mcq import load_mcq
 from hsr.evaluation.perplexity import load_text
 from hsr.resources import BUILTIN_DATASETS, RESOURCE_DIR, builtin_path
 
-EXPECTED_ROWS = {"advbench": 520, "harmbench": 200, "advbench_eval": 100, "utility": 64, "safety": 64, "benign": 64, "mcq": 60}
+EXPECTED_ROWS = {"advbench": 520, "harmbench": 200, "advbench_eval": 100, "utility": 64, "safety": 64, "benign": 64, "mcq": 60,
+                 "advbench_val": 100, "advbench_align": 126, "align_benign": 240, "benign_val": 80}
 
 
 def test_every_registered_file_exists():
@@ -31,7 +32,7 @@ def test_builtin_jsonl_loads_with_expected_count(name):
 def test_response_sets_have_responses():
     for name in ("utility", "safety", "mcq"):
         assert all(s.response and s.response.strip() for s in load_samples(f"builtin:{name}")), name
-    for name in ("advbench", "harmbench", "advbench_eval", "benign"):
+    for name in ("advbench", "harmbench", "advbench_eval", "benign", "advbench_val", "advbench_align", "align_benign", "benign_val"):
         assert all(s.response is None for s in load_samples(f"builtin:{name}")), name
 
 
