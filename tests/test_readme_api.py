@@ -36,3 +36,13 @@ def test_readme_python_api_flow(tmp_path: Path):
     )
     assert metrics["asr"]["n"] == 2
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["model"] == "realigned"
+
+
+def test_readme_align_api(tmp_path: Path):
+    from hsr.align import AlignConfig, align_model, save_aligned
+
+    aligned = tiny_loaded("llama")
+    summary = align_model(aligned, AlignConfig(epochs=1, harmful_limit=4, benign_limit=4, response_tokens=4, train_layers=1))
+    assert summary["refusal_examples"] == 4 and len(summary["epoch_losses"]) == 1
+    out = save_aligned(tmp_path / "aligned", aligned, summary)
+    assert (out / "summary.json").is_file() and (out / "model.safetensors").is_file()
