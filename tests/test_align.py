@@ -129,3 +129,25 @@ def test_mixed_attention_types_require_training_all_layers():
     with pytest.raises(ConfigError, match="train_layers must be null"):
         first_trained_layer(loaded.arch, AlignConfig(train_layers=1))
     assert first_trained_layer(loaded.arch, AlignConfig(train_layers=None)) == 0
+
+
+def test_finetune_makes_a_tiny_model_refuse_its_harmful_training_prompts_only():
+    """Loss falls and greedy answers to the harmful training prompts turn into refusals (judged by the
+    refusal judge), while the benign training prompts still get answers, not refusals."""
+    from hsr.evaluation.generation import generate
+    from hsr.evaluation.refusal import verdict
+
+    loaded = tiny_loaded("llama")
+    examples = _examples()
+    questions = [Sample(prompt=s.prompt) for s in examples]
+
+    def refusals() -> list[bool]:
+        return [verdict(a) == "refusal" for a in generate(loaded, questions, max_new_tokens=12)]
+
+    before = refusals()
+    assert sum(before[:4]) == 0  # a random model does not refuse
+    losses = finetune(loaded, examples, AlignConfig(epochs=20, batch_size=4, lr=5e-3, warmup_steps=1, train_layers=None))
+    assert losses[-1] < losses[0]
+    after = refusals()
+    assert sum(after[:4]) >= 3
+    assert sum(after[4:]) == 0
