@@ -77,8 +77,8 @@ def test_cli_realign_errors(tmp_path, capsys):
     cases = [
         (["--p", "0.9", "--out", str(tmp_path / "o")], "0 <= p <= max_p <= 1"),
         (["--q", "0", "--out", str(tmp_path / "o")], "0 < q <= 1"),
-        (["--out", str(dense)], "would replace the input"),
-        (["--out", str(tmp_path)], "would replace the input"),
+        (["--out", str(dense)], "overlaps the input"),
+        (["--out", str(tmp_path)], "overlaps the input"),
     ]
     for extra, msg in cases:
         assert main([*base, *extra]) == 2

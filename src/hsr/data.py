@@ -64,8 +64,14 @@ def resolve_data_path(spec: str | Path, what: str = "Data file") -> Path:
 
 def iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(where, row)`` for each non-blank line; bad JSON or non-objects fail naming file and line."""
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8", errors="surrogateescape") as fh:
         for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                raise DataError(f"{path}, line {lineno}: not valid UTF-8 text.") from None
             if not line.strip():
                 continue
             where = f"{path}, line {lineno}"
@@ -138,6 +144,10 @@ def read_vlguard(
         entries = json.loads(ann.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{ann}: not valid JSON ({exc.msg}).") from exc
+    except UnicodeDecodeError:
+        raise DataError(f"{ann}: not valid UTF-8 text.") from None
+    if not isinstance(entries, list):
+        raise DataError(f"{ann}: expected a JSON list of entries, got {type(entries).__name__}.")
     images = root / (image_dir or Path(annotation).stem)
     if not images.is_dir():
         images = root
@@ -148,13 +158,21 @@ def read_vlguard(
         where = f"{ann}[{idx}]"
         if not isinstance(entry, dict) or "image" not in entry or "instr-resp" not in entry:
             raise DataError(f"{where}: expected keys 'image', 'safe', 'instr-resp'.")
+        if not isinstance(entry["image"], str) or not isinstance(entry["instr-resp"], list):
+            raise DataError(f"{where}: 'image' must be a path string and 'instr-resp' a list.")
         if bool(entry.get("safe")) != want_safe_image:
             continue
         image = images / entry["image"]
         if check_images and not image.is_file():
             raise DataError(f"{where}: image file not found: {image}")
         for pair in entry["instr-resp"]:
+            if not isinstance(pair, dict):
+                raise DataError(f"{where}: each 'instr-resp' item must be an object.")
             if want_key in pair:
+                if not isinstance(pair[want_key], str) or not pair[want_key].strip():
+                    raise DataError(f"{where}: {want_key!r} must be a non-empty string.")
+                if pair.get("response") is not None and not isinstance(pair["response"], str):
+                    raise DataError(f"{where}: 'response' must be a string.")
                 samples.append(
                     Sample(
                         prompt=pair[want_key],
@@ -184,6 +202,25 @@ def load_samples(spec: str | Path, limit: int | None = None, seed: int = 0, chec
     else:
         samples = read_jsonl(spec, check_images=check_images)
     return subsample(samples, limit, seed)
+
+
+def data_files(spec: str | Path | None, text: bool = False) -> list[Path]:
+    """Every file a data spec makes a stage read (the JSONL/JSON file and the images its rows name), for
+    content fingerprints. Parses the data, so a broken file fails here, before any model loads.
+    ``text=True`` for a file read as a whole by its own reader (perplexity text, multiple-choice questions);
+    ``None``/``"none"`` reads nothing."""
+    if spec is None or str(spec).lower() == "none":
+        return []
+    spec = str(spec)
+    if text:
+        return [resolve_data_path(spec, "Text file")]
+    samples = load_samples(spec)
+    if spec.startswith("vlguard:"):
+        parts = spec.split(":")
+        head = [Path(parts[1]) / (parts[3] if len(parts) > 3 else "train.json")]
+    else:
+        head = [resolve_data_path(spec)]
+    return head + sorted({s.image for s in samples if s.image is not None})
 
 
 def subsample(samples: Sequence[Sample], limit: int | None, seed: int = 0) -> list[Sample]:

@@ -31,8 +31,14 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
     out = Path(out).expanduser().resolve()
     if out.exists() and not overwrite:
         raise OutputExistsError(f"Output directory {out} already exists; pass --overwrite or choose another --out.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"Output {out} is a file, not a folder; choose another --out.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # The pid in the name lets a later run tell a dead writer's leftovers from a live one's.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    except OSError as exc:
+        raise OutputExistsError(f"cannot write the output {out}: {exc.strerror or exc}.") from None
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual permissions
     try:
         yield tmp
@@ -57,7 +63,7 @@ def _umask() -> int:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 

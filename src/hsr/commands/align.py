@@ -6,7 +6,7 @@ import argparse
 from dataclasses import fields
 
 from ..align import AlignConfig, align_model, save_aligned
-from .common import add_model_args, add_output_args, add_runtime_args, load_from_args
+from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 _HELP = {
     "harmful": "harmful prompts (JSONL / builtin:NAME); each gets a hand-written refusal",
@@ -59,12 +59,7 @@ def config_from_args(args: argparse.Namespace) -> AlignConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from pathlib import Path
-
-    from ..io import OutputExistsError
-
-    if Path(args.out).expanduser().exists() and not args.overwrite:  # fail before the work, not after
-        raise OutputExistsError(f"Output directory {args.out} already exists; pass --overwrite or choose another --out.")
+    prepare_output(args.out, args.overwrite, args.model, args.harmful, args.benign)  # fail before the work
     loaded = load_from_args(args)
     summary = align_model(loaded, config, progress=True)
     summary["base_model"] = str(args.model)

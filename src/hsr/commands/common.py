@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pathlib import Path
+
 from ..data import DEFAULT_MAX_LENGTH
 from ..loading import LoadedModel, load_model
 
@@ -37,3 +39,30 @@ def load_from_args(args: argparse.Namespace, source: str | None = None) -> Loade
         device=args.device,
         trust_remote_code=args.trust_remote_code,
     )
+
+
+def input_path(spec: object) -> str | None:
+    """The local path behind a model or data option (None for hub ids, builtins, "default", "none")."""
+    if spec is None:
+        return None
+    text = str(spec)
+    if text.startswith("vlguard:"):
+        return text.split(":")[1]
+    if text.startswith("builtin:") or text.lower() in ("none", "default"):
+        return None
+    return text
+
+
+def prepare_output(out: str, overwrite: bool, *inputs: object) -> Path:
+    """Check ``--out`` before any work: not overlapping an input, creatable, and not already there
+    unless ``--overwrite``; leftovers of killed writers beside it are removed. Returns it resolved."""
+    from ..io import OutputExistsError
+    from ..rundir import check_out_against_inputs, check_writable, clean_stale_temps
+
+    target = check_out_against_inputs(out, [input_path(i) for i in inputs])
+    check_writable(target)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"Output directory {target} already exists; pass --overwrite or choose another --out.")
+    if target.parent.is_dir():
+        clean_stale_temps(target.parent, depth=1)
+    return target

@@ -11,7 +11,7 @@ from ..evaluation.judges import REFUSAL_LISTS
 from ..evaluation.mcq import METHODS as MCQ_METHODS
 from ..io import atomic_output_dir
 from ..report import results_table
-from .common import add_model_args, add_output_args, add_runtime_args, load_from_args
+from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 _DEFAULTS = EvalConfig()
 
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         ppl_stride=args.ppl_stride,
     )
     config.validate()
+    prepare_output(args.out, args.overwrite, args.model, args.harmful, args.benign, args.ppl_text, args.mcq)
     label = args.label or Path(str(args.model)).expanduser().name or str(args.model)
     with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
         loaded = load_from_args(args)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..data import load_samples
 from ..heads import ENGINES, MODES, SCORES, HeadScoreConfig, save_head_scores, score_heads
-from ..io import OutputExistsError, atomic_output_dir
-from .common import add_model_args, add_output_args, add_runtime_args, load_from_args
+from ..io import atomic_output_dir
+from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 DEFAULT_HEADS_DATA = "builtin:safety"
 
@@ -57,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ConfigError
 
         raise ConfigError(f"--limit must be at least 1, got {args.limit}.")
-    out = Path(args.out).expanduser().resolve()
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"Output directory {out} already exists; pass --overwrite or choose another --out.")
+    out = prepare_output(args.out, args.overwrite, args.model, args.data, args.checkpoint_dir)
     samples = load_samples(args.data, limit=args.limit, seed=args.seed)
     loaded = load_from_args(args)
     checkpoint = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(f".{out.name}.heads-checkpoint")

@@ -6,7 +6,7 @@ import argparse
 
 from ..data import load_samples
 from ..pruning import METHODS, PruneConfig, Sparsity, prune_model, save_pruned
-from .common import add_model_args, add_output_args, add_runtime_args, load_from_args
+from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 DEFAULT_PRUNE_DATA = "builtin:utility"
 
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         block_size=args.block_size,
     )
     config.validate()
+    prepare_output(args.out, args.overwrite, args.model, args.data)
     samples = load_samples(args.data, limit=args.n_samples, seed=args.seed) if args.method != "magnitude" else []
     loaded = load_from_args(args)
     result = prune_model(loaded, samples, config)

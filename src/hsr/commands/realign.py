@@ -17,7 +17,7 @@ from ..realign import (
     realign_pruned,
     save_realigned,
 )
-from .common import add_model_args, add_output_args, add_runtime_args, load_from_args
+from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,18 +58,6 @@ def _local_dir(source: str) -> Path | None:
     return path.resolve() if path.is_dir() else None
 
 
-def _check_out(out: str, *inputs: str) -> None:
-    """Refuse an --out whose replacement would delete an input (the input itself or a folder holding it)."""
-    target = Path(out).expanduser().resolve()
-    for source in inputs:
-        src = Path(source).expanduser()
-        if not src.exists():
-            continue
-        src = src.resolve()
-        if target == src or target in src.parents:
-            raise ConfigError(f"--out {target} would replace the input {src}; inputs are never modified, choose another --out.")
-
-
 def run(args: argparse.Namespace) -> int:
     config = RealignConfig(
         top_h=args.top_h, p=args.p, q=args.q, max_p=args.max_p, per_row=args.per_row, include_mlp=args.include_mlp,
@@ -79,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be a positive integer, got {args.limit}.")
-    _check_out(args.out, args.pruned, args.dense, args.heads)
+    prepare_output(args.out, args.overwrite, args.pruned, args.dense, args.heads, args.utility_data, args.safety_data,
+                   args.utility_scores, args.safety_scores)
     ranking = read_head_ranking(args.heads)
     needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
 

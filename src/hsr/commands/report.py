@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..io import OutputExistsError
 from ..report import HTML_FILE, MD_FILE, build_report, entries_from_dirs, results_table
 from ..report.build import ReportError
-from .common import add_output_args
+from .common import add_output_args, prepare_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if Path(args.out).expanduser().exists() and not args.overwrite:
-        raise OutputExistsError(f"Output directory {args.out} already exists; pass --overwrite or choose another --out.")
+    prepare_output(args.out, args.overwrite, *args.inputs, args.heads)
     entries, heads = entries_from_dirs(args.inputs)
     if args.heads:
         heads = Path(args.heads).expanduser()

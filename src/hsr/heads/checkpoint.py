@@ -7,8 +7,6 @@ written for anything else are discarded rather than mixed in.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..fingerprint import fingerprint
 from ..io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -24,16 +23,12 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
-def fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
 class LayerCheckpoint:
     """Saves and loads ``{name: tensor}`` per (tag, layer) under ``directory``."""
 
     def __init__(self, directory: str | os.PathLike, key: dict[str, Any]) -> None:
         self.dir = Path(directory)
-        self.key = fingerprint(key)
+        self.key = fingerprint(key, length=20)
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest = self.dir / MANIFEST
         if manifest.is_file():
@@ -52,7 +47,7 @@ class LayerCheckpoint:
 
     def save(self, tag: str, layer: int, tensors: dict[str, torch.Tensor]) -> None:
         path = self._path(tag, layer)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         os.replace(tmp, path)
 

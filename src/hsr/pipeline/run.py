@@ -15,10 +15,12 @@ from typing import Any, Callable
 
 import yaml
 
-from ..data import load_samples
+from ..data import data_files, load_samples
 from ..errors import ConfigError
+from ..fingerprint import data_digest, model_digest, tree_digest
 from ..io import read_json
 from ..loading import LoadedModel, load_model
+from ..rundir import check_out_against_inputs, run_folder
 from .stages import StageRecord, fingerprint, run_stage
 
 log = logging.getLogger(__name__)
@@ -41,11 +43,12 @@ class RunResult:
 
 
 def _common(config: dict[str, Any]) -> dict[str, Any]:
-    """Settings every model-touching stage depends on."""
+    """Settings every model-touching stage depends on: the input model's *contents*, not only its path."""
     model = config["model"]
     p = Path(str(model)).expanduser()
     return {
         "model": str(p.resolve()) if p.exists() else model,
+        "model_digest": model_digest(model),
         "dtype": config["dtype"],
         "device": config["device"],
         "max_length": config["max_length"],
@@ -66,6 +69,10 @@ class _Pipeline:
         self.dense_upstream: list[StageRecord] = []
 
     # ------------------------------------------------------------------ helpers
+    def digests(self, section: dict[str, Any], keys: tuple[str, ...], text: tuple[str, ...] = ()) -> dict[str, str]:
+        """Content digests of the data files a stage reads (so an edited file is never served from cache)."""
+        return {k: data_digest(data_files(section[k], text=k in text)) for k in keys}
+
     def load(self, source: str | Path) -> LoadedModel:
         c = self.config
         return load_model(
@@ -89,7 +96,7 @@ class _Pipeline:
         align_config = AlignConfig(**{**cfg, "modules": tuple(cfg["modules"]), "max_length": self.config["max_length"],
                                       "seed": self.config["seed"]})
         align_config.validate()
-        settings = {**self.common, **cfg}
+        settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("harmful", "benign"))}
 
         def build(tmp: Path) -> None:
             loaded = self.load(self.config["model"])
@@ -112,8 +119,7 @@ class _Pipeline:
             path = Path(cfg["pruned"]).expanduser().resolve()
             if not path.is_dir():
                 raise ConfigError(f"prune.pruned: {str(path)!r} is not a model directory.")
-            marks = sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in path.iterdir() if f.is_file())
-            return StageRecord(name, path, fingerprint({"external": str(path), "files": marks}), True, 0.0)
+            return StageRecord(name, path, fingerprint({"external": str(path), "digest": tree_digest(path)}), True, 0.0)
         prune_config = PruneConfig(
             method=cfg["method"],
             sparsity=Sparsity.parse(str(cfg["sparsity"])),
@@ -123,6 +129,8 @@ class _Pipeline:
         )
         prune_config.validate()
         settings = {**self.common, **{k: v for k, v in cfg.items() if k != "pruned"}}
+        if cfg["method"] != "magnitude":
+            settings["data_digests"] = self.digests(cfg, ("data",))
 
         def build(tmp: Path) -> None:
             samples = (
@@ -141,7 +149,7 @@ class _Pipeline:
 
         cfg = self.config["heads"]
         upstream = [pruned] if cfg["score_model"] == "pruned" else list(self.dense_upstream)
-        settings = {**self.common, **cfg}
+        settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("data",))}
         checkpoint = self.run_dir / f".heads-checkpoint-{fingerprint(settings, [u.fingerprint for u in upstream])}"
 
         def build(tmp: Path) -> None:
@@ -170,7 +178,7 @@ class _Pipeline:
         from ..realign import compute_importance, save_importance
 
         cfg = self.config["importance"]
-        settings = {**self.common, **cfg}
+        settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("utility_data", "safety_data"))}
 
         def build(tmp: Path) -> None:
             loaded = self.load(self.dense)
@@ -228,7 +236,8 @@ class _Pipeline:
             suites=tuple(cfg["suites"]),
         )
         eval_config.validate()
-        settings = {**self.common, **cfg, "label": label}
+        settings = {**self.common, **cfg, "label": label,
+                    "data_digests": self.digests(cfg, ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))}
 
         def build(tmp: Path) -> None:
             loaded = self.load(model_path)
@@ -238,8 +247,12 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ all
     def run(self) -> RunResult:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        check_out_against_inputs(self.run_dir, [self.config["model"], self.config["prune"]["pruned"]], flag="out")
+        with run_folder(self.run_dir):
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+            return self._run()
+
+    def _run(self) -> RunResult:
         if align_enabled(self.config):
             self.align()
         points = sweep_points(self.config)
@@ -250,6 +263,8 @@ class _Pipeline:
             if self.config["evaluate"]["enabled"]:
                 self.result.entries = entries
                 self.report(heads)
+            else:
+                self.drop_stale_report()
             return self.result
         return self.sweep(points)
 
@@ -318,7 +333,19 @@ class _Pipeline:
                 self.run_dir / REPORT, title=f"HSR sparsity sweep: {self.config['model']}",
             )
             self.result.table = (self.result.report_dir / "sweep.md").read_text(encoding="utf-8")
+        else:
+            self.drop_stale_report()
         return self.result
+
+    def drop_stale_report(self) -> None:
+        """Without evaluation no report is built; one left from an earlier run would describe other models
+        (or the same ones: it cannot tell), so it is removed rather than left to mislead."""
+        import shutil
+
+        old = self.run_dir / REPORT
+        if old.is_dir():  # the run folder is ours (claimed), so is its report
+            shutil.rmtree(old)
+            self.echo(f"[hsr run] removed {old}: evaluation is off, so an old report could show other models' results")
 
     def report(self, heads: StageRecord) -> None:
         from ..report import build_report, results_table

@@ -7,15 +7,16 @@ one whose settings changed is recomputed, and so is everything downstream of it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import __version__
+from ..fingerprint import fingerprint as _hash
 from ..io import atomic_output_dir, read_json, write_json
+from ..rundir import OutputError
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,9 @@ STAGE_FILE = "stage.json"
 
 
 def fingerprint(settings: Any, upstream: list[str] | tuple[str, ...] = ()) -> str:
-    """Stable hash of a stage's settings and its upstream stages' fingerprints."""
-    blob = json.dumps({"settings": settings, "upstream": list(upstream)}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """Stable hash of a stage's settings (content digests of its inputs included), its upstream stages'
+    fingerprints and the hsr version (a new version may compute differently)."""
+    return _hash({"settings": settings, "upstream": list(upstream), "hsr": __version__})
 
 
 @dataclass
@@ -57,9 +58,12 @@ def run_stage(
             log.info("stage %s: cached (%s)", name, path)
             return StageRecord(name, path, fp, True, float(done.get("seconds", 0.0)))
         log.info("stage %s: settings changed, recomputing", name)
+    elif path.exists():
+        raise OutputError(f"{path} exists but was not written by hsr run (no {STAGE_FILE}); move it out of the run directory.")
     start = time.perf_counter()
     with atomic_output_dir(path, overwrite=True) as tmp:
         build(tmp)
         seconds = time.perf_counter() - start
-        write_json(tmp / STAGE_FILE, {"stage": name, "fingerprint": fp, "settings": settings, "seconds": seconds})
+        write_json(tmp / STAGE_FILE, {"stage": name, "fingerprint": fp, "settings": settings, "seconds": seconds,
+                                      "upstream": {u.name: u.fingerprint for u in upstream}})
     return StageRecord(name, path, fp, False, seconds)

@@ -1,0 +1,178 @@
+"""Run folders never lose data: inputs are protected, foreign folders refused, caches keyed on content,
+one writer at a time, leftovers of killed writers cleaned, stale reports removed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from hsr.cli import main
+from hsr.io import OutputExistsError, atomic_output_dir
+from hsr.rundir import LOCK_FILE, RUN_MARKER, RunLock, RunLockedError, check_out_against_inputs, clean_stale_temps, OutputError
+
+from test_run_pipeline import tiny_run_config  # noqa: F401  (fixture)
+
+NO_EVAL = ["--set", "evaluate.enabled=false", "--set", "realign.control=false"]
+
+
+def _digest_tree(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _run(config_path, *extra):
+    return main(["run", str(config_path), "--no-progress", *extra])
+
+
+# ---------------------------------------------------------------- inputs are never touched
+def test_out_overlapping_an_input_is_refused(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    for out in (model, tmp_path, model / "sub"):
+        with pytest.raises(OutputError, match="overlaps the input"):
+            check_out_against_inputs(out, [str(model), None, "org/hub-id"])
+    assert check_out_against_inputs(tmp_path / "elsewhere", [str(model)]) == (tmp_path / "elsewhere").resolve()
+
+
+@pytest.mark.parametrize("where", ["model", "parent"])
+def test_evaluate_and_prune_with_overwrite_never_delete_the_model(tmp_path, capsys, where):
+    from hsr.tiny import save_tiny_model
+
+    model = save_tiny_model("qwen2", tmp_path / "model")
+    before = _digest_tree(tmp_path)
+    out = model if where == "model" else tmp_path
+    assert main(["evaluate", "--model", str(model), "--out", str(out), "--overwrite", "--suite", "utility", "--mcq", "none"]) == 2
+    assert "overlaps the input" in capsys.readouterr().err
+    assert main(["prune", "--model", str(model), "--method", "magnitude", "--sparsity", "0.5", "--out", str(out), "--overwrite"]) == 2
+    assert "overlaps the input" in capsys.readouterr().err
+    assert _digest_tree(tmp_path) == before
+
+
+def test_run_refuses_a_folder_it_did_not_create(tiny_run_config, capsys):
+    config_path, run_dir, model_dir = tiny_run_config
+    # The README's stage-by-stage flow puts `hsr prune --out runs/pruned` beside a later run folder.
+    (run_dir / "pruned").mkdir(parents=True)
+    (run_dir / "pruned" / "keep.txt").write_text("my pruned model")
+    assert _run(config_path, *NO_EVAL) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert (run_dir / "pruned" / "keep.txt").read_text() == "my pruned model"
+    assert not (run_dir / RUN_MARKER).exists()
+    # --out equal to the model folder is refused too, and the model is untouched.
+    before = _digest_tree(model_dir)
+    assert _run(config_path, "--out", str(model_dir), *NO_EVAL) == 2
+    assert "overlaps the input" in capsys.readouterr().err
+    assert _digest_tree(model_dir) == before
+
+
+def test_stage_folder_without_stage_file_is_never_replaced(tiny_run_config, capsys):
+    config_path, run_dir, _ = tiny_run_config
+    assert _run(config_path, *NO_EVAL) == 0
+    (run_dir / "importance").rename(run_dir / "moved")
+    (run_dir / "importance").mkdir()
+    (run_dir / "importance" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert _run(config_path, *NO_EVAL) == 2
+    assert "was not written by hsr run" in capsys.readouterr().err
+    assert (run_dir / "importance" / "notes.txt").read_text() == "mine"
+
+
+# ---------------------------------------------------------------- content fingerprints
+def test_edited_data_or_replaced_weights_are_never_served_from_cache(tiny_run_config, capsys):
+    config_path, run_dir, model_dir = tiny_run_config
+    assert _run(config_path, *NO_EVAL) == 0
+    capsys.readouterr()
+    config = yaml.safe_load(config_path.read_text())
+    calib = config["prune"]["data"]
+    rows = open(calib).read().splitlines()
+    rows[0] = json.dumps({"prompt": "An edited prompt.", "response": "An edited answer that is long enough."})
+    open(calib, "w").write("\n".join(rows) + "\n")
+    os.utime(calib, ns=(0, 0))  # even with an old timestamp: content decides
+    assert _run(config_path, *NO_EVAL) == 0
+    out = capsys.readouterr().out
+    assert "[hsr run] pruned: done" in out and "[hsr run] heads: reused" in out
+
+    # Replace the weights at the same path (same size): every model stage recomputes.
+    from safetensors.torch import load_file, save_file
+
+    weights = model_dir / "model.safetensors"
+    tensors = load_file(str(weights))
+    name = next(k for k in tensors if k.endswith("q_proj.weight"))
+    tensors[name] = tensors[name] * 2
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    assert _run(config_path, *NO_EVAL) == 0
+    out = capsys.readouterr().out
+    for stage in ("pruned", "heads", "importance", "realigned"):
+        assert f"[hsr run] {stage}: done" in out, stage
+
+
+def test_report_is_removed_when_its_models_change_without_evaluation(tiny_run_config, capsys):
+    config_path, run_dir, _ = tiny_run_config
+    assert _run(config_path, "--set", "realign.control=false") == 0
+    assert (run_dir / "report" / "report.md").is_file()
+    capsys.readouterr()
+    assert _run(config_path, "--set", "realign.top_h=1", *NO_EVAL) == 0
+    assert "removed" in capsys.readouterr().out
+    assert not (run_dir / "report").exists()
+
+
+# ---------------------------------------------------------------- one writer, no litter
+def test_a_second_run_on_a_locked_folder_fails_naming_the_holder(tiny_run_config, capsys):
+    config_path, run_dir, _ = tiny_run_config
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_dir.mkdir(parents=True)
+        (run_dir / RUN_MARKER).write_text("{}")
+        import socket
+
+        (run_dir / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "command": "hsr run"}))
+        assert _run(config_path, *NO_EVAL) == 2
+        err = capsys.readouterr().err
+        assert f"pid {holder.pid}" in err and "in use" in err and err.count("\n") == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone now: its lock is taken over and the run succeeds, leaving no lock behind.
+    assert _run(config_path, *NO_EVAL) == 0
+    assert not (run_dir / LOCK_FILE).exists()
+
+
+def test_lock_is_exclusive_and_released(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+            RunLock(tmp_path).acquire()
+    assert not (tmp_path / LOCK_FILE).exists()
+    with RunLock(tmp_path):  # free again
+        pass
+
+
+def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / f".pruned.tmp-{dead_pid}-abc").mkdir()
+    (tmp_path / f".pruned.tmp-{dead_pid}-abc" / "partial.safetensors").write_bytes(b"x")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / f".dense.old-{dead_pid}").write_text("old")
+    (tmp_path / f".heads.tmp-{os.getpid()}-live").mkdir()
+    (tmp_path / "keep.tmp-1").write_text("not a hidden hsr temp name")
+    removed = clean_stale_temps(tmp_path)
+    assert sorted(p.name for p in removed) == sorted([f".pruned.tmp-{dead_pid}-abc", f".dense.old-{dead_pid}"])
+    assert (tmp_path / f".heads.tmp-{os.getpid()}-live").is_dir() and (tmp_path / "keep.tmp-1").is_file()
+
+
+def test_atomic_output_over_a_file_is_a_clear_error_and_leaves_nothing(tmp_path):
+    target = tmp_path / "out"
+    target.write_text("a file")
+    with pytest.raises(OutputExistsError, match="is a file"):
+        with atomic_output_dir(target, overwrite=True):
+            pass
+    assert target.read_text() == "a file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    blocked = tmp_path / "out" / "below"
+    with pytest.raises(OutputExistsError):
+        with atomic_output_dir(blocked):
+            pass
