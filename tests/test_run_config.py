@@ -68,3 +68,53 @@ def test_cli_bad_override_exits_2(capsys):
 
     assert main(["run", "--set", "realign.nope=1", "--out", "/tmp/never-written-hsr"]) == 2
     assert "realign.nope" in capsys.readouterr().err
+
+
+def test_yaml_values_keep_the_meaning_a_user_writes(tmp_path):
+    """Unquoted 2:4 is not base-60 124; 1e-4 is a number; a one-item list may be written as text;
+    'none' switches an evaluation set off; whole-number floats become integers."""
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "prune:\n  sparsity: 2:4\nalign:\n  lr: 1e-4\nevaluate:\n  suites: safety\n  benign: none\n  mcq: None\n"
+        "  max_new_tokens: 16.0\n"
+    )
+    cfg = load_run_config(path)
+    assert cfg["prune"]["sparsity"] == "2:4"
+    assert cfg["align"]["lr"] == pytest.approx(1e-4)
+    assert cfg["evaluate"]["suites"] == ["safety"]
+    assert cfg["evaluate"]["benign"] is None and cfg["evaluate"]["mcq"] is None
+    assert cfg["evaluate"]["max_new_tokens"] == 16 and isinstance(cfg["evaluate"]["max_new_tokens"], int)
+    assert load_run_config(None, ["prune.sparsity=0.6"])["prune"]["sparsity"] == "0.6"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ('realign.control="no"', "realign.control' must be true or false"),
+        ("seed=abc", "'seed' must be a number"),
+        ("seed=true", "'seed' must be a number"),
+        ("evaluate.max_new_tokens=[1]", "evaluate.max_new_tokens' must be a number"),
+        ("evaluate.max_new_tokens=2.5", "must be an integer"),
+        ("evaluate.models=[dense, bogus]", "evaluate.models: unknown"),
+        ("evaluate.suites=[safety, vibes]", "suites must be"),
+        ("evaluate.judge=oracle", "Unknown judge"),
+        ("evaluate.judge=keyword:nolist", "nolist"),
+        ("heads.engine=turbo", "engine"),
+        ("heads.mode=half", "mode"),
+        ("realign.budget=-1", "budget"),
+        ("seed=null", "cannot be null"),
+        ("device=3", "'device' must be text"),
+    ],
+)
+def test_wrong_types_and_choices_fail_at_load_with_the_key_named(override, message):
+    from hsr.errors import HsrError
+
+    with pytest.raises(HsrError, match=message):
+        load_run_config(None, [override])
+
+
+def test_non_utf8_config_is_a_config_error(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"model: caf\xe9\n")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_run_config(path)

@@ -399,3 +399,18 @@ def make_judge(spec: str, device: str = "cpu", dtype: str = "float32", **kw: Any
             raise JudgeError("model judge needs a path: --judge model:PATH")
         return ModelJudge(path=path, device=device, dtype=dtype, **kw)
     raise JudgeError(f"Unknown judge {spec!r}; use 'refusal', 'keyword', 'keyword:LIST[+LIST]' ({', '.join(REFUSAL_LISTS)}) or 'model:PATH'.")
+
+
+def check_judge_spec(spec: str) -> None:
+    """Validate a judge name without loading anything (a model judge's path must exist or look like a hub id)."""
+    spec = (spec or DEFAULT_JUDGE).strip()
+    if spec.startswith("model:"):
+        from pathlib import Path
+
+        path = spec.split(":", 1)[1]
+        if not path:
+            raise JudgeError("model judge needs a path: model:PATH")
+        if path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+            raise JudgeError(f"model judge not found: {path}")
+        return
+    make_judge(spec)

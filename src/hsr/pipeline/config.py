@@ -7,6 +7,7 @@ fails with the key's dotted name, before any model is loaded.
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,75 @@ import yaml
 
 from ..errors import ConfigError
 
-#: Sections whose keys are free-form (none today; kept explicit so validation stays strict).
-_OPEN_SECTIONS: frozenset[str] = frozenset()
+#: Keys whose default is a number but that may also be null.
+_NULLABLE = frozenset({"align.train_layers"})
+#: Keys whose default is a list but that a user may write as one comma-separated string.
+_LISTS_FROM_TEXT = frozenset({"evaluate.suites", "evaluate.models", "align.modules", "sweep.sparsities", "sweep.methods"})
+#: Data keys that "none" switches off (as ``hsr evaluate --benign none`` does).
+_OPTIONAL_DATA = frozenset({"evaluate.harmful", "evaluate.benign", "evaluate.ppl_text", "evaluate.mcq"})
+#: Keys read as text even when YAML sees a number (0.5) or a base-60 integer (2:4).
+_TEXT_KEYS = frozenset({"prune.sparsity"})
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 safe loader without base-60 numbers: ``sparsity: 2:4`` stays the text "2:4", not 124."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if not (tag.endswith((":int", ":float")) and rx.match("2:4"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(  # decimal integers only (base 60 removed above)
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_YamlLoader.add_implicit_resolver(  # 1e-4 is a number, as a user means it (YAML 1.1 wants 1.0e-4)
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse config YAML (no base-60 numbers)."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def _typed(dotted: str, default: Any, value: Any) -> Any:
+    """``value`` checked against the type of the key's default, so wrong types fail here with the key named
+    instead of deep inside a stage (a quoted "no" is not false, a string is not a list of its characters)."""
+    if dotted in _OPTIONAL_DATA and isinstance(value, str) and value.strip().lower() in ("", "none"):
+        return None
+    if dotted in _TEXT_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if value is None:
+        if default is not None and not isinstance(default, str) and dotted not in _NULLABLE:
+            raise ConfigError(f"Config key {dotted!r} cannot be null (default: {default!r}).")
+        return None
+    if default is None:
+        return value  # no fixed type: the stage's own validation checks it
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"Config key {dotted!r} must be true or false, got {value!r}.")
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"Config key {dotted!r} must be a number, got {value!r}.")
+        if isinstance(default, int) and isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(f"Config key {dotted!r} must be an integer, got {value!r}.")
+            return int(value)
+        return value
+    if isinstance(default, list):
+        if isinstance(value, str) and dotted in _LISTS_FROM_TEXT:
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"Config key {dotted!r} must be a list, got {value!r}.")
+        return value
+    if dotted == "align.enabled":
+        return value  # auto | true | false, checked in validate_run_config
+    if not isinstance(value, str):
+        raise ConfigError(f"Config key {dotted!r} must be text, got {value!r}.")
+    return value
 
 
 def default_config_text() -> str:
@@ -25,14 +93,14 @@ def default_config_text() -> str:
 
 
 def default_config() -> dict[str, Any]:
-    return yaml.safe_load(default_config_text())
+    return load_yaml(default_config_text())
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in update.items():
         dotted = f"{where}{key}"
-        if key not in base and where.rstrip(".") not in _OPEN_SECTIONS:
+        if key not in base:
             known = ", ".join(sorted(map(str, base)))
             raise ConfigError(f"Unknown config key {dotted!r}; known keys here: {known}.")
         if isinstance(base.get(key), dict):
@@ -42,7 +110,7 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dic
                 raise ConfigError(f"Config key {dotted!r} must be a mapping, got {value!r}.")
             out[key] = _merge(base[key], value, f"{dotted}.")
         else:
-            out[key] = value
+            out[key] = _typed(dotted, base.get(key), value)
     return out
 
 
@@ -55,12 +123,9 @@ def parse_override(text: str) -> dict[str, Any]:
     if not parts:
         raise ConfigError(f"--set expects KEY=VALUE, got {text!r}.")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
-    # Sparsity "2:4" parses as a YAML sexagesimal int in some loaders; keep text values as text.
-    if parts[-1] == "sparsity":
-        value = raw.strip()
     nested: dict[str, Any] = {parts[-1]: value}
     for part in reversed(parts[:-1]):
         nested = {part: nested}
@@ -75,9 +140,11 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple
         if not p.is_file():
             raise ConfigError(f"Run config {str(p)!r} does not exist.")
         try:
-            user = yaml.safe_load(p.read_text()) or {}
+            user = load_yaml(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: not valid UTF-8 text.") from None
         if not isinstance(user, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections (prune:, heads:, ...).")
         config = _merge(config, user)
@@ -136,3 +203,95 @@ def validate_run_config(config: dict[str, Any]) -> None:
             raise ConfigError("sweep.sparsities cannot be combined with prune.pruned (an external pruned model).")
     if not isinstance(config["max_length"], int) or config["max_length"] < 1:
         raise ConfigError(f"max_length must be a positive integer, got {config['max_length']!r}.")
+    validate_stage_options(config)
+
+
+# ---------------------------------------------------------------------------- stage options
+# The run config's sections map onto the stages' own option dataclasses here, and only here: the
+# pipeline builds its stages from these, and validation builds all of them before any model loads.
+
+EVALUABLE = ("base", "dense", "pruned", "realigned", "control")  # base = the input model before align
+
+
+def align_options(config: dict[str, Any]):
+    from ..align import AlignConfig
+
+    cfg = {k: v for k, v in config["align"].items() if k != "enabled"}
+    try:
+        options = AlignConfig(**{**cfg, "modules": tuple(cfg["modules"]), "max_length": config["max_length"],
+                                 "seed": config["seed"]})
+    except TypeError as exc:
+        raise ConfigError(f"align: {exc}") from exc
+    options.validate()
+    return options
+
+
+def prune_options(config: dict[str, Any], method: str | None = None, sparsity: str | None = None):
+    from ..pruning import PruneConfig, Sparsity
+
+    cfg = config["prune"]
+    options = PruneConfig(
+        method=method or cfg["method"],
+        sparsity=Sparsity.parse(str(sparsity or cfg["sparsity"])),
+        max_length=config["max_length"],
+        seed=config["seed"],
+        include_mlp=bool(cfg["include_mlp"]),
+    )
+    options.validate()
+    return options
+
+
+def head_options(config: dict[str, Any]):
+    from ..heads import HeadScoreConfig
+
+    cfg = config["heads"]
+    options = HeadScoreConfig(
+        score=cfg["score"], mode=cfg["mode"], engine=cfg["engine"], rank=cfg["rank"],
+        sahara_steps=cfg["sahara_steps"], max_length=config["max_length"],
+    )
+    options.validate()
+    return options
+
+
+def realign_options(config: dict[str, Any], random_heads: bool):
+    from ..realign import RealignConfig
+
+    cfg = config["realign"]
+    options = RealignConfig(
+        top_h=cfg["top_h"], p=float(cfg["p"]), q=float(cfg["q"]), max_p=float(cfg["max_p"]),
+        per_row=cfg["per_row"], include_mlp=cfg["include_mlp"], whole_head=cfg["whole_head"],
+        random_heads=random_heads, seed=config["seed"], preserve_nm=cfg["preserve_nm"], budget=cfg["budget"],
+    )
+    options.validate()
+    return options
+
+
+def eval_options(config: dict[str, Any]):
+    from ..evaluation import EvalConfig
+    from ..evaluation.judges import check_judge_spec
+
+    cfg = config["evaluate"]
+    options = EvalConfig(
+        harmful=cfg["harmful"], benign=cfg["benign"], limit=cfg["limit"], max_new_tokens=cfg["max_new_tokens"],
+        batch_size=cfg["batch_size"], judge=cfg["judge"], ppl_text=cfg["ppl_text"], mcq=cfg["mcq"],
+        max_length=config["max_length"], seed=config["seed"], mcq_limit=cfg["mcq_limit"],
+        mcq_method=cfg["mcq_method"], ppl_max_tokens=cfg["ppl_max_tokens"], suites=tuple(cfg["suites"]),
+    )
+    options.validate()
+    check_judge_spec(options.judge)
+    unknown = [m for m in cfg["models"] if m not in EVALUABLE]
+    if unknown or not cfg["models"]:
+        raise ConfigError(f"evaluate.models: unknown {unknown}; choose from {', '.join(EVALUABLE)}.")
+    return options
+
+
+def validate_stage_options(config: dict[str, Any]) -> None:
+    """Build every enabled stage's options, so a bad value fails before the first model loads."""
+    if config["align"]["enabled"] is not False:
+        align_options(config)
+    if not config["prune"]["pruned"]:
+        prune_options(config)
+    head_options(config)
+    realign_options(config, random_heads=False)
+    if config["evaluate"]["enabled"]:
+        eval_options(config)

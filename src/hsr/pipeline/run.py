@@ -21,6 +21,7 @@ from ..fingerprint import data_digest, model_digest, tree_digest
 from ..io import read_json
 from ..loading import LoadedModel, load_model
 from ..rundir import check_out_against_inputs, run_folder
+from .config import align_options, eval_options, head_options, prune_options, realign_options
 from .stages import StageRecord, fingerprint, run_stage
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ ALIGNED, PRUNED, HEADS, IMPORTANCE, REALIGNED, CONTROL, EVAL, REPORT = (
     "aligned", "pruned", "heads", "importance", "realigned", "control", "eval", "report"
 )
 SHARED_LABELS = ("base", "dense")  # models that do not depend on the pruning point
-EVALUABLE = ("base", "dense", "pruned", "realigned", "control")  # base = the input model before align
 
 
 @dataclass
@@ -67,11 +67,30 @@ class _Pipeline:
         # The model every stage treats as "dense": the input model, or its aligned version.
         self.dense: str | Path = config["model"]
         self.dense_upstream: list[StageRecord] = []
+        self._digests: dict[tuple[Any, bool], str] = {}
 
     # ------------------------------------------------------------------ helpers
     def digests(self, section: dict[str, Any], keys: tuple[str, ...], text: tuple[str, ...] = ()) -> dict[str, str]:
         """Content digests of the data files a stage reads (so an edited file is never served from cache)."""
-        return {k: data_digest(data_files(section[k], text=k in text)) for k in keys}
+        out = {}
+        for k in keys:
+            spec = (section[k], k in text)
+            if spec not in self._digests:
+                self._digests[spec] = data_digest(data_files(section[k], text=k in text))
+            out[k] = self._digests[spec]
+        return out
+
+    def preflight(self) -> None:
+        """Parse every data file the enabled stages will read, before the first model loads."""
+        c = self.config
+        if align_enabled(c):
+            self.digests(c["align"], ("harmful", "benign"))
+        if c["prune"]["method"] != "magnitude" and not c["prune"]["pruned"]:
+            self.digests(c["prune"], ("data",))
+        self.digests(c["heads"], ("data",))
+        self.digests(c["importance"], ("utility_data", "safety_data"))
+        if c["evaluate"]["enabled"]:
+            self.digests(c["evaluate"], ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))
 
     def load(self, source: str | Path) -> LoadedModel:
         c = self.config
@@ -90,12 +109,10 @@ class _Pipeline:
     # ------------------------------------------------------------------ stages
     def align(self) -> None:
         """Safety-tune the input model first (the embedded testbed); later stages use it as dense."""
-        from ..align import AlignConfig, align_model, save_aligned
+        from ..align import align_model, save_aligned
 
         cfg = {k: v for k, v in self.config["align"].items() if k != "enabled"}
-        align_config = AlignConfig(**{**cfg, "modules": tuple(cfg["modules"]), "max_length": self.config["max_length"],
-                                      "seed": self.config["seed"]})
-        align_config.validate()
+        align_config = align_options(self.config)
         settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("harmful", "benign"))}
 
         def build(tmp: Path) -> None:
@@ -108,7 +125,7 @@ class _Pipeline:
         self.dense, self.dense_upstream = record.path, [record]
 
     def prune(self, point: Point | None = None) -> StageRecord:
-        from ..pruning import PruneConfig, Sparsity, prune_model, save_pruned
+        from ..pruning import prune_model, save_pruned
 
         cfg = dict(self.config["prune"])
         if point is not None:
@@ -120,14 +137,7 @@ class _Pipeline:
             if not path.is_dir():
                 raise ConfigError(f"prune.pruned: {str(path)!r} is not a model directory.")
             return StageRecord(name, path, fingerprint({"external": str(path), "digest": tree_digest(path)}), True, 0.0)
-        prune_config = PruneConfig(
-            method=cfg["method"],
-            sparsity=Sparsity.parse(str(cfg["sparsity"])),
-            max_length=self.config["max_length"],
-            seed=self.config["seed"],
-            include_mlp=bool(cfg["include_mlp"]),
-        )
-        prune_config.validate()
+        prune_config = prune_options(self.config, cfg["method"], cfg["sparsity"])
         settings = {**self.common, **{k: v for k, v in cfg.items() if k != "pruned"}}
         if cfg["method"] != "magnitude":
             settings["data_digests"] = self.digests(cfg, ("data",))
@@ -145,7 +155,7 @@ class _Pipeline:
         return self.stage(name, settings, build, self.dense_upstream)
 
     def heads(self, pruned: StageRecord | None, name: str = HEADS) -> StageRecord:
-        from ..heads import HeadScoreConfig, save_head_scores, score_heads
+        from ..heads import save_head_scores, score_heads
 
         cfg = self.config["heads"]
         upstream = [pruned] if cfg["score_model"] == "pruned" else list(self.dense_upstream)
@@ -156,15 +166,7 @@ class _Pipeline:
             samples = load_samples(cfg["data"], limit=cfg["limit"], seed=self.config["seed"])
             source = pruned.path if cfg["score_model"] == "pruned" else self.dense
             loaded = self.load(source)
-            head_config = HeadScoreConfig(
-                score=cfg["score"],
-                mode=cfg["mode"],
-                engine=cfg["engine"],
-                rank=int(cfg["rank"]),
-                sahara_steps=int(cfg["sahara_steps"]),
-                max_length=self.config["max_length"],
-            )
-            scores = score_heads(loaded, samples, head_config, checkpoint_dir=checkpoint, progress=self.progress)
+            scores = score_heads(loaded, samples, head_options(self.config), checkpoint_dir=checkpoint, progress=self.progress)
             save_head_scores(tmp, scores, model_label=f"{cfg['score_model']} {self.dense}")
 
         record = self.stage(name, settings, build, upstream)
@@ -193,7 +195,6 @@ class _Pipeline:
 
     def realign(self, name: str, pruned: StageRecord, heads: StageRecord, importance: StageRecord, random_heads: bool) -> StageRecord:
         from ..realign import (
-            RealignConfig,
             load_importance,
             load_pruned_masks,
             read_head_ranking,
@@ -202,13 +203,7 @@ class _Pipeline:
         )
 
         cfg = {k: v for k, v in self.config["realign"].items() if k != "control"}
-        realign_config = RealignConfig(
-            top_h=int(cfg["top_h"]), p=float(cfg["p"]), q=float(cfg["q"]), max_p=float(cfg["max_p"]),
-            per_row=bool(cfg["per_row"]), include_mlp=bool(cfg["include_mlp"]), whole_head=bool(cfg["whole_head"]),
-            random_heads=random_heads, seed=int(self.config["seed"]), preserve_nm=bool(cfg["preserve_nm"]),
-            budget=cfg["budget"],
-        )
-        realign_config.validate()
+        realign_config = realign_options(self.config, random_heads)
         settings = {**self.common, **cfg, "random_heads": random_heads}
 
         def build(tmp: Path) -> None:
@@ -225,17 +220,10 @@ class _Pipeline:
         return self.stage(name, settings, build, [pruned, heads, importance, *self.dense_upstream])
 
     def evaluate(self, label: str, model_path: str | Path, upstream: list[StageRecord], prefix: str = "") -> StageRecord:
-        from ..evaluation import EvalConfig, evaluate_model
+        from ..evaluation import evaluate_model
 
         cfg = {k: v for k, v in self.config["evaluate"].items() if k not in ("enabled", "models")}
-        eval_config = EvalConfig(
-            harmful=cfg["harmful"], benign=cfg["benign"], limit=cfg["limit"], max_new_tokens=int(cfg["max_new_tokens"]),
-            batch_size=int(cfg["batch_size"]), judge=cfg["judge"], ppl_text=cfg["ppl_text"], mcq=cfg["mcq"],
-            max_length=int(self.config["max_length"]), seed=int(self.config["seed"]),
-            mcq_limit=cfg["mcq_limit"], mcq_method=cfg["mcq_method"], ppl_max_tokens=cfg["ppl_max_tokens"],
-            suites=tuple(cfg["suites"]),
-        )
-        eval_config.validate()
+        eval_config = eval_options(self.config)
         settings = {**self.common, **cfg, "label": label,
                     "data_digests": self.digests(cfg, ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))}
 
@@ -248,6 +236,7 @@ class _Pipeline:
     # ------------------------------------------------------------------ all
     def run(self) -> RunResult:
         check_out_against_inputs(self.run_dir, [self.config["model"], self.config["prune"]["pruned"]], flag="out")
+        self.preflight()
         with run_folder(self.run_dir):
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
             return self._run()
@@ -289,9 +278,6 @@ class _Pipeline:
         ev = self.config["evaluate"]
         if not ev["enabled"]:
             return []
-        unknown = [m for m in ev["models"] if m not in EVALUABLE]
-        if unknown:
-            raise ConfigError(f"evaluate.models: unknown {unknown}; choose from {', '.join(EVALUABLE)}.")
         entries = []
         for label in ev["models"]:
             if label not in models or (label in SHARED_LABELS and not dense):

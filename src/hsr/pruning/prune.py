@@ -54,6 +54,8 @@ class PruneConfig:
             raise ConfigError(f"max_length must be positive, got {self.max_length}.")
         if not 0 < self.percdamp < 1:
             raise ConfigError(f"percdamp must be in (0, 1), got {self.percdamp}.")
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size < 1:
+            raise ConfigError(f"block_size (--block-size) must be a positive integer, got {self.block_size!r}.")
 
 
 @dataclass
