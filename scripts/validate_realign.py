@@ -18,7 +18,8 @@ from pathlib import Path
 from hsr.evaluation import EvalConfig, evaluate_model
 from hsr.evaluation.metrics import wilson_interval
 from hsr.loading import load_model
-from hsr.realign import RealignConfig, load_importance, load_pruned_masks, read_head_ranking, realign_pruned
+from hsr.heads import read_heads
+from hsr.realign import RealignConfig, load_importance, load_pruned_masks, realign_pruned
 
 VARIANTS: dict[str, dict] = {
     "pruned (nothing restored)": {"top_h": 1, "q": 1e-9, "p": 0.0, "max_p": 1e-9},
@@ -46,7 +47,7 @@ def main() -> None:
     run = Path(args.run)
     dense_dir = run / "aligned"
     align = json.loads((dense_dir / "summary.json").read_text())
-    ranking = read_head_ranking(run / "heads" / "heads.json")
+    ranking = read_heads(run / "heads").ranking
     util = load_importance(run / "importance" / "utility.safetensors")
     safe = load_importance(run / "importance" / "safety.safetensors")
     dense = load_model(str(dense_dir))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hsr.cli import main
-from hsr.heads import HeadScoreConfig, HeadScores, load_top_heads, plot_head_heatmap, save_head_scores
+from hsr.heads import HeadScoreConfig, HeadScores, plot_head_heatmap, read_heads, save_head_scores
 from hsr.tiny import save_tiny_model
 
 SCHEMA_KEYS = {"score", "mode", "eps", "engine", "model", "num_layers", "num_heads", "num_kv_heads", "n_prompts", "heads"}
@@ -24,17 +24,17 @@ def test_save_and_load_head_scores(tmp_path):
     assert [(r["layer"], r["head"], r["rank"]) for r in data["heads"][:3]] == [(1, 0, 1), (0, 1, 2), (1, 2, 3)]
     assert len(data["heads"]) == 8
     assert (tmp_path / "h" / "heads.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert load_top_heads(tmp_path / "h", 2) == [(1, 0), (0, 1)]
-    assert load_top_heads(path, 0) == []
-    assert result.top(3) == load_top_heads(path, 3)
+    assert read_heads(tmp_path / "h").top(2) == [(1, 0), (0, 1)]
+    assert read_heads(path).top(0) == []
+    assert result.top(3) == read_heads(path).top(3)
     png = plot_head_heatmap(path, tmp_path / "again.png")
     assert png.stat().st_size > 1000
     from hsr.errors import HsrError
 
     with pytest.raises(HsrError, match="lists 8"):
-        load_top_heads(path, 9)
+        read_heads(path).top(9)
     with pytest.raises(HsrError, match="not found"):
-        load_top_heads(tmp_path / "nope", 1)
+        read_heads(tmp_path / "nope")
 
 
 def _jsonl(tmp_path, n=3):

@@ -44,7 +44,7 @@ def test_cli_realign_end_to_end(tmp_path, capsys):
     assert "restored" in capsys.readouterr().out
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert [(h["layer"], h["head"]) for h in summary["heads"]] == [(0, 0), (0, 1), (0, 2)]
-    assert summary["config"]["p"] == 0.3 and summary["mask_source"] == "given"
+    assert summary["config"]["p"] == 0.3 and summary["mask_source"] == "mask file"
     assert summary["restored_params"] > 0
     new_masks, old_masks = load_masks(out / MASK_FILE), load_masks(pruned / MASK_FILE)
     assert sum(int(m.sum()) for m in old_masks.values()) - sum(int(m.sum()) for m in new_masks.values()) == summary["restored_params"]
@@ -72,7 +72,8 @@ def test_cli_realign_end_to_end(tmp_path, capsys):
 def test_cli_realign_errors(tmp_path, capsys):
     dense = save_tiny_model("qwen2", tmp_path / "dense")
     heads = tmp_path / "heads.json"
-    heads.write_text(json.dumps({"heads": [{"layer": 0, "head": 0, "rank": 1}]}))
+    header = {"num_layers": 2, "num_heads": 4}
+    heads.write_text(json.dumps({**header, "heads": [{"layer": 0, "head": 0, "rank": 1}]}))
     base = ["realign", "--dense", str(dense), "--pruned", str(dense), "--heads", str(heads)]
     cases = [
         (["--p", "0.9", "--out", str(tmp_path / "o")], "0 <= p <= max_p <= 1"),
@@ -87,13 +88,24 @@ def test_cli_realign_errors(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"heads": [{"layer": 0}]}))
-    assert main([*base[:-1], str(bad), "--out", str(tmp_path / "o")]) == 2
-    assert "'layer', 'head' and 'rank'" in capsys.readouterr().err
-    far = tmp_path / "far.json"
-    far.write_text(json.dumps({"heads": [{"layer": 7, "head": 0, "rank": 1}]}))
-    assert main([*base[:-1], str(far), "--whole-head", "--top-h", "1", "--out", str(tmp_path / "o")]) == 2
-    assert "layer 7" in capsys.readouterr().err
+    bad_files = [
+        ({**header, "heads": [{"layer": 0}]}, "'layer', 'head' and 'rank'"),
+        ({**header, "heads": [{"layer": 1.7, "head": 0, "rank": 1}]}, "'layer', 'head' and 'rank'"),
+        ({**header, "heads": [{"layer": True, "head": 0, "rank": 1}]}, "'layer', 'head' and 'rank'"),
+        ({**header, "heads": [{"layer": 0, "head": 1, "rank": 1}, {"layer": 0, "head": 1, "rank": 2}]}, "listed twice"),
+        ({**header, "heads": [{"layer": 7, "head": 0, "rank": 1}]}, "layer 7"),
+        ({"heads": [{"layer": 0, "head": 0, "rank": 1}]}, "num_layers"),
+        ({"num_layers": 30, "num_heads": 9, "heads": [{"layer": 0, "head": 0, "rank": 1}]}, "30 layers x 9 heads"),
+    ]
+    for content, msg in bad_files:
+        bad.write_text(json.dumps(content))
+        assert main([*base[:-1], str(bad), "--whole-head", "--top-h", "1", "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        last = err.strip().splitlines()[-1]
+        assert msg in last and last.startswith("hsr realign: error:") and "Traceback" not in err, (content, err)
+    assert main([*base, "--nm", "2:4", "--out", str(tmp_path / "o")]) == 2
+    assert "--preserve-nm" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     other = save_tiny_model("llama", tmp_path / "llama")
     assert main(["realign", "--dense", str(dense), "--pruned", str(other), "--heads", str(heads), "--whole-head",
                  "--top-h", "1", "--out", str(tmp_path / "o")]) == 2

@@ -116,11 +116,23 @@ def test_bad_inputs(tmp_path):
         build_report([], tmp_path / "r")
     with pytest.raises(ReportError, match="unique"):
         build_report(_entries()[:1] * 2, tmp_path / "r")
+    from hsr.heads import HeadsFileError
+
     (tmp_path / "h.json").write_text("{}")
-    with pytest.raises(ReportError, match="heads.json"):
+    with pytest.raises(HeadsFileError, match="heads.json"):
         build_report(_entries(), tmp_path / "r", heads_json=tmp_path / "h.json")
     with pytest.raises(ReportError, match="neither"):
         entries_from_dirs([tmp_path])
+    for content, msg in [("{not json", "cannot read"), ("[1, 2]", "not an object"),
+                         ('{"asr": {"value": "high"}}', "numeric value")]:
+        (tmp_path / "e").mkdir(exist_ok=True)
+        (tmp_path / "e" / "metrics.json").write_text(content)
+        with pytest.raises(ReportError, match=msg):
+            entries_from_dirs([tmp_path / "e"])
+    (tmp_path / "e" / "metrics.json").write_bytes(b'{"model": "caf\xe9"}')
+    with pytest.raises(ReportError, match="UTF-8"):
+        entries_from_dirs([tmp_path / "e"])
+    assert not (tmp_path / "r").exists()
 
 
 def _fake_run_dir(root):

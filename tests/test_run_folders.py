@@ -176,3 +176,15 @@ def test_atomic_output_over_a_file_is_a_clear_error_and_leaves_nothing(tmp_path)
     with pytest.raises(OutputExistsError):
         with atomic_output_dir(blocked):
             pass
+
+
+def test_report_refuses_evaluations_of_models_rebuilt_since(tiny_run_config, capsys, tmp_path):
+    config_path, run_dir, _ = tiny_run_config
+    assert _run(config_path, "--set", "realign.control=false") == 0
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "r1")]) == 0
+    assert _run(config_path, "--set", "realign.top_h=1", *NO_EVAL) == 0  # realigned rebuilt, not evaluated
+    capsys.readouterr()
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "measured an earlier realigned model" in err
+    assert not (tmp_path / "r2").exists()

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from ..data import load_samples
 from ..errors import ConfigError
+from ..heads import read_heads
 from ..realign import (
     IMPORTANCE_METHODS,
     RealignConfig,
     compute_importance,
     load_importance,
     load_pruned_masks,
-    read_head_ranking,
     realign_pruned,
     save_realigned,
 )
@@ -69,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be a positive integer, got {args.limit}.")
     prepare_output(args.out, args.overwrite, args.pruned, args.dense, args.heads, args.utility_data, args.safety_data,
                    args.utility_scores, args.safety_scores)
-    ranking = read_head_ranking(args.heads)
+    heads_file = read_heads(args.heads)
     needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
 
     dense = load_from_args(args, source=args.dense)
+    ranking = heads_file.check_model(dense.arch.num_layers, dense.arch.num_heads, args.dense).ranking
     scores = {}
     for kind in ("utility", "safety"):
         given = getattr(args, f"{kind}_scores")

@@ -104,30 +104,94 @@ def save_head_scores(out_dir: str | os.PathLike, result: HeadScores, model_label
     return out / HEADS_FILE
 
 
+class HeadsFileError(HsrError, ValueError):
+    """heads.json is missing, malformed, or does not fit the model."""
+
+
 def _heads_json(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / HEADS_FILE
     if not path.is_file():
-        raise HsrError(f"Head scores not found: {path} (run `hsr heads` first, or pass its heads.json).")
+        raise HeadsFileError(f"Head scores not found: {path} (run `hsr heads` first, or pass its heads.json).")
     return path
 
 
-def load_head_scores(path: str | os.PathLike) -> dict[str, Any]:
+def _exact_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class HeadsFile:
+    """A validated heads.json: its header and every (layer, head), most safety-critical first."""
+
+    path: Path
+    data: dict[str, Any]
+    ranking: list[tuple[int, int]]
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.data["num_layers"])
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.data["num_heads"])
+
+    def check_model(self, num_layers: int, num_heads: int, model: str = "the model") -> "HeadsFile":
+        """Refuse head scores computed on a model of another shape."""
+        if (self.num_layers, self.num_heads) != (num_layers, num_heads):
+            raise HeadsFileError(
+                f"{self.path} scores a model with {self.num_layers} layers x {self.num_heads} heads "
+                f"({self.data.get('model', '?')}), but {model} has {num_layers} x {num_heads}; "
+                "score the heads of this model (hsr heads)."
+            )
+        return self
+
+    def top(self, h: int) -> list[tuple[int, int]]:
+        if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= len(self.ranking):
+            raise ConfigError(f"Asked for the top {h} heads but {self.path} lists {len(self.ranking)}.")
+        return self.ranking[:h]
+
+
+def read_heads(path: str | os.PathLike) -> HeadsFile:
+    """Read and validate a heads.json (or its folder): the one reader of the pipeline contract.
+
+    Layers, heads and ranks must be JSON integers (not 1.7, "1" or true) inside the header's
+    ``num_layers`` x ``num_heads``; each head appears once.
+    """
     path = _heads_json(path)
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("heads"), list):
-        raise HsrError(f"{path} is not a heads.json written by `hsr heads` (no 'heads' list).")
-    return data
+    try:
+        data = read_json(path)
+    except UnicodeDecodeError:
+        raise HeadsFileError(f"{path}: not valid UTF-8 text.") from None
+    except (OSError, ValueError) as exc:
+        raise HeadsFileError(f"{path}: cannot read heads JSON ({exc}).") from None
+    rows = data.get("heads") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise HeadsFileError(f"{path}: not a heads.json written by `hsr heads` (no non-empty 'heads' list).")
+    L, H = data.get("num_layers"), data.get("num_heads")
+    if not (_exact_int(L) and _exact_int(H) and L > 0 and H > 0):
+        raise HeadsFileError(f"{path}: header needs positive integer 'num_layers' and 'num_heads'.")
+    parsed: list[tuple[int, int, int]] = []
+    seen: set[tuple[int, int]] = set()
+    for i, r in enumerate(rows):
+        fields = (r.get("rank"), r.get("layer"), r.get("head")) if isinstance(r, dict) else (None,)
+        if not all(_exact_int(v) for v in fields):
+            raise HeadsFileError(f"{path}: heads[{i}] needs integer 'layer', 'head' and 'rank', got {r!r}.")
+        rank, layer, head = fields
+        if not (0 <= layer < L and 0 <= head < H):
+            raise HeadsFileError(f"{path}: heads[{i}] (layer {layer}, head {head}) lies outside the header's {L} x {H} heads.")
+        if (layer, head) in seen:
+            raise HeadsFileError(f"{path}: head (layer {layer}, head {head}) is listed twice.")
+        seen.add((layer, head))
+        parsed.append((rank, layer, head))
+    parsed.sort(key=lambda t: t[0])  # stable: equal ranks keep file order
+    return HeadsFile(path, data, [(layer, head) for _, layer, head in parsed])
 
 
-def load_top_heads(path: str | os.PathLike, h: int) -> list[tuple[int, int]]:
-    """The ``h`` most safety-critical (layer, head) pairs of a heads.json (or its directory)."""
-    data = load_head_scores(path)
-    rows = sorted(data["heads"], key=lambda r: r["rank"])
-    if h < 0 or h > len(rows):
-        raise ConfigError(f"Asked for the top {h} heads but {path} lists {len(rows)}.")
-    return [(int(r["layer"]), int(r["head"])) for r in rows[:h]]
+def load_head_scores(path: str | os.PathLike) -> dict[str, Any]:
+    """The validated heads.json as a dict (for plots and reports)."""
+    return read_heads(path).data
 
 
 def plot_head_heatmap(heads: str | os.PathLike | dict[str, Any], png_path: str | os.PathLike, mark_top: int = 10) -> Path:

@@ -194,13 +194,8 @@ class _Pipeline:
         return self.stage(IMPORTANCE, settings, build, self.dense_upstream)
 
     def realign(self, name: str, pruned: StageRecord, heads: StageRecord, importance: StageRecord, random_heads: bool) -> StageRecord:
-        from ..realign import (
-            load_importance,
-            load_pruned_masks,
-            read_head_ranking,
-            realign_pruned,
-            save_realigned,
-        )
+        from ..heads import read_heads
+        from ..realign import load_importance, load_pruned_masks, realign_pruned, save_realigned
 
         cfg = {k: v for k, v in self.config["realign"].items() if k != "control"}
         realign_config = realign_options(self.config, random_heads)
@@ -210,7 +205,7 @@ class _Pipeline:
             dense = self.load(self.dense)
             pruned_model = self.load(pruned.path)
             masks = load_pruned_masks(pruned.path, dense.model, pruned_model.model)
-            ranking = read_head_ranking(heads.path / "heads.json")
+            ranking = read_heads(heads.path).check_model(dense.arch.num_layers, dense.arch.num_heads).ranking
             utility = load_importance(importance.path / "utility.safetensors")
             safety = load_importance(importance.path / "safety.safetensors")
             result = realign_pruned(dense, pruned_model, masks, ranking, utility, safety, realign_config)

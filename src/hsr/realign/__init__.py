@@ -7,7 +7,7 @@ top safety heads' slices) -> :func:`save_realigned`.
 
 from .external import ModelMismatchError, check_compatible, infer_masks, load_pruned_masks
 from .importance import IMPORTANCE_METHODS, compute_importance, load_importance, save_importance
-from .ranking import HeadsFileError, read_head_ranking, select_heads
+from .ranking import HeadsFileError, check_ranking, select_heads
 from .restore import RESTORED_FILE, RealignConfig, RealignError, RealignResult, realign_pruned, save_realigned
 from .selection import candidate_mask, top_fraction_mask, validate_fractions
 from .slices import HeadGeometry, head_bias_mask, head_weight_mask
@@ -22,6 +22,7 @@ __all__ = [
     "RealignError",
     "RealignResult",
     "candidate_mask",
+    "check_ranking",
     "check_compatible",
     "compute_importance",
     "head_bias_mask",
@@ -29,7 +30,6 @@ __all__ = [
     "infer_masks",
     "load_importance",
     "load_pruned_masks",
-    "read_head_ranking",
     "realign_pruned",
     "save_importance",
     "save_realigned",

@@ -93,7 +93,16 @@ def _mask_fits(masks: dict[str, torch.Tensor], pairs: dict[str, tuple[nn.Linear,
 
 
 @torch.no_grad()
-def load_pruned_masks(pruned_dir: str | Path | None, dense_model: nn.Module, pruned_model: nn.Module) -> dict[str, torch.Tensor]:
+class PrunedMasks(dict):
+    """``{linear name: bool mask}`` that remembers where it came from (``source``, for summary.json):
+    "mask file", "inferred" (zero in pruned and nonzero in dense), or "mask file + inferred"."""
+
+    def __init__(self, masks: dict[str, torch.Tensor], source: str) -> None:
+        super().__init__(masks)
+        self.source = source
+
+
+def load_pruned_masks(pruned_dir: str | Path | None, dense_model: nn.Module, pruned_model: nn.Module) -> PrunedMasks:
     """The pruned model's masks: ``pruned_dir/mask.safetensors`` when present and consistent, else inferred.
 
     Linears the mask file does not cover (e.g. MLPs left dense by ``--no-mlp``) are inferred.
@@ -101,18 +110,20 @@ def load_pruned_masks(pruned_dir: str | Path | None, dense_model: nn.Module, pru
     pairs = check_compatible(dense_model, pruned_model)
     path = Path(pruned_dir) / MASK_FILE if pruned_dir is not None else None
     if path is None or not path.is_file():
-        return infer_masks(dense_model, pruned_model)
+        return PrunedMasks(infer_masks(dense_model, pruned_model), "inferred")
     try:
         saved = load_masks(path)
     except Exception as exc:  # corrupt or foreign file: fall back to the weights
         log.warning("Could not read %s (%s); inferring the mask from the weights instead.", path, exc)
-        return infer_masks(dense_model, pruned_model)
+        return PrunedMasks(infer_masks(dense_model, pruned_model), "inferred")
     problem = _mask_fits(saved, pairs)
     if problem is not None:
         log.warning("%s does not match the pruned model (%s); inferring the mask from the weights.", path, problem)
-        return infer_masks(dense_model, pruned_model)
+        return PrunedMasks(infer_masks(dense_model, pruned_model), "inferred")
     masks = dict(saved)
+    source = "mask file"
     for name, (d, p) in pairs.items():
         if name not in masks:
             masks[name] = infer_mask(d.weight, p.weight)
-    return masks
+            source = "mask file + inferred"
+    return PrunedMasks(masks, source)

@@ -1,4 +1,4 @@
-"""Reading heads.json (the heads stage's output) and choosing which heads to realign.
+"""Choosing which heads to realign from a head ranking (read by :func:`hsr.heads.read_heads`).
 
 heads.json lists every (layer, head) with a rank (1 = most safety-critical). HSR realigns the
 first ``top_h`` by rank; the random-head control instead draws ``top_h`` heads uniformly from all
@@ -7,36 +7,11 @@ first ``top_h`` by rank; the random-head control instead draws ``top_h`` heads u
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 from typing import Sequence
 
-from ..errors import ConfigError, HsrError
-
-
-class HeadsFileError(HsrError, ValueError):
-    """heads.json is missing, malformed, or does not fit the model."""
-
-
-def read_head_ranking(path: str | Path) -> list[tuple[int, int]]:
-    """Every ``(layer, head)`` in ``path``, most safety-critical first (ascending rank)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HeadsFileError(f"Heads file {path} not found; run `hsr heads` first or pass its heads.json.") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HeadsFileError(f"{path}: cannot read heads JSON ({exc}).") from exc
-    rows = data.get("heads") if isinstance(data, dict) else None
-    if not isinstance(rows, list) or not rows:
-        raise HeadsFileError(f"{path}: expected an object with a non-empty 'heads' list.")
-    try:
-        parsed = [(int(r["rank"]), int(r["layer"]), int(r["head"])) for r in rows]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise HeadsFileError(f"{path}: every entry of 'heads' needs integer 'layer', 'head' and 'rank' ({exc}).") from exc
-    parsed.sort(key=lambda t: t[0])  # stable: equal ranks keep file order
-    return [(layer, head) for _, layer, head in parsed]
+from ..errors import ConfigError
+from ..heads.results import HeadsFileError
 
 
 def check_ranking(ranking: Sequence[tuple[int, int]], num_layers: int, num_heads: int) -> list[tuple[int, int]]:

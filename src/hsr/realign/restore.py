@@ -69,6 +69,8 @@ class RealignConfig:
         if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 0):
             raise ConfigError(f"budget must be a non-negative integer (max restored parameters) or None, got {self.budget!r}.")
         if self.nm is not None:
+            if not self.preserve_nm:
+                raise ConfigError(f"nm={self.nm!r} (--nm) only applies with preserve_nm (--preserve-nm); add it or drop --nm.")
             sp = Sparsity.parse(self.nm)
             if not sp.is_nm:
                 raise ConfigError(f"nm must be an N:M pattern such as 2:4, got {self.nm!r}.")
@@ -156,7 +158,7 @@ def realign_pruned(
     config.validate()
     pairs = check_compatible(dense.model, pruned.model)
     arch = pruned.arch
-    mask_source = "given"
+    mask_source = getattr(masks, "source", "given")
     if masks is None:
         masks = infer_masks(dense.model, pruned.model)
         mask_source = "inferred"

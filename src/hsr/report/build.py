@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from .. import __version__
 from ..errors import HsrError
+from ..heads.results import load_head_scores
 from ..io import atomic_output_dir, read_json, write_json
 from . import plots
 from .paired import paired_summary
@@ -70,14 +71,7 @@ def build_report(
     """
     _check_entries(entries)
     paired = paired_summary(entries)
-    heads = None
-    if heads_json is not None:
-        hp = Path(heads_json)
-        if not hp.is_file():
-            raise ReportError(f"heads.json not found: {hp}")
-        heads = read_json(hp)
-        if not isinstance(heads, dict) or "heads" not in heads or "num_layers" not in heads:
-            raise ReportError(f"{hp} is not a heads.json written by `hsr heads`.")
+    heads = load_head_scores(heads_json) if heads_json is not None else None  # validated; errors name the file
     with atomic_output_dir(out_dir, overwrite=True) as tmp:
         figures: list[tuple[str, str]] = []
         if any(e["metrics"].get("asr") or e["metrics"].get("over_refusal") for e in entries):
@@ -211,7 +205,7 @@ def entries_from_dirs(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]]
     for raw in paths:
         p = Path(raw).expanduser()
         if (p / "metrics.json").is_file():
-            metrics = read_json(p / "metrics.json")
+            metrics = _read_metrics(p / "metrics.json")
             model_path = metrics.get("path")
             entries.append({"label": str(metrics.get("model") or p.name), "metrics": metrics, "eval_dir": str(p),
                             "realign_summary": _summary(Path(model_path)) if model_path else None})
@@ -221,7 +215,8 @@ def entries_from_dirs(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]]
             if not found:
                 raise ReportError(f"{p}/eval has no evaluated models (no */metrics.json).")
             for d in found:
-                metrics = read_json(d / "metrics.json")
+                _check_not_stale(p, d)
+                metrics = _read_metrics(d / "metrics.json")
                 entries.append({"label": d.name, "metrics": metrics, "eval_dir": str(d),
                                 "realign_summary": _summary(p / d.name)})
             if heads is None and (p / "heads" / "heads.json").is_file():
@@ -235,6 +230,43 @@ def entries_from_dirs(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]]
             e["label"], n = f"{base} #{n}", n + 1
         labels.add(e["label"])
     return entries, heads
+
+
+def _check_not_stale(run_dir: Path, eval_dir: Path) -> None:
+    """Refuse an evaluation of a model that has since been rebuilt in the run folder: its metrics would
+    sit beside the new model's summary. Each eval's stage.json records the fingerprints of the model
+    stages it measured."""
+    try:
+        recorded = read_json(eval_dir / "stage.json").get("upstream") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # an evaluation folder not written by hsr run: nothing to compare
+    for stage, fp in recorded.items():
+        try:
+            current = read_json(run_dir / stage / "stage.json").get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if current != fp:
+            raise ReportError(
+                f"{eval_dir} measured an earlier {stage} model (rebuilt since); re-run `hsr run` with evaluation "
+                "enabled to measure the current one."
+            )
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    """metrics.json of an evaluation folder, checked enough that the report cannot crash on it."""
+    try:
+        data = read_json(path)
+    except UnicodeDecodeError:
+        raise ReportError(f"{path}: not valid UTF-8 text.") from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: cannot read metrics JSON ({exc}).") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: not a metrics.json written by `hsr evaluate` (not an object).")
+    for key, value in data.items():
+        if key in ("asr", "over_refusal", "harmful_degenerate", "benign_degenerate", "mcq_accuracy") and value is not None:
+            if not isinstance(value, dict) or not all(isinstance(value.get(k), (int, float)) for k in ("value", "ci_low", "ci_high")):
+                raise ReportError(f"{path}: {key!r} must hold numeric value, ci_low and ci_high.")
+    return data
 
 
 def _summary(model_dir: Path) -> dict[str, Any] | None:
