@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HsrError as exc:
-        print(f"hsr {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # always one line
+        print(f"hsr {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hsr {args.command}: interrupted", file=sys.stderr)

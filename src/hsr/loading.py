@@ -13,12 +13,14 @@ import logging
 import os
 import re
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from .architecture import ArchInfo, describe
@@ -104,8 +106,13 @@ def default_model_dir() -> Path:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     _drop_gguf_quantizer(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    except OSError as exc:
+        raise ModelLoadError(
+            f"Cannot write the model cache {target.parent} ({exc.strerror or exc}); set HSR_CACHE to a writable folder."
+        ) from None
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -121,6 +128,24 @@ def default_model_dir() -> Path:
     return target
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists here, or a one-line error (``cuda:0`` on a CPU-only build, ``bogus``)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelLoadError(f"Unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps.") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"Device {str(device)!r} asked for, but this torch has no usable CUDA; use --device cpu.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"Device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here.")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"Device {str(device)!r} asked for, but MPS is not available here; use --device cpu.")
+    elif dev.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ModelLoadError(f"Unsupported device {str(device)!r}; use cpu, cuda, cuda:N or mps.")
+    return dev
+
+
 def resolve_local_model(source: str | os.PathLike) -> Path | None:
     """The local file or folder a model source reads (the default's safetensors cache, a .gguf file, a
     folder), or None for a hub id. Used to fingerprint a model's contents and to protect it from --out."""
@@ -131,7 +156,7 @@ def resolve_local_model(source: str | os.PathLike) -> Path | None:
     return p.resolve() if p.exists() else None
 
 
-def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype) or dtype == "auto":
@@ -150,6 +175,34 @@ def _read_config(path: Path) -> dict:
 
 def _is_vlm_config(cfg: dict) -> bool:
     return "vision_config" in cfg
+
+
+def locate_model(source: str | os.PathLike, convert_default: bool = True) -> tuple[Path | str, str | None]:
+    """Where a model source lives, checked without loading it: ``(folder or hub id, gguf file name or None)``.
+
+    Wrong paths fail here with one clear message; ``convert_default=False`` only checks that the
+    embedded default's wheel is installed.
+    """
+    src = str(source)
+    if src == DEFAULT_MODEL:
+        if not convert_default:
+            _smollm_gguf_path()
+            return src, None
+        return default_model_dir(), None
+    p = Path(src).expanduser()
+    if src.endswith(".gguf"):
+        if not p.is_file():
+            raise ModelLoadError(f"GGUF file not found: {p}")
+        return p.parent, p.name
+    if p.exists():
+        if not p.is_dir():
+            raise ModelLoadError(f"{p} is a file; pass a model directory, a .gguf file or a hub id.")
+        if not (p / "config.json").is_file():
+            raise ModelLoadError(f"{p} has no config.json; is it a Hugging Face model directory?")
+        return p, None
+    if _HUB_ID.match(src) and not src.startswith((".", "/", "~")):
+        return src, None
+    raise ModelLoadError(f"Model path not found: {p} (and it is not a hub id like 'org/name').")
 
 
 def load_model(
@@ -173,28 +226,10 @@ def load_model(
     )
 
     src = str(source)
-    gguf_file: str | None = None
-    if src == DEFAULT_MODEL:
-        path: Path | str = default_model_dir()
-    elif src.endswith(".gguf"):
-        p = Path(src).expanduser()
-        if not p.is_file():
-            raise ModelLoadError(f"GGUF file not found: {p}")
-        path, gguf_file = p.parent, p.name
-    else:
-        p = Path(src).expanduser()
-        if p.exists():
-            if not p.is_dir():
-                raise ModelLoadError(f"{p} is a file; pass a model directory, a .gguf file or a hub id.")
-            if not (p / "config.json").is_file():
-                raise ModelLoadError(f"{p} has no config.json; is it a Hugging Face model directory?")
-            path = p
-        elif _HUB_ID.match(src) and not src.startswith((".", "/", "~")):
-            path = src
-        else:
-            raise ModelLoadError(f"Model path not found: {p} (and it is not a hub id like 'org/name').")
+    check_device(device)
+    path, gguf_file = locate_model(src)
 
-    kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if gguf_file:
@@ -215,7 +250,7 @@ def load_model(
         processor = (AutoProcessor if is_vlm else AutoTokenizer).from_pretrained(path, **proc_kwargs)
     except ModelLoadError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, struct.error, SafetensorError) as exc:
         where = "the Hugging Face Hub (is the network reachable and the id right?)" if isinstance(path, str) else path
         raise ModelLoadError(f"Could not load model {src!r} from {where}: {exc}") from exc
     if gguf_file:

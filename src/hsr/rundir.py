@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -70,8 +71,11 @@ def check_writable(out: str | os.PathLike, flag: str = "--out") -> Path:
         parent = parent.parent
     if not parent.is_dir():
         raise OutputError(f"{flag} {target}: {parent} is a file, so the folder cannot be created.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{flag} {target}: no permission to write in {parent}.")
+    try:  # a real probe: os.access says yes to root even where the filesystem says no
+        probe = tempfile.mkdtemp(prefix=f".hsr-probe-{os.getpid()}-", dir=parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise OutputError(f"{flag} {target}: cannot write in {parent} ({exc.strerror or exc}).") from None
     return target
 
 

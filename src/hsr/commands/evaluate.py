@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..evaluation import SUITES, EvalConfig, evaluate_model
-from ..evaluation.judges import REFUSAL_LISTS
+from ..evaluation.judges import REFUSAL_LISTS, check_judge_spec
 from ..evaluation.mcq import METHODS as MCQ_METHODS
 from ..io import atomic_output_dir
 from ..report import results_table
@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         ppl_stride=args.ppl_stride,
     )
     config.validate()
+    check_judge_spec(config.judge)
+    config.check_data()
     prepare_output(args.out, args.overwrite, args.model, args.harmful, args.benign, args.ppl_text, args.mcq)
     label = args.label or Path(str(args.model)).expanduser().name or str(args.model)
     with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:

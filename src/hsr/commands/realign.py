@@ -72,18 +72,16 @@ def run(args: argparse.Namespace) -> int:
     heads_file = read_heads(args.heads)
     needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
 
+    # Read every input before the first model loads, so a bad file fails in seconds, not after the work.
+    given = {kind: load_importance(getattr(args, f"{kind}_scores")) for kind in ("utility", "safety")
+             if getattr(args, f"{kind}_scores")}
+    samples = {kind: load_samples(getattr(args, f"{kind}_data"), limit=args.limit, seed=args.seed)
+               for kind in ("utility", "safety") if needs_scores and kind not in given}
     dense = load_from_args(args, source=args.dense)
     ranking = heads_file.check_model(dense.arch.num_layers, dense.arch.num_heads, args.dense).ranking
-    scores = {}
-    for kind in ("utility", "safety"):
-        given = getattr(args, f"{kind}_scores")
-        if given:
-            scores[kind] = load_importance(given)
-        elif needs_scores:
-            samples = load_samples(getattr(args, f"{kind}_data"), limit=args.limit, seed=args.seed)
-            scores[kind] = compute_importance(dense, samples, method=args.importance, max_length=args.max_length)
-        else:
-            scores[kind] = None
+    scores = {kind: given.get(kind) for kind in ("utility", "safety")}
+    for kind, data in samples.items():
+        scores[kind] = compute_importance(dense, data, method=args.importance, max_length=args.max_length)
 
     pruned = load_from_args(args, source=args.pruned)
     pruned_dir = _local_dir(args.pruned)

@@ -78,6 +78,22 @@ class EvalConfig:
             raise ConfigError(f"mcq_method must be one of {', '.join(MCQ_METHODS)}, got {self.mcq_method!r}.")
 
 
+    def check_data(self) -> None:
+        """Read every data input the chosen suites use, so a bad file fails before any model loads."""
+        from .mcq import load_mcq
+        from .perplexity import load_text
+
+        if "safety" in self.suites:
+            for spec in (self.harmful, self.benign):
+                if spec:
+                    load_samples(spec, limit=self.limit, seed=self.seed)
+        if "utility" in self.suites:
+            if self.ppl_text:
+                load_text(self.ppl_text)
+            if self.mcq:
+                load_mcq(self.mcq, limit=self.mcq_limit, seed=self.seed)
+
+
 def _device_dtype(loaded: LoadedModel) -> tuple[str, str]:
     from ..architecture import model_device
 

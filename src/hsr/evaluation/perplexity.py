@@ -26,7 +26,10 @@ from ..loading import LoadedModel
 def load_text(spec: str | Path) -> str:
     """A text by ``builtin:NAME`` or file path."""
     path = resolve_data_path(spec, "Perplexity text")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8 text.") from None
     if not text.strip():
         raise DataError(f"{path}: empty text.")
     return text

@@ -82,7 +82,10 @@ class _Pipeline:
 
     def preflight(self) -> None:
         """Parse every data file the enabled stages will read, before the first model loads."""
+        from ..loading import locate_model
+
         c = self.config
+        locate_model(c["model"], convert_default=False)
         if align_enabled(c):
             self.digests(c["align"], ("harmful", "benign"))
         if c["prune"]["method"] != "magnitude" and not c["prune"]["pruned"]:
@@ -90,6 +93,7 @@ class _Pipeline:
         self.digests(c["heads"], ("data",))
         self.digests(c["importance"], ("utility_data", "safety_data"))
         if c["evaluate"]["enabled"]:
+            eval_options(c).check_data()
             self.digests(c["evaluate"], ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))
 
     def load(self, source: str | Path) -> LoadedModel:

@@ -92,7 +92,6 @@ def _mask_fits(masks: dict[str, torch.Tensor], pairs: dict[str, tuple[nn.Linear,
     return None
 
 
-@torch.no_grad()
 class PrunedMasks(dict):
     """``{linear name: bool mask}`` that remembers where it came from (``source``, for summary.json):
     "mask file", "inferred" (zero in pruned and nonzero in dense), or "mask file + inferred"."""
@@ -102,6 +101,7 @@ class PrunedMasks(dict):
         self.source = source
 
 
+@torch.no_grad()
 def load_pruned_masks(pruned_dir: str | Path | None, dense_model: nn.Module, pruned_model: nn.Module) -> PrunedMasks:
     """The pruned model's masks: ``pruned_dir/mask.safetensors`` when present and consistent, else inferred.
 
