@@ -43,11 +43,13 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="the validation sweep's run directory")
     ap.add_argument("--point", default="wanda-0.5", help="sweep point folder")
     ap.add_argument("--out", default=None, help="where evaluations go (default RUN/validation-variants)")
+    ap.add_argument("--heads", default=None, help="a heads.json to rank heads by (default RUN/heads)")
+    ap.add_argument("--variants", default=None, help="comma-separated subset of the variant names to run")
     args = ap.parse_args()
     run = Path(args.run)
     dense_dir = run / "aligned"
     align = json.loads((dense_dir / "summary.json").read_text())
-    ranking = read_heads(run / "heads").ranking
+    ranking = read_heads(args.heads or run / "heads").ranking
     util = load_importance(run / "importance" / "utility.safetensors")
     safe = load_importance(run / "importance" / "safety.safetensors")
     dense = load_model(str(dense_dir))
@@ -59,8 +61,9 @@ def main() -> None:
     out_root = Path(args.out) if args.out else run / "validation-variants"
     print("| variant | restored per 10k | complied (ASR) [95% CI] | refusal | degenerate | benign refused | perplexity |")
     print("|---|---|---|---|---|---|---|")
-    for name, spec in VARIANTS.items():
-        spec = dict(spec)
+    chosen = [v.strip() for v in args.variants.split(",")] if args.variants else list(VARIANTS)
+    for name in chosen:
+        spec = dict(VARIANTS[name])
         heads = ranking
         if spec.pop("oracle", False):
             heads, spec["top_h"] = oracle, len(oracle)

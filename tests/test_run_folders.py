@@ -188,3 +188,47 @@ def test_report_refuses_evaluations_of_models_rebuilt_since(tiny_run_config, cap
     err = capsys.readouterr().err
     assert "measured an earlier realigned model" in err
     assert not (tmp_path / "r2").exists()
+
+
+def _stage_outputs(run_dir):
+    """Result files whose bytes must not depend on an interruption (no timings in them)."""
+    names = ["pruned/model.safetensors", "pruned/mask.safetensors", "importance/utility.safetensors",
+             "importance/safety.safetensors", "realigned/model.safetensors", "realigned/restored.safetensors",
+             "eval/realigned/generations_harmful.jsonl", "eval/pruned/generations_benign.jsonl"]
+    out = {n: hashlib.sha256((run_dir / n).read_bytes()).hexdigest() for n in names}
+    heads = json.loads((run_dir / "heads" / "heads.json").read_text())
+    out["heads"] = json.dumps(heads["heads"])
+    return out
+
+
+def test_sigkill_mid_stage_then_rerun_is_byte_identical_and_a_second_run_is_refused_meanwhile(tiny_run_config, tmp_path):
+    import signal
+    import time
+
+    config_path, run_dir, _ = tiny_run_config
+    extra = ["--set", "realign.control=false"]
+    clean = tmp_path / "clean"
+    assert _run(config_path, "--out", str(clean), *extra) == 0
+
+    cmd = [sys.executable, "-m", "hsr", "run", str(config_path), "--no-progress", *extra]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(run_dir.glob(".importance.tmp-*")):
+            time.sleep(0.001)
+        victim.send_signal(signal.SIGSTOP)  # freeze it mid-stage (tiny stages finish in well under a second)
+        assert list(run_dir.glob(".importance.tmp-*")), "the importance stage never started"
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and f"pid {victim.pid}" in second.stderr.strip().splitlines()[-1]
+        victim.send_signal(signal.SIGKILL)
+    finally:
+        victim.kill()
+        victim.wait()
+    assert (run_dir / LOCK_FILE).exists() and list(run_dir.glob(".importance.tmp-*"))  # what a kill leaves
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "reused" in again.stdout  # stages finished before the kill are kept
+    assert not list(run_dir.glob(".*.tmp-*")) and not (run_dir / LOCK_FILE).exists()
+    assert _stage_outputs(run_dir) == _stage_outputs(clean)

@@ -85,12 +85,13 @@ def read_json(path: str | os.PathLike) -> Any:
 def save_masks(masks: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Save boolean masks (True = pruned) bit-packed: 1 bit per weight, shapes in the metadata."""
     tensors: dict[str, torch.Tensor] = {}
-    meta: dict[str, str] = {}
+    shapes: dict[str, list[int]] = {}
     for name, mask in masks.items():
         bits = np.packbits(mask.detach().cpu().numpy().astype(bool).reshape(-1))
         tensors[name] = torch.from_numpy(bits)
-        meta[name] = json.dumps(list(mask.shape))
-    save_file(tensors, str(path), metadata=meta)
+        shapes[name] = list(mask.shape)
+    # One metadata entry: safetensors writes several in hash order, which would make equal masks differ in bytes.
+    save_file(tensors, str(path), metadata={"shapes": json.dumps(shapes, sort_keys=True)})
 
 
 def load_masks(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -99,10 +100,11 @@ def load_masks(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata() or {}
+    shapes = json.loads(meta["shapes"]) if "shapes" in meta else {k: json.loads(v) for k, v in meta.items()}  # older files
     packed = load_file(str(path))
     out: dict[str, torch.Tensor] = {}
     for name, bits in packed.items():
-        shape = json.loads(meta[name])
+        shape = shapes[name]
         n = int(np.prod(shape))
         flat = np.unpackbits(bits.numpy())[:n].astype(bool)
         out[name] = torch.from_numpy(flat.reshape(shape))

@@ -146,9 +146,8 @@ def compute_importance(
 def save_importance(scores: dict[str, torch.Tensor], path: str | Path, method: str | None = None) -> None:
     """Write scores to a safetensors file (float32, contiguous)."""
     tensors = {name: t.detach().float().cpu().contiguous() for name, t in scores.items()}
-    meta = {"format": _FORMAT}
-    if method:
-        meta["method"] = method
+    # One metadata entry: safetensors writes several in hash order, so equal scores could differ in bytes.
+    meta = {"format": f"{_FORMAT}:{method}" if method else _FORMAT}
     save_file(tensors, str(path), metadata=meta)
 
 
