@@ -240,6 +240,8 @@ def prune_options(config: dict[str, Any], method: str | None = None, sparsity: s
         max_length=config["max_length"],
         seed=config["seed"],
         include_mlp=bool(cfg["include_mlp"]),
+        block_size=cfg["block_size"],
+        percdamp=float(cfg["percdamp"]),
     )
     options.validate()
     return options
@@ -251,7 +253,8 @@ def head_options(config: dict[str, Any]):
     cfg = config["heads"]
     options = HeadScoreConfig(
         score=cfg["score"], mode=cfg["mode"], engine=cfg["engine"], rank=cfg["rank"],
-        sahara_steps=cfg["sahara_steps"], max_length=config["max_length"],
+        sahara_steps=cfg["sahara_steps"], max_length=config["max_length"], eps=cfg["eps"],
+        batch_heads=cfg["batch_heads"], approx_top_k=cfg["approx_top_k"], seed=config["seed"],
     )
     options.validate()
     return options
@@ -280,6 +283,7 @@ def eval_options(config: dict[str, Any]):
         batch_size=cfg["batch_size"], judge=cfg["judge"], ppl_text=cfg["ppl_text"], mcq=cfg["mcq"],
         max_length=config["max_length"], seed=config["seed"], mcq_limit=cfg["mcq_limit"],
         mcq_method=cfg["mcq_method"], ppl_max_tokens=cfg["ppl_max_tokens"], suites=tuple(cfg["suites"]),
+        ppl_stride=cfg["ppl_stride"],
     )
     options.validate()
     check_judge_spec(options.judge)
