@@ -157,7 +157,8 @@ def test_approx_engine_rescoring_and_recall(tmp_path):
     torch.testing.assert_close(approx.scores[rescored], exact.scores[rescored], rtol=0, atol=1e-6)
     ranking = approx.ranking()
     assert all(bool(approx.exact[c]) for c in ranking[:4])
-    assert 0.0 <= top_k_recall(exact.scores, ranking, 4) <= 1.0
+    expected = len(set(exact.ranking()[:4]) & set(ranking[:4])) / 4
+    assert top_k_recall(exact.scores, ranking, 4) == expected
     assert top_k_recall(exact.scores, exact.ranking(), 4) == 1.0
     full = _score(loaded, samples, score="ships", engine="approx", approx_top_k=100)
     assert top_k_recall(exact.scores, full.ranking(), 4) == 1.0
@@ -213,3 +214,11 @@ def test_engines_agree_on_smollm2():
         assert naive.keys() == fast.keys()
         assert max(naive.values()) > 1e-3
         assert max(abs(naive[k] - fast[k]) for k in naive) < 1e-5
+
+
+def test_top_k_recall_counts_the_overlap_with_the_exact_top_k():
+    scores = torch.tensor([[5.0, 1.0, 4.0], [0.5, 3.0, 2.0]])  # exact top-3: (0,0), (0,2), (1,1)
+    assert top_k_recall(scores, [(0, 0), (0, 2), (1, 1)], 3) == 1.0
+    assert top_k_recall(scores, [(0, 0), (1, 2), (0, 1)], 3) == pytest.approx(1 / 3)
+    assert top_k_recall(scores, [(1, 0), (1, 2), (0, 1)], 3) == 0.0
+    assert top_k_recall(scores, [(0, 2), (0, 0)], 2) == 1.0

@@ -1,6 +1,5 @@
 """Real weights: realign a Wanda-pruned SmolLM2-135M-Instruct (9 heads / 3 KV heads, GQA)."""
 
-import time
 
 import pytest
 import torch
@@ -28,10 +27,8 @@ def test_realign_smollm2():
     dense = load_model("default")
     pruned = load_model("default")
     masks = prune_model(pruned, UTILITY, PruneConfig(), progress=False).masks
-    t0 = time.perf_counter()
     utility = compute_importance(dense, UTILITY, progress=False)
     safety = compute_importance(dense, SAFETY, progress=False)
-    t_importance = time.perf_counter() - t0
     before = {n: pruned.model.get_submodule(n).weight.detach().clone() for n in masks}
     ranking = [(layer, head) for head in range(9) for layer in range(30)]
     result = realign_pruned(dense, pruned, masks, ranking, utility, safety, RealignConfig(top_h=10))
@@ -45,7 +42,6 @@ def test_realign_smollm2():
         assert not (diff & ~m).any()
         changed += int(diff.sum())
     assert changed == s["restored_params"]
-    assert t_importance < 120
     # GQA bookkeeping on the real config: heads 0..8 share 3 KV heads (G = 3)
     assert {g["kv_head"] for g in s["per_kv_group"]} == {0}
     assert torch.isfinite(pruned.model(torch.tensor([[1, 2, 3]])).logits).all()

@@ -69,7 +69,12 @@ def test_hsr_run_end_to_end_then_cached(tiny_run_config, capsys):
     heads = json.loads((run_dir / "heads" / "heads.json").read_text())
     assert len(heads["heads"]) == heads["num_layers"] * heads["num_heads"]
     summary = json.loads((run_dir / "realigned" / "summary.json").read_text())
-    assert summary["restored_params"] >= 0
+    from safetensors.torch import load_file
+
+    pruned_w = load_file(str(run_dir / "pruned" / "model.safetensors"))
+    realigned_w = load_file(str(run_dir / "realigned" / "model.safetensors"))
+    changed = sum(int((realigned_w[k] != pruned_w[k]).sum()) for k in pruned_w)
+    assert summary["restored_params"] == changed > 0  # the count is exactly what changed
     assert (run_dir / "report" / "report.html").is_file() and (run_dir / "report" / "report.md").is_file()
     assert _snapshot(model_dir) == before  # the user's model folder is untouched
 

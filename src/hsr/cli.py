@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"hsr.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"hsr.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"hsr.commands.{name}").register(sub)
     return parser
 
 

@@ -19,7 +19,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -112,18 +112,6 @@ def read_jsonl(path: str | Path, image_root: str | Path | None = None, check_ima
     if not samples:
         raise DataError(f"{path}: no rows.")
     return samples
-
-
-def write_jsonl(samples: Iterable[Sample], path: str | Path) -> None:
-    """Write samples in the documented JSONL format (image paths as given)."""
-    with Path(path).open("w", encoding="utf-8") as fh:
-        for s in samples:
-            row: dict[str, Any] = {"prompt": s.prompt}
-            if s.response is not None:
-                row["response"] = s.response
-            if s.image is not None:
-                row["image"] = str(s.image)
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def read_vlguard(
@@ -359,7 +347,3 @@ def encode(
     mask = torch.zeros(1, total, dtype=torch.bool)
     mask[0, prompt_len:total] = True
     return Encoded(inputs, mask, prompt_len, sample)
-
-
-def encode_all(processor: Any, samples: Sequence[Sample], **kw: Any) -> list[Encoded]:
-    return [encode(processor, s, **kw) for s in samples]

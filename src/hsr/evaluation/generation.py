@@ -46,9 +46,6 @@ def generate(
     max_new_tokens: int = 48,
     batch_size: int = 16,
     max_length: int = 512,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    seed: int = 0,
     progress: bool = False,
     desc: str = "generate",
 ) -> list[str]:
@@ -60,12 +57,9 @@ def generate(
     device = model_device(model)
     vlm = _is_processor(proc)
     outputs: list[str | None] = [None] * len(samples)
-    gen_kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": _pad_id(tok), "do_sample": do_sample}
-    if do_sample:
-        gen_kw["temperature"] = temperature
-        torch.manual_seed(seed)
-    else:  # override sampling defaults a checkpoint's generation_config may carry
-        gen_kw.update(temperature=None, top_p=None, top_k=None)
+    # Greedy, overriding sampling defaults a checkpoint's generation_config may carry.
+    gen_kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": _pad_id(tok), "do_sample": False,
+                              "temperature": None, "top_p": None, "top_k": None}
     batches = _batches(samples, batch_size)
     with tqdm(total=len(samples), desc=desc, unit="prompt", disable=not progress) as bar:
         for idx in batches:

@@ -295,7 +295,6 @@ class _Pipeline:
             "metrics": read_json(record.path / "metrics.json"),
             "eval_dir": str(record.path),
             "realign_summary": summary_data if label in (REALIGNED, CONTROL) else None,
-            "prune_summary": summary_data if label == PRUNED else None,
         }
 
     def sweep(self, points: list[Point]) -> RunResult:

@@ -27,10 +27,6 @@ class ModelMismatchError(HsrError, ValueError):
     """The dense and pruned models do not share an architecture or tensor shapes."""
 
 
-class MaskError(HsrError, ValueError):
-    """A mask file does not fit the model it is applied to."""
-
-
 def check_compatible(dense: nn.Module, pruned: nn.Module) -> dict[str, tuple[nn.Linear, nn.Linear]]:
     """Raise :class:`ModelMismatchError` naming the first differing tensor; return paired decoder linears."""
     da, pa = describe(dense), describe(pruned)
