@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -75,3 +76,17 @@ def test_magnitude_masks_are_deterministic():
     a = unstructured_mask(layer.weight.abs(), 0.3)
     b = unstructured_mask(layer.weight.abs().clone(), 0.3)
     assert torch.equal(a, b)
+
+
+def test_sparsegpt_singular_hessian_retries_with_more_dampening_then_fails_clearly():
+    from hsr.pruning.methods import SingularHessianError, inverse_hessian_factor
+
+    # Rank-one Hessian with a negative eigen-direction after rounding: plain dampening 0.01 fails.
+    v = torch.tensor([1.0, -1.0, 1e-9], dtype=torch.float64)
+    H = torch.outer(v, v) - 0.015 * torch.eye(3, dtype=torch.float64)
+    with pytest.raises(RuntimeError):
+        torch.linalg.cholesky(H + 0.01 * torch.mean(torch.diag(H)) * torch.eye(3, dtype=torch.float64))
+    U = inverse_hessian_factor(H, 0.01)  # a retry with larger dampening succeeds
+    assert torch.isfinite(U).all() and torch.allclose(U, torch.triu(U))
+    with pytest.raises(SingularHessianError, match="stays singular"):
+        inverse_hessian_factor(-torch.eye(3, dtype=torch.float64), 0.01)

@@ -7,9 +7,14 @@ the remaining ones to compensate (OBS updates), so its pruned weights differ fro
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
+from ..errors import HsrError
 from .masks import Sparsity, pruned_per_row, select_mask
+
+log = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("magnitude", "wanda", "sparsegpt")
 
@@ -22,6 +27,36 @@ def wanda_scores(weight: torch.Tensor, input_norms: torch.Tensor) -> torch.Tenso
 def prune_by_scores(weight: torch.Tensor, scores: torch.Tensor, sparsity: Sparsity) -> tuple[torch.Tensor, torch.Tensor]:
     mask = select_mask(scores, sparsity)
     return weight.masked_fill(mask, 0), mask
+
+
+class SingularHessianError(HsrError, ValueError):
+    """The calibration Hessian stays singular even with heavy dampening."""
+
+
+def inverse_hessian_factor(H: torch.Tensor, percdamp: float, retries: int = 6) -> torch.Tensor:
+    """Upper Cholesky factor of (H + damp*I)^-1, with damp = percdamp * mean(diag H).
+
+    A Hessian from few or degenerate calibration tokens can be singular to working precision; the
+    dampening is then raised tenfold per retry (up to ``retries`` times, logged) before giving up
+    with a clear error instead of a linear-algebra traceback.
+    """
+    cols = H.shape[0]
+    eye = torch.eye(cols, dtype=H.dtype, device=H.device)
+    mean_diag = torch.mean(torch.diag(H))
+    factor = percdamp
+    for attempt in range(retries + 1):
+        try:
+            L = torch.linalg.cholesky(H + factor * mean_diag * eye)
+            return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+        except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
+            if attempt == retries:
+                break
+            log.warning("SparseGPT: Hessian not positive definite with dampening %.3g; retrying with %.3g", factor, factor * 10)
+            factor *= 10
+    raise SingularHessianError(
+        f"SparseGPT: the calibration Hessian ({cols} x {cols}) stays singular even with dampening {factor:g}; "
+        "use more or longer calibration samples, or prune with wanda."
+    )
 
 
 def sparsegpt_prune(
@@ -47,11 +82,7 @@ def sparsegpt_prune(
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
-    damp = percdamp * torch.mean(torch.diag(H))
-    H += damp * torch.eye(cols, dtype=H.dtype, device=H.device)
-    L = torch.linalg.cholesky(H)
-    Hinv = torch.cholesky_inverse(L)
-    Hinv = torch.linalg.cholesky(Hinv, upper=True)
+    Hinv = inverse_hessian_factor(H, percdamp)
 
     mask = torch.zeros(rows, cols, dtype=torch.bool, device=W.device)
     for i1 in range(0, cols, block_size):
