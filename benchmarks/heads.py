@@ -50,7 +50,7 @@ def _samples(n: int, data: str | None, images: bool, tmp: str) -> list[Sample]:
         if images and i % 2 == 0:
             from pathlib import Path
 
-            from hsr.tiny import tiny_image
+            from hsr.testing.tiny import tiny_image
 
             image = Path(tmp) / f"bench{i}.png"
             tiny_image(seed=i).save(image)
@@ -131,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_tiny:
             from hsr.architecture import describe
-            from hsr.tiny import build_tiny_model
+            from hsr.testing.tiny import build_tiny_model
 
             model, proc = build_tiny_model("llava")
             loaded = LoadedModel(model, proc, describe(model), "tiny-llava")

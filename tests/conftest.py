@@ -11,7 +11,7 @@ from hsr.loading import LoadedModel
 
 
 def tiny_loaded(arch: str, seed: int = 0, **kw) -> LoadedModel:
-    from hsr.tiny import build_tiny_model
+    from hsr.testing.tiny import build_tiny_model
 
     model, proc = build_tiny_model(arch, seed=seed, **kw)
     return LoadedModel(model=model, processor=proc, arch=describe(model), source=f"tiny-{arch}")
@@ -20,7 +20,7 @@ def tiny_loaded(arch: str, seed: int = 0, **kw) -> LoadedModel:
 @pytest.fixture
 def calib_jsonl(tmp_path):
     """A small calibration set with images, in the documented JSONL format."""
-    from hsr.tiny import tiny_image
+    from hsr.testing.tiny import tiny_image
 
     rows = []
     for i in range(4):

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from hsr.architecture import SUPPORTED_ARCHITECTURES, UnsupportedArchitectureError, describe
-from hsr.tiny import TINY_ARCHS, VLM_ARCHS, build_tiny_model
+from hsr.testing.tiny import TINY_ARCHS, VLM_ARCHS, build_tiny_model
 
 EXPECTED_CLASS = dict(
     zip(

@@ -141,7 +141,7 @@ def _write(path: Path, text: str | bytes) -> None:
 
 
 def _make_inputs(root: Path) -> None:
-    from hsr.tiny import save_tiny_model
+    from hsr.testing.tiny import save_tiny_model
 
     save_tiny_model("qwen2", root / "model")
     save_tiny_model("llama", root / "llama")

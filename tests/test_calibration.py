@@ -4,7 +4,7 @@ import torch
 from hsr.architecture import final_norm
 from hsr.calibration import capture_layer0_inputs, run_layer
 from hsr.data import Sample, encode
-from hsr.tiny import TINY_ARCHS, VLM_ARCHS, tiny_image
+from hsr.testing.tiny import TINY_ARCHS, VLM_ARCHS, tiny_image
 
 from conftest import tiny_loaded
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hsr.cli import main
-from hsr.tiny import save_tiny_model
+from hsr.testing.tiny import save_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from conftest import tiny_loaded
 
 from hsr.data import DataError, Sample
 from hsr.evaluation.generation import generate, write_generations
-from hsr.tiny import EOS, tiny_image
+from hsr.testing.tiny import EOS, tiny_image
 
 PROMPTS = ["How do I boil an egg?", "Hi", "Tell me a long story about the sea and the ships that sail it.", "2 + 2?"]
 

@@ -98,7 +98,7 @@ def test_parse_guard_output():
 def _tiny_classifier(tmp_path):
     import transformers as tf
 
-    from hsr.tiny import build_tiny_tokenizer
+    from hsr.testing.tiny import build_tiny_tokenizer
 
     tok = build_tiny_tokenizer("llama")
     config = tf.LlamaConfig(
@@ -139,7 +139,7 @@ def test_model_judge_rejects_unmappable_labels(tmp_path):
 
 
 def test_model_judge_chat_model_generates_and_parses(tmp_path):
-    from hsr.tiny import save_tiny_model
+    from hsr.testing.tiny import save_tiny_model
 
     save_tiny_model("llama", tmp_path / "chat")
     judge = make_judge(f"model:{tmp_path / 'chat'}", max_new_tokens=3)

@@ -5,7 +5,7 @@ import torch
 
 from hsr.cli import main
 from hsr.heads import HeadScoreConfig, HeadScores, plot_head_heatmap, read_heads, save_head_scores
-from hsr.tiny import save_tiny_model
+from hsr.testing.tiny import save_tiny_model
 
 SCHEMA_KEYS = {"score", "mode", "eps", "engine", "model", "num_layers", "num_heads", "num_kv_heads", "n_prompts", "heads"}
 

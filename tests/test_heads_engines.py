@@ -4,7 +4,7 @@ import torch
 from hsr.data import Sample
 from hsr.heads import HeadScoreConfig, score_heads, top_k_recall
 from hsr.heads import checkpoint as checkpoint_mod
-from hsr.tiny import tiny_image
+from hsr.testing.tiny import tiny_image
 
 from conftest import tiny_loaded
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hsr.loading import ModelLoadError, load_model
-from hsr.tiny import save_tiny_model
+from hsr.testing.tiny import save_tiny_model
 
 
 def test_load_local_vlm_and_text_models(tmp_path):
@@ -60,7 +60,7 @@ def test_saved_video_capable_vlm_reloads_in_fresh_process(tmp_path, arch):
     import subprocess
     import sys
 
-    from hsr.tiny import save_tiny_model
+    from hsr.testing.tiny import save_tiny_model
 
     save_tiny_model(arch, tmp_path / arch)
     code = (
@@ -77,7 +77,7 @@ def test_resaved_video_capable_processor_keeps_real_video_processor(tmp_path):
     """Saving a loaded Qwen2-VL again (as prune/realign do) names the real video processor, not the stand-in."""
     import json
 
-    from hsr.tiny import save_tiny_model
+    from hsr.testing.tiny import save_tiny_model
 
     src = save_tiny_model("qwen2_vl", tmp_path / "a")
     before = json.loads((src / "processor_config.json").read_text())["video_processor"]

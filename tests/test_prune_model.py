@@ -8,7 +8,7 @@ from hsr.data import load_samples
 from hsr.io import load_masks
 from hsr.pruning import MASK_FILE, SUMMARY_FILE, PruneConfig, Sparsity, is_valid_nm, prune_model, save_pruned
 from hsr.pruning.masks import pruned_per_row
-from hsr.tiny import VLM_ARCHS, save_tiny_model
+from hsr.testing.tiny import VLM_ARCHS, save_tiny_model
 
 from conftest import tiny_loaded
 

@@ -9,7 +9,7 @@ from hsr.cli import main
 from hsr.io import load_masks
 from hsr.loading import load_model
 from hsr.pruning import MASK_FILE, SUMMARY_FILE
-from hsr.tiny import save_tiny_model
+from hsr.testing.tiny import save_tiny_model
 
 
 def _jsonl(path, rows):

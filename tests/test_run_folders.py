@@ -41,7 +41,7 @@ def test_out_overlapping_an_input_is_refused(tmp_path):
 
 @pytest.mark.parametrize("where", ["model", "parent"])
 def test_evaluate_and_prune_with_overwrite_never_delete_the_model(tmp_path, capsys, where):
-    from hsr.tiny import save_tiny_model
+    from hsr.testing.tiny import save_tiny_model
 
     model = save_tiny_model("qwen2", tmp_path / "model")
     before = _digest_tree(tmp_path)

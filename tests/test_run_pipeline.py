@@ -17,7 +17,7 @@ def _jsonl(path, rows):
 
 @pytest.fixture
 def tiny_run_config(tmp_path):
-    from hsr.tiny import save_tiny_model
+    from hsr.testing.tiny import save_tiny_model
 
     model_dir = save_tiny_model("qwen2", tmp_path / "model")
     helpful = [{"prompt": f"Tell me about item {i}.", "response": f"Item {i} is a small red box on the table."} for i in range(6)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hsr.tiny import (
+from hsr.testing.tiny import (
     TINY_ARCHS,
     VLM_ARCHS,
     build_tiny_model,
@@ -197,10 +197,26 @@ def test_unknown_arch_is_rejected():
 
 
 def test_video_stand_in_refuses_videos():
-    from hsr.tiny import install_no_video_processor_workaround
+    from hsr.testing.tiny import install_no_video_processor_workaround
 
     _, proc = build_tiny_model("qwen2_vl")
     if not install_no_video_processor_workaround():
         pytest.skip("torchvision is installed: the real video processor is used")
     with pytest.raises(RuntimeError, match="torchvision"):
         proc.video_processor([torch.zeros(2, 3, 32, 32)])
+
+
+def test_runtime_modules_never_import_the_test_fixtures():
+    """hsr.testing is for tests and benchmarks: importing every runtime module must not pull it in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys, hsr\n"
+        "for m in pkgutil.walk_packages(hsr.__path__, 'hsr.'):\n"
+        "    if not m.name.startswith('hsr.testing') and m.name != 'hsr.__main__':\n"
+        "        importlib.import_module(m.name)\n"
+        "print(sorted(n for n in sys.modules if n.startswith('hsr.testing.')))\n"  # walk_packages imports the package
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
