@@ -58,6 +58,36 @@ class UnsupportedArchitectureError(HsrError, ValueError):
     """The model's layout is not one hsr knows how to handle."""
 
 
+@dataclass(frozen=True)
+class HeadGeometry:
+    """Head counts and width of one attention block: the facts every head slice is computed from.
+
+    Pure data, so the slice arithmetic can be tested without a model; :attr:`ArchInfo.geometry`
+    gives a model's.
+    """
+
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+
+    @classmethod
+    def from_arch(cls, arch: "ArchInfo") -> "HeadGeometry":
+        return arch.geometry
+
+    @property
+    def group_size(self) -> int:
+        """Query heads sharing one key/value head (GQA group size G = H / K)."""
+        return self.num_heads // self.num_kv_heads
+
+    def kv_head_of(self, head: int) -> int:
+        """The key/value head that query head ``head`` reads from."""
+        return head // self.group_size
+
+    def check_head(self, head: int) -> None:
+        if not 0 <= head < self.num_heads:
+            raise ValueError(f"head {head} out of range [0, {self.num_heads})")
+
+
 @dataclass
 class ArchInfo:
     """What hsr needs to know about a model, found by probing it once."""
@@ -75,9 +105,13 @@ class ArchInfo:
     vision_paths: list[str] = field(default_factory=list)
 
     @property
+    def geometry(self) -> HeadGeometry:
+        return HeadGeometry(self.num_heads, self.num_kv_heads, self.head_dim)
+
+    @property
     def group_size(self) -> int:
         """Query heads sharing one key/value head (GQA group size G = H / K)."""
-        return self.num_heads // self.num_kv_heads
+        return self.geometry.group_size
 
     @property
     def layers_path(self) -> str:
@@ -85,7 +119,7 @@ class ArchInfo:
 
     def kv_head_of(self, head: int) -> int:
         """The key/value head that query head ``head`` reads from."""
-        return head // self.group_size
+        return self.geometry.kv_head_of(head)
 
     def attention(self, layer_idx: int) -> nn.Module:
         return self.layers[layer_idx].self_attn
@@ -227,3 +261,9 @@ def lm_head(model: nn.Module) -> nn.Module:
 
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def layer_hidden(out: object) -> torch.Tensor:
+    """The hidden states a decoder layer returned (a tensor, or the first item of a tuple in older
+    transformers)."""
+    return out[0] if isinstance(out, (tuple, list)) else out  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .architecture import ArchInfo, model_device
+from .architecture import ArchInfo, layer_hidden, model_device
 from .data import Encoded
 
 
@@ -84,14 +84,10 @@ def capture_layer0_inputs(
     return captured
 
 
-def _layer_output(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
 @torch.no_grad()
 def run_layer(layer: nn.Module, inputs: Sequence[LayerInput]) -> list[LayerInput]:
     """Apply one decoder layer to every sample; returns the next layer's inputs."""
-    return [LayerInput(_layer_output(layer(x.hidden, **x.kwargs)), x.kwargs, x.token_mask) for x in inputs]
+    return [LayerInput(layer_hidden(layer(x.hidden, **x.kwargs)), x.kwargs, x.token_mask) for x in inputs]
 
 
 @contextlib.contextmanager

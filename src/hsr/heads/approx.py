@@ -28,9 +28,9 @@ from typing import Callable
 
 import torch
 
-from ..architecture import final_norm, lm_head
+from ..architecture import final_norm, layer_hidden, lm_head
 from .ablation import head_gates
-from .engines import FastEngine, _layer_output, expand_batch
+from .engines import FastEngine, expand_batch
 
 
 def _gated_last_hidden(engine: FastEngine, n: int, gates: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def _gated_last_hidden(engine: FastEngine, n: int, gates: torch.Tensor) -> torch
     kwargs = expand_batch(x.kwargs, rows)
     with head_gates(arch, {layer: gates[:, layer, :] for layer in range(arch.num_layers)}, engine.mode):
         for layer in arch.layers:
-            hidden = _layer_output(layer(hidden, **kwargs))
+            hidden = layer_hidden(layer(hidden, **kwargs))
     return final_norm(arch)(hidden[:, -1:, :])[:, 0, :]
 
 

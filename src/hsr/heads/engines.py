@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..architecture import final_norm, lm_head, model_device
+from ..architecture import final_norm, layer_hidden, lm_head, model_device
 from ..calibration import LayerInput, capture_layer0_inputs, run_layer
 from ..data import Encoded
 from ..loading import LoadedModel
@@ -30,10 +30,6 @@ from .ablation import gates_for, head_gates
 Head = tuple[int, int]
 #: ``{layer: [head, ...]}``: which heads to ablate one at a time.
 HeadPlan = Mapping[int, Sequence[int]]
-
-
-def _layer_output(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def expand_batch(obj: Any, batch: int) -> Any:
@@ -148,7 +144,7 @@ class FastEngine(EngineBase):
         kwargs = expand_batch(x.kwargs, rows)
         with head_gates(arch, gates, self.mode):
             for i in range(start, arch.num_layers):
-                hidden = _layer_output(arch.layers[i](hidden, **kwargs))
+                hidden = layer_hidden(arch.layers[i](hidden, **kwargs))
         return self._finish(final_norm(arch)(hidden[:, -1:, :])[:, 0, :])
 
     def _layer_gates(self, layer: int, heads: Sequence[int], fixed: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
@@ -199,7 +195,7 @@ class NaiveEngine(EngineBase):
         store: dict[str, torch.Tensor] = {}
 
         def hook(_mod: nn.Module, _args: tuple, out: Any) -> None:
-            store["normed"] = _layer_output(out)
+            store["normed"] = layer_hidden(out)
 
         handle = final_norm(self.arch).register_forward_hook(hook)
         try:

@@ -86,9 +86,18 @@ def select_mask(scores: torch.Tensor, sparsity: Sparsity) -> torch.Tensor:
     return nm_mask(scores, sparsity.n, sparsity.m) if sparsity.is_nm else unstructured_mask(scores, sparsity.ratio)
 
 
-def is_valid_nm(mask: torch.Tensor, n: int, m: int) -> bool:
-    """True when every group of ``m`` consecutive inputs has exactly ``n`` pruned weights."""
+def nm_of(mask: torch.Tensor, m: int) -> int | None:
+    """N if every group of ``m`` consecutive inputs of ``mask`` has the same 0 < N < m pruned, else None."""
     rows, cols = mask.shape
     if cols % m:
-        return False
-    return bool((mask.reshape(rows, cols // m, m).sum(-1) == n).all())
+        return None
+    counts = mask.reshape(rows, cols // m, m).sum(-1)
+    n = int(counts.reshape(-1)[0])
+    if not 0 < n < m or not bool((counts == n).all()):
+        return None
+    return n
+
+
+def is_valid_nm(mask: torch.Tensor, n: int, m: int) -> bool:
+    """True when every group of ``m`` consecutive inputs has exactly ``n`` pruned weights (0 < n < m)."""
+    return nm_of(mask, m) == n

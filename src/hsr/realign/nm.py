@@ -15,19 +15,9 @@ from typing import Iterable
 
 import torch
 
+from ..pruning.masks import nm_of
+
 CANDIDATE_M: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
-
-
-def nm_of(mask: torch.Tensor, m: int) -> int | None:
-    """N if every group of ``m`` consecutive inputs of ``mask`` has the same 0 < N < m pruned, else None."""
-    rows, cols = mask.shape
-    if cols % m:
-        return None
-    counts = mask.reshape(rows, cols // m, m).sum(-1)
-    n = int(counts.reshape(-1)[0])
-    if not 0 < n < m or not bool((counts == n).all()):
-        return None
-    return n
 
 
 def detect_nm(masks: Iterable[torch.Tensor]) -> tuple[int, int] | None:

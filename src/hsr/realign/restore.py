@@ -31,7 +31,8 @@ from ..loading import LoadedModel
 from ..pruning.masks import Sparsity
 from ..pruning.prune import MASK_FILE, SUMMARY_FILE
 from .external import check_compatible, infer_masks
-from .nm import detect_nm, limit_per_group, nm_of, reprune_for
+from ..pruning.masks import nm_of
+from .nm import detect_nm, limit_per_group, reprune_for
 from .ranking import select_heads
 from .selection import candidate_mask, validate_fractions
 from .slices import ATTENTION, HeadGeometry, head_bias_mask, head_weight_mask

@@ -14,37 +14,14 @@ nn.Linear weights are ``[out, in]``. For query head ``h`` with head width ``d_h`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable
 
 import torch
 
+from ..architecture import HeadGeometry
+
 Q, K, V, O = "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"
 ATTENTION = (Q, K, V, O)
-
-
-@dataclass(frozen=True)
-class HeadGeometry:
-    """Head counts and width of one attention block."""
-
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-
-    @classmethod
-    def from_arch(cls, arch: object) -> "HeadGeometry":
-        return cls(int(arch.num_heads), int(arch.num_kv_heads), int(arch.head_dim))  # type: ignore[attr-defined]
-
-    @property
-    def group_size(self) -> int:
-        return self.num_heads // self.num_kv_heads
-
-    def kv_head_of(self, head: int) -> int:
-        return head // self.group_size
-
-    def check_head(self, head: int) -> None:
-        if not 0 <= head < self.num_heads:
-            raise ValueError(f"head {head} out of range [0, {self.num_heads})")
 
 
 def head_span(geom: HeadGeometry, rel: str, head: int) -> tuple[int, int]:
