@@ -286,3 +286,36 @@ def test_vlm_restores_language_model_only(calib_jsonl):
     assert _check_only_mask_changed(before, pruned.model, masks, res.restored, dense) == res.summary["restored_params"]
     for name in dense.arch.decoder_linears(include_mlp=False):
         assert torch.equal(pruned.model.get_submodule(name).weight, dense.model.get_submodule(name).weight)
+
+
+def test_plan_restore_is_pure_and_follows_the_formula():
+    """R = C ∩ M ∩ slices from masks and scores alone, no model: GQA H=4, K=2, d_h=2, hidden 8."""
+    from hsr.architecture import HeadGeometry as Geom
+    from hsr.realign.restore import Target, plan_restore
+    from hsr.realign.selection import candidate_mask
+
+    geom = Geom(num_heads=4, num_kv_heads=2, head_dim=2)
+    g = torch.Generator().manual_seed(0)
+    targets = [Target("q", "self_attn.q_proj", [1], (8, 8)), Target("k", "self_attn.k_proj", [1], (4, 8)),
+               Target("o", "self_attn.o_proj", [1], (8, 8))]
+    masks = {t.name: torch.rand(t.shape, generator=g) < 0.5 for t in targets}
+    util = {t.name: torch.rand(t.shape, generator=g) for t in targets}
+    safe = {t.name: torch.rand(t.shape, generator=g) for t in targets}
+    whole = plan_restore(geom, targets, masks, None, None, RealignConfig(top_h=1, whole_head=True))
+    q_rows = torch.zeros(8, 8, dtype=torch.bool)
+    q_rows[2:4] = True  # head 1 -> q rows [2, 4)
+    k_rows = torch.zeros(4, 8, dtype=torch.bool)
+    k_rows[0:2] = True  # head 1 -> KV group 0 -> k rows [0, 2)
+    o_cols = torch.zeros(8, 8, dtype=torch.bool)
+    o_cols[:, 2:4] = True  # head 1 -> o columns [2, 4)
+    assert torch.equal(whole.restore["q"], masks["q"] & q_rows)
+    assert torch.equal(whole.restore["k"], masks["k"] & k_rows)
+    assert torch.equal(whole.restore["o"], masks["o"] & o_cols)
+    cfg = RealignConfig(top_h=1, p=0.2, q=0.6, max_p=0.8)
+    plan = plan_restore(geom, targets, masks, util, safe, cfg)
+    for t, region in (("q", q_rows), ("k", k_rows), ("o", o_cols)):
+        expected = masks[t] & region & candidate_mask(util[t], safe[t], 0.2, 0.6, 0.8)
+        assert torch.equal(plan.restore[t], expected), t
+    assert plan.candidates == sum(int(r.sum()) for r in plan.restore.values())
+    capped = plan_restore(geom, targets, masks, util, safe, RealignConfig(top_h=1, p=0.2, q=0.6, max_p=0.8, budget=3))
+    assert sum(int(r.sum()) for r in capped.restore.values()) == min(3, plan.candidates)

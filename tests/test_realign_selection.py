@@ -93,7 +93,8 @@ def test_invalid_fractions_raise_clear_errors(p, q, max_p, msg):
 
 
 @pytest.mark.parametrize(
-    "kw,msg", [({"top_h": 0}, "top_h"), ({"budget": -1}, "budget"), ({"nm": "0.5"}, "N:M"), ({"nm": "3:2"}, "N:M")]
+    "kw,msg", [({"top_h": 0}, "top_h"), ({"budget": -1}, "budget"), ({"nm": "0.5", "preserve_nm": True}, "N:M"), ({"nm": "3:2", "preserve_nm": True}, "N:M"),
+     ({"nm": "2:4"}, "preserve_nm")]
 )
 def test_invalid_config(kw, msg):
     with pytest.raises(ConfigError, match=msg):

@@ -35,7 +35,8 @@ from ..pruning.masks import nm_of
 from .nm import detect_nm, limit_per_group, reprune_for
 from .ranking import select_heads
 from .selection import candidate_mask, validate_fractions
-from .slices import ATTENTION, HeadGeometry, head_bias_mask, head_weight_mask
+from ..architecture import HeadGeometry
+from .slices import ATTENTION, head_bias_mask, head_weight_mask
 from .summary import account
 
 log = logging.getLogger(__name__)
@@ -97,14 +98,6 @@ def _scores(table: dict[str, torch.Tensor] | None, kind: str, name: str, shape: 
     return t.detach().float().cpu()
 
 
-def _layer_targets(arch: Any, layer: int, heads: list[int], include_mlp: bool) -> list[tuple[str, str, list[int] | None]]:
-    """(full name, relative name, heads or None for a whole matrix) of one layer."""
-    out = [(arch.full_name(layer, rel), rel, heads) for rel in ATTENTION]
-    if include_mlp:
-        out += [(arch.full_name(layer, rel), rel, None) for rel in arch.linear_names(True) if rel not in ATTENTION]
-    return out
-
-
 def _apply_budget(
     restore: dict[str, torch.Tensor], safety: dict[str, torch.Tensor], budget: int
 ) -> dict[str, torch.Tensor]:
@@ -140,6 +133,137 @@ def _nm_pattern(config: RealignConfig, masks: list[torch.Tensor]) -> tuple[int, 
     return found
 
 
+@dataclass
+class Target:
+    """One weight matrix HSR may restore into: its full name, relative name (``self_attn.q_proj``), the
+    selected heads of its layer (None: the whole matrix, for ``include_mlp``) and its shape."""
+
+    name: str
+    rel: str
+    heads: list[int] | None
+    shape: tuple[int, ...]
+
+
+@dataclass
+class RestorePlan:
+    """What to restore (True = copy the dense value back), decided without touching any model."""
+
+    restore: dict[str, torch.Tensor]
+    targets: dict[str, Target]
+    safety: dict[str, torch.Tensor]
+    utility: dict[str, torch.Tensor]
+    nm: tuple[int, int] | None
+    candidates: int
+
+
+def restore_targets(arch: Any, heads: Sequence[tuple[int, int]], include_mlp: bool) -> list[Target]:
+    """The matrices of every layer holding a selected head (attention always, MLP only with ``include_mlp``)."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    out = []
+    for layer in sorted(by_layer):
+        rels = list(ATTENTION) + ([r for r in arch.linear_names(True) if r not in ATTENTION] if include_mlp else [])
+        for rel in rels:
+            name = arch.full_name(layer, rel)
+            shape = tuple(arch.layer_linears(layer)[rel].weight.shape)
+            out.append(Target(name, rel, by_layer[layer] if rel in ATTENTION else None, shape))
+    return out
+
+
+def plan_restore(
+    geom: HeadGeometry,
+    targets: Sequence[Target],
+    masks: dict[str, torch.Tensor],
+    utility: dict[str, torch.Tensor] | None,
+    safety: dict[str, torch.Tensor] | None,
+    config: RealignConfig,
+) -> RestorePlan:
+    """R = C ∩ M ∩ slices per target matrix (pure: masks and scores in, boolean masks out), then the
+    N:M limit and the budget. ``masks`` is True where pruned; a target without a mask has none pruned."""
+    needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
+    restore: dict[str, torch.Tensor] = {}
+    safety_of: dict[str, torch.Tensor] = {}
+    utility_of: dict[str, torch.Tensor] = {}
+    candidates = 0
+    for t in targets:
+        mask = masks[t.name].bool().cpu() if t.name in masks else torch.zeros(t.shape, dtype=torch.bool)
+        region = mask if t.heads is None else mask & head_weight_mask(geom, t.rel, t.heads, t.shape)
+        if needs_scores:
+            safety_of[t.name] = _scores(safety, "safety", t.name, t.shape)
+            utility_of[t.name] = _scores(utility, "utility", t.name, t.shape)
+        if not config.whole_head:
+            region = region & candidate_mask(
+                utility_of[t.name], safety_of[t.name], config.p, config.q, config.max_p, config.per_row
+            )
+        candidates += int(region.sum())
+        restore[t.name] = region
+    nm: tuple[int, int] | None = None
+    if config.preserve_nm:
+        nm = _nm_pattern(config, [masks[n] for n in restore if n in masks])
+        restore = {n: limit_per_group(r, safety_of[n], *nm) if r.any() else r for n, r in restore.items()}
+    if config.budget is not None:
+        restore = _apply_budget(restore, safety_of, config.budget)
+    return RestorePlan(restore, {t.name: t for t in targets}, safety_of, utility_of, nm, candidates)
+
+
+@torch.no_grad()
+def apply_restore(
+    pairs: dict[str, tuple[Any, Any]], plan: RestorePlan, masks: dict[str, torch.Tensor], geom: HeadGeometry, whole_head: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Copy the planned dense values into the pruned model (in place); in N:M mode re-prune the
+    least utility-important kept weight of each changed group; bias entries follow their rows.
+    Returns (re-pruned positions, restored bias entries) per matrix."""
+    repruned: dict[str, torch.Tensor] = {}
+    restored_bias: dict[str, torch.Tensor] = {}
+    for name, r in plan.restore.items():
+        dlin, plin = pairs[name]
+        pw = plin.weight
+        if r.any():
+            pw.data[r.to(pw.device)] = dlin.weight.detach()[r.to(dlin.weight.device)].to(pw.device, pw.dtype)
+        if plan.nm is not None:
+            mask = masks[name].bool().cpu() if name in masks else torch.zeros_like(r)
+            x = reprune_for(r, mask, plan.utility[name], plan.nm[1])
+            if x.any():
+                pw.data[x.to(pw.device)] = 0
+            repruned[name] = x
+        target = plan.targets[name]
+        if plin.bias is not None and target.heads is not None:
+            rows = head_bias_mask(geom, target.rel, target.heads, plin.bias.shape[0])
+            if rows is not None:
+                zeroed = (plin.bias.detach().cpu() == 0) & (dlin.bias.detach().cpu() != 0)
+                b = zeroed & rows & (rows if whole_head else r.any(dim=1))
+                if b.any():
+                    plin.bias.data[b.to(plin.bias.device)] = dlin.bias.detach()[b.to(dlin.bias.device)].to(
+                        plin.bias.device, plin.bias.dtype
+                    )
+                restored_bias[name] = b
+    return repruned, restored_bias
+
+
+def masks_after_restore(
+    masks: dict[str, torch.Tensor], restore: dict[str, torch.Tensor], repruned: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The pruning mask once restored positions are un-pruned and re-pruned ones added."""
+    out: dict[str, torch.Tensor] = {}
+    for name, mk in masks.items():
+        new = mk.bool().cpu().clone()
+        if name in restore:
+            new &= ~restore[name]
+        if name in repruned:
+            new |= repruned[name]
+        out[name] = new
+    return out
+
+
+def _check_masks(masks: dict[str, torch.Tensor], pairs: dict[str, tuple[Any, Any]], class_name: str) -> None:
+    for name, mk in masks.items():
+        if name not in pairs:
+            raise RealignError(f"The mask names {name}, which is not a decoder linear of {class_name}.")
+        if tuple(mk.shape) != tuple(pairs[name][1].weight.shape):
+            raise RealignError(f"Mask for {name} has shape {tuple(mk.shape)}, the weight {tuple(pairs[name][1].weight.shape)}.")
+
+
 @torch.no_grad()
 def realign_pruned(
     dense: LoadedModel,
@@ -161,85 +285,13 @@ def realign_pruned(
     arch = pruned.arch
     mask_source = getattr(masks, "source", "given")
     if masks is None:
-        masks = infer_masks(dense.model, pruned.model)
-        mask_source = "inferred"
-    for name, mk in masks.items():
-        if name not in pairs:
-            raise RealignError(f"The mask names {name}, which is not a decoder linear of {arch.class_name}.")
-        if tuple(mk.shape) != tuple(pairs[name][1].weight.shape):
-            raise RealignError(f"Mask for {name} has shape {tuple(mk.shape)}, the weight {tuple(pairs[name][1].weight.shape)}.")
-    geom = HeadGeometry.from_arch(arch)
+        masks, mask_source = infer_masks(dense.model, pruned.model), "inferred"
+    _check_masks(masks, pairs, arch.class_name)
+    geom = arch.geometry
     heads = select_heads(head_ranking, config.top_h, arch.num_layers, arch.num_heads, config.random_heads, config.seed)
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        by_layer.setdefault(layer, []).append(head)
-
-    needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
-    restore: dict[str, torch.Tensor] = {}
-    where: dict[str, tuple[str, list[int] | None]] = {}
-    safety_of: dict[str, torch.Tensor] = {}
-    utility_of: dict[str, torch.Tensor] = {}
-    candidates = 0
-    for layer in sorted(by_layer):
-        for name, rel, layer_heads in _layer_targets(arch, layer, by_layer[layer], config.include_mlp):
-            weight = pairs[name][1].weight
-            mask = masks[name].bool().cpu() if name in masks else torch.zeros(weight.shape, dtype=torch.bool)
-            region = mask if layer_heads is None else mask & head_weight_mask(geom, rel, layer_heads, tuple(weight.shape))
-            if needs_scores:
-                safety_of[name] = _scores(safety, "safety", name, weight.shape)
-                utility_of[name] = _scores(utility, "utility", name, weight.shape)
-            if config.whole_head:
-                r = region
-            else:
-                c = candidate_mask(utility_of[name], safety_of[name], config.p, config.q, config.max_p, config.per_row)
-                r = region & c
-            candidates += int(r.sum())
-            restore[name] = r
-            where[name] = (rel, layer_heads)
-
-    nm: tuple[int, int] | None = None
-    if config.preserve_nm:
-        nm = _nm_pattern(config, [masks[n] for n in restore if n in masks])
-        restore = {n: limit_per_group(r, safety_of[n], *nm) if r.any() else r for n, r in restore.items()}
-    if config.budget is not None:
-        restore = _apply_budget(restore, safety_of, config.budget)
-
-    repruned: dict[str, torch.Tensor] = {}
-    restored_bias: dict[str, torch.Tensor] = {}
-    for name, r in restore.items():
-        dlin, plin = pairs[name]
-        pw = plin.weight
-        if r.any():
-            src = dlin.weight.detach()[r.to(dlin.weight.device)]
-            pw.data[r.to(pw.device)] = src.to(pw.device, pw.dtype)
-        if nm is not None:
-            mask = masks[name].bool().cpu() if name in masks else torch.zeros_like(r)
-            x = reprune_for(r, mask, utility_of[name], nm[1])
-            if x.any():
-                pw.data[x.to(pw.device)] = 0
-            repruned[name] = x
-        rel, layer_heads = where[name]
-        if plin.bias is not None and layer_heads is not None:
-            rows = head_bias_mask(geom, rel, layer_heads, plin.bias.shape[0])
-            if rows is not None:
-                zeroed = (plin.bias.detach().cpu() == 0) & (dlin.bias.detach().cpu() != 0)
-                follow = rows if config.whole_head else r.any(dim=1)
-                b = zeroed & rows & follow
-                if b.any():
-                    plin.bias.data[b.to(plin.bias.device)] = dlin.bias.detach()[b.to(dlin.bias.device)].to(
-                        plin.bias.device, plin.bias.dtype
-                    )
-                restored_bias[name] = b
-
-    masks_after: dict[str, torch.Tensor] = {}
-    for name, mk in masks.items():
-        new = mk.bool().cpu().clone()
-        if name in restore:
-            new &= ~restore[name]
-        if name in repruned:
-            new |= repruned[name]
-        masks_after[name] = new
-
+    plan = plan_restore(geom, restore_targets(arch, heads, config.include_mlp), masks, utility, safety, config)
+    repruned, restored_bias = apply_restore(pairs, plan, masks, geom, config.whole_head)
+    masks_after = masks_after_restore(masks, plan.restore, repruned)
     lm_params = arch.language_model_param_count(pruned.model)
     summary: dict[str, Any] = {
         "hsr_version": __version__,
@@ -253,17 +305,17 @@ def realign_pruned(
             for i, (layer, head) in enumerate(heads)
         ],
         "head_selection": "random" if config.random_heads else "top-ranked",
-        "nm_pattern": f"{nm[0]}:{nm[1]}" if nm else None,
-        "candidates_in_slices": candidates,
+        "nm_pattern": f"{plan.nm[0]}:{plan.nm[1]}" if plan.nm else None,
+        "candidates_in_slices": plan.candidates,
         "pruned_params_before": sum(int(m.sum()) for m in masks.values()),
         "pruned_params_after": sum(int(m.sum()) for m in masks_after.values()),
     }
-    summary.update(account(arch, heads, restore, restored_bias, repruned, lm_params))
+    summary.update(account(arch, heads, plan.restore, restored_bias, repruned, lm_params))
     log.info(
         "Restored %d parameters (%.4f per ten-thousand of %d language-model parameters) in %d heads.",
         summary["restored_params"], summary["restored_per_ten_thousand"], lm_params, len(heads),
     )
-    return RealignResult(masks_after, restore, summary, repruned, restored_bias)
+    return RealignResult(masks_after, plan.restore, summary, repruned, restored_bias)
 
 
 def save_realigned(out: str | Path, pruned_loaded: LoadedModel, result: RealignResult, overwrite: bool = False) -> Path:
