@@ -100,6 +100,43 @@ def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig
     )
 
 
+def _approximate_scores(
+    engine: Any, config: HeadScoreConfig, checkpoint: LayerCheckpoint | None, bar: Any, timings: dict[str, float]
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """One-backward proxy for every head, then exact rescoring of the ``approx_top_k`` best by the proxy.
+
+    Returns (scores, exact mask, report): rescored heads carry exact scores, the rest their proxy.
+    """
+    L, H = engine.arch.num_layers, engine.arch.num_heads
+    t0 = time.perf_counter()
+    if config.score == "ships":
+        proxy = ships_proxy(engine, config.approx_tokens, config.approx_probes, seed=config.seed)
+    else:
+        proxy = gships_proxy(engine, config.rank, config.approx_directions)
+    timings["gradient_s"] = time.perf_counter() - t0
+    k = min(config.approx_top_k, L * H)
+    chosen = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))[:k]
+    plan: dict[int, list[int]] = {}
+    for l, h in sorted(chosen):
+        plan.setdefault(l, []).append(h)
+    t1 = time.perf_counter()
+    rescored = exact_scores(engine, plan, config.score, config.rank, checkpoint, tag="rescore")
+    bar.update(len(engine.encoded) * (L - len(plan)))
+    timings["rescore_s"] = time.perf_counter() - t1
+    scores = proxy.clone()
+    exact = torch.zeros(L, H, dtype=torch.bool)
+    for (l, h), value in rescored.items():
+        scores[l, h] = value
+        exact[l, h] = True
+    report = {
+        "proxy": "fisher" if config.score == "ships" else "first-order-subspace",
+        "top_k": k,
+        "rescored": [[l, h] for l, h in chosen],
+        "proxy_scores": proxy.tolist(),
+    }
+    return scores, exact, report
+
+
 def score_heads(
     loaded: LoadedModel,
     samples: Sequence[Sample],
@@ -144,32 +181,7 @@ def score_heads(
         exact = torch.ones(L, H, dtype=torch.bool)
         t0 = time.perf_counter()
         if config.engine == "approx":
-            if config.score == "ships":
-                proxy = ships_proxy(engine, config.approx_tokens, config.approx_probes, seed=config.seed)
-            else:
-                proxy = gships_proxy(engine, config.rank, config.approx_directions)
-            timings["gradient_s"] = time.perf_counter() - t0
-            k = min(config.approx_top_k, L * H)
-            order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))
-            chosen = order[:k]
-            plan: dict[int, list[int]] = {}
-            for l, h in sorted(chosen):
-                plan.setdefault(l, []).append(h)
-            t1 = time.perf_counter()
-            rescored = exact_scores(engine, plan, config.score, config.rank, checkpoint, tag="rescore")
-            bar.update(N * (L - len(plan)))
-            timings["rescore_s"] = time.perf_counter() - t1
-            scores = proxy.clone()
-            exact = torch.zeros(L, H, dtype=torch.bool)
-            for (l, h), value in rescored.items():
-                scores[l, h] = value
-                exact[l, h] = True
-            extras["approx"] = {
-                "proxy": "fisher" if config.score == "ships" else "first-order-subspace",
-                "top_k": k,
-                "rescored": [[l, h] for l, h in chosen],
-                "proxy_scores": proxy.tolist(),
-            }
+            scores, exact, extras["approx"] = _approximate_scores(engine, config, checkpoint, bar, timings)
         else:
             values = exact_scores(engine, all_heads, config.score, config.rank, checkpoint)
             scores = torch.zeros(L, H, dtype=torch.float64)
