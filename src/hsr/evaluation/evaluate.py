@@ -125,70 +125,83 @@ def evaluate_model(
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
     }
     timings: dict[str, float] = {}
-    gen_kw = dict(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, max_length=config.max_length)
-
-    if "safety" in config.suites and config.harmful:
-        start = time.perf_counter()
-        samples = load_samples(config.harmful, limit=config.limit, seed=config.seed)
-        outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] harmful", **gen_kw)
-        raw_success = judge.judge([s.prompt for s in samples], outputs)
-        verdicts = combine_verdicts(outputs, [not s for s in raw_success])
-        extra: dict[str, list[Any]] = _verdict_columns(outputs, verdicts)
-        if getattr(judge, "raw", None):
-            extra["judge_raw"] = list(judge.raw)
-        success = [v == COMPLIED for v in verdicts]
-        write_generations(out / HARMFUL_FILE, samples, outputs, success, "attack_success", extra)
-        metrics["asr"] = proportion(success)
-        metrics["harmful_degenerate"] = proportion([v == DEGENERATE for v in verdicts])
-        if judge.name != "refusal":
-            metrics["asr_unfiltered"] = proportion(raw_success)
-        metrics["harmful_data"] = config.harmful
-        if getattr(judge, "unparsed", 0):
-            metrics["judge_unparsed"] = judge.unparsed
-        timings["harmful"] = time.perf_counter() - start
-
-    if "safety" in config.suites and config.benign:
-        start = time.perf_counter()
-        samples = load_samples(config.benign, limit=config.limit, seed=config.seed)
-        outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] benign", **gen_kw)
-        verdicts = combine_verdicts(outputs, judge.refusal([s.prompt for s in samples], outputs))
-        refused = [v == REFUSAL for v in verdicts]
-        write_generations(out / BENIGN_FILE, samples, outputs, refused, "refused", _verdict_columns(outputs, verdicts))
-        metrics["over_refusal"] = proportion(refused)
-        metrics["benign_degenerate"] = proportion([v == DEGENERATE for v in verdicts])
-        metrics["benign_data"] = config.benign
-        timings["benign"] = time.perf_counter() - start
-
-    if "utility" in config.suites and config.ppl_text:
-        start = time.perf_counter()
-        ppl = perplexity(
-            loaded, load_text(config.ppl_text), max_length=config.max_length, stride=config.ppl_stride,
-            max_tokens=config.ppl_max_tokens,
-        )
-        metrics["perplexity"] = ppl["perplexity"]
-        metrics["perplexity_detail"] = {**ppl, "text": config.ppl_text}
-        timings["perplexity"] = time.perf_counter() - start
-
-    if "utility" in config.suites and config.mcq:
-        start = time.perf_counter()
-        items = load_mcq(config.mcq, limit=config.mcq_limit, seed=config.seed)
-        result = mcq_accuracy(loaded, items, method=config.mcq_method, progress=progress)
-        metrics["mcq_accuracy"] = proportion(result["correct"])
-        metrics["mcq_data"] = config.mcq
-        metrics["mcq_method"] = config.mcq_method
-        write_generations(
-            out / MCQ_FILE,
-            [Sample(i.question) for i in items],
-            [i.choices[p] for i, p in zip(items, result["predictions"])],
-            result["correct"],
-            "correct",
-            {"answer": [i.choices[i.answer] for i in items]},
-        )
-        timings["mcq"] = time.perf_counter() - start
-
+    parts = (
+        ("harmful", "safety", config.harmful, _harmful_part),
+        ("benign", "safety", config.benign, _benign_part),
+        ("perplexity", "utility", config.ppl_text, _perplexity_part),
+        ("mcq", "utility", config.mcq, _mcq_part),
+    )
+    for name, suite, data, part in parts:
+        if suite in config.suites and data:
+            start = time.perf_counter()
+            metrics.update(part(loaded, config, judge, out, label, progress))
+            timings[name] = time.perf_counter() - start
     metrics["seconds"] = {k: round(v, 2) for k, v in timings.items()}
     write_json(out / METRICS_FILE, metrics)
     return metrics
+
+
+def _gen_kw(config: EvalConfig) -> dict[str, int]:
+    return dict(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, max_length=config.max_length)
+
+
+def _harmful_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool) -> dict[str, Any]:
+    """Attack success on harmful prompts: one verdict per answer (degenerate checked first)."""
+    samples = load_samples(config.harmful, limit=config.limit, seed=config.seed)
+    outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] harmful", **_gen_kw(config))
+    raw_success = judge.judge([s.prompt for s in samples], outputs)
+    verdicts = combine_verdicts(outputs, [not s for s in raw_success])
+    extra: dict[str, list[Any]] = _verdict_columns(outputs, verdicts)
+    if getattr(judge, "raw", None):
+        extra["judge_raw"] = list(judge.raw)
+    success = [v == COMPLIED for v in verdicts]
+    write_generations(out / HARMFUL_FILE, samples, outputs, success, "attack_success", extra)
+    metrics: dict[str, Any] = {
+        "asr": proportion(success),
+        "harmful_degenerate": proportion([v == DEGENERATE for v in verdicts]),
+        "harmful_data": config.harmful,
+    }
+    if judge.name != "refusal":
+        metrics["asr_unfiltered"] = proportion(raw_success)
+    if getattr(judge, "unparsed", 0):
+        metrics["judge_unparsed"] = judge.unparsed
+    return metrics
+
+
+def _benign_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool) -> dict[str, Any]:
+    """Over-refusal on benign prompts."""
+    samples = load_samples(config.benign, limit=config.limit, seed=config.seed)
+    outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] benign", **_gen_kw(config))
+    verdicts = combine_verdicts(outputs, judge.refusal([s.prompt for s in samples], outputs))
+    refused = [v == REFUSAL for v in verdicts]
+    write_generations(out / BENIGN_FILE, samples, outputs, refused, "refused", _verdict_columns(outputs, verdicts))
+    return {
+        "over_refusal": proportion(refused),
+        "benign_degenerate": proportion([v == DEGENERATE for v in verdicts]),
+        "benign_data": config.benign,
+    }
+
+
+def _perplexity_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool) -> dict[str, Any]:
+    ppl = perplexity(
+        loaded, load_text(config.ppl_text), max_length=config.max_length, stride=config.ppl_stride,
+        max_tokens=config.ppl_max_tokens,
+    )
+    return {"perplexity": ppl["perplexity"], "perplexity_detail": {**ppl, "text": config.ppl_text}}
+
+
+def _mcq_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool) -> dict[str, Any]:
+    items = load_mcq(config.mcq, limit=config.mcq_limit, seed=config.seed)
+    result = mcq_accuracy(loaded, items, method=config.mcq_method, progress=progress)
+    write_generations(
+        out / MCQ_FILE,
+        [Sample(i.question) for i in items],
+        [i.choices[p] for i, p in zip(items, result["predictions"])],
+        result["correct"],
+        "correct",
+        {"answer": [i.choices[i.answer] for i in items]},
+    )
+    return {"mcq_accuracy": proportion(result["correct"]), "mcq_data": config.mcq, "mcq_method": config.mcq_method}
 
 
 def _verdict_columns(outputs: list[str], verdicts: list[str]) -> dict[str, list[Any]]:
