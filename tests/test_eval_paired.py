@@ -71,3 +71,14 @@ def test_rsr_undefined_when_pruning_changed_nothing():
     same = [True] * 5 + [False] * 15
     r = restoration_rate_interval(same, same, [False] * 20, n_boot=500)
     assert r["value"] is None and r["ci_low"] is None and r["undefined_replicates"] == 500
+
+
+def test_rsr_undefined_when_pruning_made_the_model_safer():
+    """Pruned ASR below dense (e.g. every pruned answer degenerate): no safety was lost, so no RSR."""
+    from hsr.evaluation.metrics import restoration_rate
+
+    assert restoration_rate(0.13, 0.0, 0.0) is None and restoration_rate(0.1, 0.1, 0.0) is None
+    assert restoration_rate(0.1, 0.5, 0.3) == pytest.approx(0.5)
+    dense = [True] * 4 + [False] * 16
+    r = restoration_rate_interval(dense, [False] * 20, [False] * 20, n_boot=300)
+    assert r["value"] is None and r["ci_low"] is None and r["undefined_replicates"] == 300

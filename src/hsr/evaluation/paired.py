@@ -10,8 +10,8 @@ so their per-prompt outcomes (True = attack success) are paired. Paired statisti
   resampled, both models' outcomes taken at the same indices) and the McNemar p-value.
 - :func:`restoration_rate_interval` -- RSR = (ASR_pruned - ASR_model) / (ASR_pruned - ASR_dense)
   with a paired bootstrap interval: each replicate resamples prompt indices once and uses them
-  for all three models. The RSR is undefined when the denominator is 0 (pruning did not change
-  the ASR); replicates with a zero denominator are dropped and counted (``undefined_replicates``).
+  for all three models. The RSR is undefined when the denominator is not positive (pruning did not
+  raise the ASR); such replicates are dropped and counted (``undefined_replicates``).
 
 Pure functions (NumPy for the resampling only), seeded, no model needed.
 """
@@ -110,7 +110,7 @@ def restoration_rate_interval(
     idx = _indices(n, n_boot, seed)
     dm, pm, mm = d[idx].mean(axis=1), p[idx].mean(axis=1), m[idx].mean(axis=1)
     gap = pm - dm
-    defined = np.abs(gap) > 1e-12
+    defined = gap > 1e-12  # as restoration_rate: only replicates where pruning raised the ASR
     low = high = None
     if defined.sum() >= n_boot / 2:
         low, high = _percentile((pm[defined] - mm[defined]) / gap[defined], alpha)

@@ -57,7 +57,7 @@ def table_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 def fmt_rsr(rsr: dict[str, Any]) -> str:
     if rsr["value"] is None:
-        return "RSR undefined (pruned ASR = dense ASR)"
+        return "RSR undefined (pruning did not raise the ASR)"
     ci = "interval undefined" if rsr["ci_low"] is None else f"[{100 * rsr['ci_low']:.1f}, {100 * rsr['ci_high']:.1f}]"
     return f"RSR {100 * rsr['value']:.1f}% {ci}"
 
@@ -96,7 +96,7 @@ def point_rsr(entries: Sequence[dict[str, Any]]) -> list[str]:
         if label in ("dense", "pruned") or not r:
             continue
         rsr = restoration_rate(asr["dense"]["value"], asr["pruned"]["value"], r["value"])
-        lines.append(f"- {label}: " + ("RSR undefined (pruned ASR = dense ASR)" if rsr is None else f"RSR {100 * rsr:.1f}% (no interval)"))
+        lines.append(f"- {label}: " + ("RSR undefined (pruning did not raise the ASR)" if rsr is None else f"RSR {100 * rsr:.1f}% (no interval)"))
     return lines
 
 
