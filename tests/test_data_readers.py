@@ -99,3 +99,19 @@ def test_unknown_builtin_dataset_is_a_data_error():
 
     with _pytest.raises(DataError, match="Unknown built-in dataset"):
         load_samples("builtin:no-such-set")
+
+
+def test_images_for_a_text_only_model_are_ignored_with_one_warning(calib_jsonl, caplog):
+    import logging
+
+    from conftest import tiny_loaded
+    from hsr.data import _warn_images_ignored, load_samples, render_chat
+
+    _warn_images_ignored.cache_clear()
+    loaded = tiny_loaded("qwen2")
+    samples = [s for s in load_samples(calib_jsonl) if s.image is not None]
+    with caplog.at_level(logging.WARNING, logger="hsr.data"):
+        texts = [render_chat(loaded.processor, s) for s in samples]
+    assert all(s.prompt in t for s, t in zip(samples, texts))
+    warnings = [r for r in caplog.records if "images are ignored" in r.getMessage()]
+    assert len(samples) > 1 and len(warnings) == 1

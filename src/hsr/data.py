@@ -15,7 +15,9 @@ tokens belong to the response, so that statistics can be restricted to them.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,8 @@ from .errors import HsrError
 #: VLGuard splits: safe image + safe instruction, safe image + unsafe instruction, unsafe image.
 VLGUARD_SPLITS: tuple[str, ...] = ("safe_safes", "safe_unsafes", "unsafes")
 DEFAULT_MAX_LENGTH = 512
+
+log = logging.getLogger(__name__)
 
 
 class DataError(HsrError, ValueError):
@@ -227,9 +231,17 @@ def _is_processor(processor: Any) -> bool:
     return hasattr(processor, "tokenizer") and hasattr(processor, "image_processor")
 
 
+@functools.lru_cache(maxsize=1)
+def _warn_images_ignored() -> None:
+    """Said once per process: a text-only model cannot see images, so they are left out, not an error."""
+    log.warning("The data has images but the model is text-only: images are ignored (prompts are used as text).")
+
+
 def chat_messages(sample: Sample, *, vlm: bool, response: str | None = None) -> list[dict[str, Any]]:
     """Chat messages for ``sample``: content parts (with an image slot) for VLMs, plain strings otherwise."""
     if not vlm:
+        if sample.image is not None:
+            _warn_images_ignored()
         msgs: list[dict[str, Any]] = [{"role": "user", "content": sample.prompt}]
         if response is not None:
             msgs.append({"role": "assistant", "content": response})
