@@ -25,7 +25,7 @@ class AlignConfig:
     response_tokens: int = 40  # cap on the self-distilled benign answers
     epochs: int = 3
     batch_size: int = 8
-    lr: float = 1e-4
+    lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 4
     train_layers: int | None = 10
