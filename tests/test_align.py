@@ -151,3 +151,17 @@ def test_finetune_makes_a_tiny_model_refuse_its_harmful_training_prompts_only():
     after = refusals()
     assert sum(after[:4]) >= 3
     assert sum(after[4:]) == 0
+
+
+def test_hsr_align_builds_the_same_testbed_as_the_run_config():
+    """`hsr align` (AlignConfig defaults) and the `align` section of the default run config agree."""
+    from dataclasses import fields
+
+    from hsr.pipeline.config import default_config
+
+    section = default_config()["align"]
+    defaults = AlignConfig()
+    for f in fields(AlignConfig):
+        if f.name in section:
+            value = section[f.name]
+            assert (tuple(value) if isinstance(value, list) else value) == getattr(defaults, f.name), f.name
