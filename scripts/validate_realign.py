@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hsr.evaluation import EvalConfig, evaluate_model
 from hsr.evaluation.metrics import wilson_interval
+from hsr.evaluation.paired import mcnemar_exact
 from hsr.loading import load_model
 from hsr.heads import read_heads
 from hsr.realign import RealignConfig, load_importance, load_pruned_masks, realign_pruned
@@ -29,6 +30,7 @@ VARIANTS: dict[str, dict] = {
     "HSR top-30, q=0.8 p=0.3 max_p=0.9": {"top_h": 30, "q": 0.8, "p": 0.3, "max_p": 0.9},
     "HSR-a top-30 (whole heads)": {"top_h": 30, "whole_head": True},
     "random heads top-10 (control)": {"top_h": 10, "random_heads": True},
+    "random heads top-10, per-row (control)": {"top_h": 10, "random_heads": True, "per_row": True},
     "oracle-aligned-layers (whole heads)": {"oracle": True, "whole_head": True},
 }
 
@@ -59,8 +61,9 @@ def main() -> None:
     ec = EvalConfig(harmful="builtin:advbench_val", benign="builtin:benign_val", limit=None, max_new_tokens=32,
                     batch_size=64, judge="refusal", mcq=None, max_length=256)
     out_root = Path(args.out) if args.out else run / "validation-variants"
-    print("| variant | restored per 10k | complied (ASR) [95% CI] | refusal | degenerate | benign refused | perplexity |")
-    print("|---|---|---|---|---|---|---|")
+    print("| variant | restored per 10k | complied (ASR) [95% CI] | refusal | degenerate | benign refused | perplexity | McNemar p vs pruned |")
+    print("|---|---|---|---|---|---|---|---|")
+    baseline: list[bool] | None = None
     chosen = [v.strip() for v in args.variants.split(",")] if args.variants else list(VARIANTS)
     for name in chosen:
         spec = dict(VARIANTS[name])
@@ -76,9 +79,13 @@ def main() -> None:
         harm = [json.loads(l) for l in (out_root / slug / "generations_harmful.jsonl").read_text().splitlines()]
         verdicts = [r.get("verdict") for r in harm]
         n = len(verdicts)
+        success = [v == "complied" for v in verdicts]
+        if name.startswith("pruned"):
+            baseline = success
+        p = f"{mcnemar_exact(baseline, success)['p_value']:.2g}" if baseline is not None and baseline is not success else "-"
         print(f"| {name} | {1e4 * result.summary['restored_fraction']:.2f} | {_rate(verdicts.count('complied'), n)} | "
               f"{verdicts.count('refusal')} | {verdicts.count('degenerate')} | {m['over_refusal']['k']}/{m['over_refusal']['n']} | "
-              f"{m['perplexity']:.2f} |", flush=True)
+              f"{m['perplexity']:.2f} | {p} |", flush=True)
         del pruned, masks, result
         _ = start
 
