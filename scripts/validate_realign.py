@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--point", default="wanda-0.5", help="sweep point folder")
     ap.add_argument("--out", default=None, help="where evaluations go (default RUN/validation-variants)")
     ap.add_argument("--heads", default=None, help="a heads.json to rank heads by (default RUN/heads)")
-    ap.add_argument("--variants", default=None, help="comma-separated subset of the variant names to run")
+    ap.add_argument("--variants", default=None, help="semicolon-separated subset of the variant names to run")
     args = ap.parse_args()
     run = Path(args.run)
     dense_dir = run / "aligned"
@@ -64,7 +64,7 @@ def main() -> None:
     print("| variant | restored per 10k | complied (ASR) [95% CI] | refusal | degenerate | benign refused | perplexity | McNemar p vs pruned |")
     print("|---|---|---|---|---|---|---|---|")
     baseline: list[bool] | None = None
-    chosen = [v.strip() for v in args.variants.split(",")] if args.variants else list(VARIANTS)
+    chosen = [v.strip() for v in args.variants.split(";")] if args.variants else list(VARIANTS)
     for name in chosen:
         spec = dict(VARIANTS[name])
         heads = ranking
