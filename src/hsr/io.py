@@ -82,6 +82,16 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_json_checked(path: str | os.PathLike, error: type[Exception], what: str) -> Any:
+    """:func:`read_json` whose failures (missing, unreadable, not UTF-8, not JSON) become one-line ``error``s."""
+    try:
+        return read_json(path)
+    except UnicodeDecodeError:
+        raise error(f"{path}: not valid UTF-8 text.") from None
+    except (OSError, ValueError) as exc:
+        raise error(f"{path}: cannot read {what} ({exc}).") from None
+
+
 def save_masks(masks: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Save boolean masks (True = pruned) bit-packed: 1 bit per weight, shapes in the metadata."""
     tensors: dict[str, torch.Tensor] = {}

@@ -11,7 +11,7 @@ import torch
 
 from .. import __version__
 from ..errors import ConfigError, HsrError
-from ..io import read_json, write_json
+from ..io import read_json_checked, write_json
 from .config import HeadScoreConfig
 
 HEADS_FILE = "heads.json"
@@ -160,12 +160,7 @@ def read_heads(path: str | os.PathLike) -> HeadsFile:
     ``num_layers`` x ``num_heads``; each head appears once.
     """
     path = _heads_json(path)
-    try:
-        data = read_json(path)
-    except UnicodeDecodeError:
-        raise HeadsFileError(f"{path}: not valid UTF-8 text.") from None
-    except (OSError, ValueError) as exc:
-        raise HeadsFileError(f"{path}: cannot read heads JSON ({exc}).") from None
+    data = read_json_checked(path, HeadsFileError, "heads JSON")
     rows = data.get("heads") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not rows:
         raise HeadsFileError(f"{path}: not a heads.json written by `hsr heads` (no non-empty 'heads' list).")

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..errors import HsrError
 from ..heads.results import load_head_scores
-from ..io import atomic_output_dir, read_json, write_json
+from ..io import atomic_output_dir, read_json, read_json_checked, write_json
 from . import plots
 from .paired import paired_summary
 from .tables import COLUMNS, paired_lines, results_table, table_rows
@@ -254,12 +254,7 @@ def _check_not_stale(run_dir: Path, eval_dir: Path) -> None:
 
 def _read_metrics(path: Path) -> dict[str, Any]:
     """metrics.json of an evaluation folder, checked enough that the report cannot crash on it."""
-    try:
-        data = read_json(path)
-    except UnicodeDecodeError:
-        raise ReportError(f"{path}: not valid UTF-8 text.") from None
-    except (OSError, ValueError) as exc:
-        raise ReportError(f"{path}: cannot read metrics JSON ({exc}).") from None
+    data = read_json_checked(path, ReportError, "metrics JSON")
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not a metrics.json written by `hsr evaluate` (not an object).")
     for key, value in data.items():
