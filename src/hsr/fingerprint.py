@@ -19,7 +19,6 @@ from typing import Any, Iterable
 FULL_HASH_BYTES = 1 << 30
 _CHUNK = 1 << 20
 _SAMPLES = 64
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
 def fingerprint(obj: Any, length: int = 16) -> str:
@@ -75,10 +74,12 @@ def model_digest(source: str | os.PathLike) -> str:
     A hub id is kept as given: hub snapshots are immutable per revision, and resolving the revision
     offline is not always possible.
     """
-    from .loading import resolve_local_model
+    from .loading import locate_model
 
-    local = resolve_local_model(str(source))
-    return tree_digest(local) if local is not None else f"hub:{source}"
+    where, gguf_file = locate_model(source)  # a wrong path fails here, with loading's own message
+    if isinstance(where, str):
+        return f"hub:{where}"
+    return tree_digest(where / gguf_file if gguf_file else where)
 
 
 def data_digest(files: Iterable[str | os.PathLike]) -> str:

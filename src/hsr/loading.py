@@ -146,16 +146,6 @@ def check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def resolve_local_model(source: str | os.PathLike) -> Path | None:
-    """The local file or folder a model source reads (the default's safetensors cache, a .gguf file, a
-    folder), or None for a hub id. Used to fingerprint a model's contents and to protect it from --out."""
-    src = str(source)
-    if src == DEFAULT_MODEL:
-        return default_model_dir()
-    p = Path(src).expanduser()
-    return p.resolve() if p.exists() else None
-
-
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
     if dtype is None:
         return torch.float32

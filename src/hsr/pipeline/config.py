@@ -203,7 +203,7 @@ def validate_run_config(config: dict[str, Any]) -> None:
             raise ConfigError("sweep.sparsities cannot be combined with prune.pruned (an external pruned model).")
     if not isinstance(config["max_length"], int) or config["max_length"] < 1:
         raise ConfigError(f"max_length must be a positive integer, got {config['max_length']!r}.")
-    from ..loading import resolve_dtype, check_device
+    from ..loading import check_device, resolve_dtype
 
     check_device(config["device"])
     resolve_dtype(config["dtype"])
