@@ -77,7 +77,7 @@ def test_eval_alias_and_errors(setup, capsys):
     args = build_parser().parse_args(["eval", "--out", "x"])
     assert args.func.__module__ == "hsr.commands.evaluate"
     assert main(_args(setup, setup / "bad1", "--suite", "safety,speed")) == 2
-    assert "suites" in capsys.readouterr().err
+    assert "--suite must be one of" in capsys.readouterr().err
     assert main(_args(setup, setup / "bad2") + ["--harmful", str(setup / "missing.jsonl")]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (setup / "bad2").exists()  # atomic: nothing left behind

@@ -68,7 +68,7 @@ def test_cli_heads_end_to_end(tmp_path, capsys):
         (["--score", "gships", "--rank", "3"], "rank=3 needs more prompts"),
         (["--limit", "0"], "--limit must be at least 1"),
         (["--eps", "2"], "eps must be in [0, 1]"),
-        (["--batch-heads", "0"], "batch_heads must be at least 1"),
+        (["--batch-heads", "0"], "--batch-heads must be at least 1"),
         (["--sahara-steps", "99"], "exceeds the 8 heads"),
         (["--data", "MISSING"], "Data file not found"),
     ],

@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "_runtime_defaults", False):
+            from .commands.common import runtime
+
+            runtime(args)  # fill the declared defaults of the runtime flags a user left unset
         return int(args.func(args) or 0)
     except HsrError as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # always one line

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..options import option
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -18,20 +19,24 @@ class AlignConfig:
     ``modules``: which linear projections of those layers are trained.
     """
 
-    harmful: str = "builtin:advbench_align"
-    benign: str = "builtin:align_benign"
-    harmful_limit: int | None = None
-    benign_limit: int | None = None
-    response_tokens: int = 40  # cap on the self-distilled benign answers
-    epochs: int = 3
-    batch_size: int = 8
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 4
-    train_layers: int | None = 10
-    modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    max_length: int = 256
-    seed: int = 0
+    harmful: str = option("builtin:advbench_align", help="harmful prompts (JSONL / builtin:NAME); each gets a "
+                          "hand-written refusal")
+    benign: str = option("builtin:align_benign", help="benign prompts; each gets the model's own greedy answer")
+    harmful_limit: int | None = option(None, help="use at most this many harmful prompts (seeded subset)", minimum=1)
+    benign_limit: int | None = option(None, help="use at most this many benign prompts (seeded subset)", minimum=1)
+    response_tokens: int = option(40, help="cap on the self-distilled benign answers (tokens)", minimum=1)
+    epochs: int = option(3, help="passes over the data", minimum=1)
+    batch_size: int = option(8, help="examples per optimizer step", minimum=1)
+    lr: float = option(2e-4, help="peak AdamW learning rate (linear warm-up, cosine decay); 2e-4 chosen on the "
+                       "validation split (ASR 7% vs 13% at 1e-4)")
+    weight_decay: float = option(0.0, help="AdamW weight decay", minimum=0)
+    warmup_steps: int = option(4, help="warm-up steps", minimum=0)
+    train_layers: int | None = option(10, help="train only the last N decoder layers; none or 0 = all", minimum=1,
+                                      zero_is_none=True)
+    modules: tuple[str, ...] = option(("q_proj", "k_proj", "v_proj", "o_proj"), help="projections to train",
+                                      choices=PROJECTIONS)
+    max_length: int = option(256, help="cap on tokens per example", minimum=1)
+    seed: int = option(0, help="random seed (subsets, initialization order)")
 
     def validate(self) -> None:
         self.modules = tuple(self.modules)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import DEFAULT_MAX_LENGTH
 from ..loading import LoadedModel, load_model
+from ..options import add_flags, from_args
+from ..pipeline.sections import RunOptions
 
 
 def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model", default: str | None = "default") -> None:
@@ -19,11 +20,17 @@ def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model", defau
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16 or auto")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow model repos to run their own code")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (data subsets, ties)")
-    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="cap on tokens per sample")
+    """--seed, --device, --dtype, --max-length, --trust-remote-code: declared once, in ``RunOptions``."""
+    add_flags(parser, RunOptions, skip=("model", "out"))
+    parser.set_defaults(_runtime_defaults=True)
+
+
+def runtime(args: argparse.Namespace) -> RunOptions:
+    """The runtime flags with their declared defaults filled in (``args`` is updated in place too)."""
+    options = from_args(args, RunOptions, fixed={"model": "", "out": ""}, skip=("model", "out"))
+    for name in ("seed", "device", "dtype", "max_length", "trust_remote_code"):
+        setattr(args, name, getattr(options, name))
+    return options
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:

@@ -7,29 +7,18 @@ import shutil
 from pathlib import Path
 
 from ..data import load_samples
-from ..heads import ENGINES, MODES, SCORES, HeadScoreConfig, save_head_scores, score_heads
+from ..heads import HeadScoreConfig, save_head_scores, score_heads
 from ..io import atomic_output_dir
+from ..options import add_flags, from_args
+from ..pipeline.sections import SHARED, HeadData
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
-
-DEFAULT_HEADS_DATA = "builtin:safety"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("heads", help="find safety-critical attention heads (Ships, generalized Ships, Sahara)")
     add_model_args(p)
-    p.add_argument("--data", default=DEFAULT_HEADS_DATA, help="harmful prompts: JSONL, vlguard:ROOT:SPLIT or builtin:NAME")
-    p.add_argument("--limit", type=int, default=16, help="number of prompts (seeded subset; default 16)")
-    p.add_argument("--score", choices=SCORES, default="ships", help="ships: KL of the next-token distribution; "
-                   "gships: principal angles of the last-token hidden-state subspace")
-    p.add_argument("--mode", choices=MODES, default="zero", help="zero: scale the head's output by eps; "
-                   "uniform: scale its query by eps (uniform attention)")
-    p.add_argument("--eps", type=float, default=None, help="ablation factor (default 0 for zero, 1e-5 for uniform)")
-    p.add_argument("--engine", choices=ENGINES, default="fast", help="fast: exact, batched and cached (default); "
-                   "naive: exact reference loop; approx: gradient pre-selection + exact rescoring of the top candidates")
-    p.add_argument("--rank", type=int, default=1, help="subspace rank r for gships and Sahara (default 1)")
-    p.add_argument("--sahara-steps", type=int, default=0, help="greedy Sahara group-search steps (default 0: off)")
-    p.add_argument("--batch-heads", type=int, default=16, help="ablated heads per batched forward (fast engine)")
-    p.add_argument("--approx-top-k", type=int, default=40, help="candidates rescored exactly by the approx engine")
+    add_flags(p, HeadScoreConfig, skip=SHARED)
+    add_flags(p, HeadData)
     p.add_argument("--checkpoint-dir", default=None,
                    help="where per-layer partial results go (default: a hidden folder next to --out); "
                    "rerunning the same command resumes from it")
@@ -40,25 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = HeadScoreConfig(
-        score=args.score,
-        mode=args.mode,
-        eps=args.eps,
-        engine=args.engine,
-        rank=args.rank,
-        sahara_steps=args.sahara_steps,
-        batch_heads=args.batch_heads,
-        max_length=args.max_length,
-        approx_top_k=args.approx_top_k,
-        seed=args.seed,
-    )
-    config.validate()
-    if args.limit is not None and args.limit < 1:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"--limit must be at least 1, got {args.limit}.")
-    out = prepare_output(args.out, args.overwrite, args.model, args.data, args.checkpoint_dir)
-    samples = load_samples(args.data, limit=args.limit, seed=args.seed)
+    config = from_args(args, HeadScoreConfig, fixed={"max_length": args.max_length, "seed": args.seed}, skip=SHARED)
+    data = from_args(args, HeadData)
+    out = prepare_output(args.out, args.overwrite, args.model, data.data, args.checkpoint_dir)
+    samples = load_samples(data.data, limit=data.limit, seed=args.seed)
     loaded = load_from_args(args)
     checkpoint = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(f".{out.name}.heads-checkpoint")
     result = score_heads(loaded, samples, config, checkpoint_dir=checkpoint, progress=not args.no_progress)

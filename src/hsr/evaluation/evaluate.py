@@ -24,14 +24,15 @@ from ..data import Sample, load_samples
 from ..errors import ConfigError
 from ..io import write_json
 from ..loading import LoadedModel
-from .generation import generate, write_generations
+from ..options import option
 from .degenerate import degenerate_reason
+from .generation import generate, write_generations
 from .judges import combine_verdicts, make_judge
-from .refusal import COMPLIED, DEGENERATE, REFUSAL
 from .mcq import METHODS as MCQ_METHODS
 from .mcq import load_mcq, mcq_accuracy
 from .metrics import proportion
 from .perplexity import load_text, perplexity
+from .refusal import COMPLIED, DEGENERATE, REFUSAL
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +45,30 @@ MCQ_FILE = "mcq.jsonl"
 
 @dataclass
 class EvalConfig:
-    """What to evaluate and how. Empty/None data specs skip that part of a suite."""
+    """What to evaluate and how; every field is also a ``hsr evaluate`` flag and an ``evaluate.`` key of
+    ``hsr run``. A data option set to none skips that part of its suite."""
 
-    harmful: str | None = "builtin:advbench_eval"
-    benign: str | None = "builtin:benign"
-    limit: int | None = 32
-    max_new_tokens: int = 48
-    batch_size: int = 16
-    judge: str = "refusal"
-    ppl_text: str | None = "builtin:heldout"
-    mcq: str | None = "builtin:mcq"
-    suites: tuple[str, ...] = ("safety", "utility")
-    max_length: int = 512
-    seed: int = 0
-    mcq_method: str = "loglik"
-    mcq_limit: int | None = None
-    ppl_stride: int | None = None
-    ppl_max_tokens: int | None = None
+    harmful: str | None = option("builtin:advbench_eval", help="harmful prompts for the attack success rate "
+                                 "(JSONL, vlguard:ROOT:SPLIT, builtin:NAME or none)")
+    benign: str | None = option("builtin:benign", help="benign prompts for over-refusal (JSONL, vlguard:ROOT:SPLIT, "
+                                "builtin:NAME or none)")
+    limit: int | None = option(32, help="prompts per safety set (seeded subset); none or 0 = every prompt",
+                               minimum=1, zero_is_none=True)
+    max_new_tokens: int = option(48, help="generation budget per prompt", minimum=1)
+    batch_size: int = option(16, help="prompts per generation batch", minimum=1)
+    judge: str = option("refusal", help="refusal (patterns on the answer's opening, degenerate output apart), keyword "
+                        "(zou2023 + wei2024 refusal lists), keyword:LIST[+LIST], or model:PATH (a local guard model)")
+    ppl_text: str | None = option("builtin:heldout", help="text for perplexity (file, builtin:NAME or none)")
+    mcq: str | None = option("builtin:mcq", help="multiple-choice JSONL (or builtin:NAME, none)")
+    suites: tuple[str, ...] = option(("safety", "utility"), help="suites to run", choices=SUITES, flag="suite")
+    max_length: int = option(512, help="cap on tokens per sample", minimum=1)
+    seed: int = option(0, help="random seed (data subsets)")
+    mcq_method: str = option("loglik", help="loglik: log-likelihood of each choice text; letter: of its letter",
+                             choices=MCQ_METHODS)
+    mcq_limit: int | None = option(None, help="multiple-choice questions (seeded subset); none = all", minimum=1)
+    ppl_stride: int | None = option(None, help="perplexity sliding-window stride; none = non-overlapping windows",
+                                    minimum=1)
+    ppl_max_tokens: int | None = option(None, help="cap on held-out tokens scored for perplexity", minimum=1)
 
     def validate(self) -> None:
         self.suites = tuple(self.suites)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..data import DEFAULT_MAX_LENGTH
 from ..errors import ConfigError
+from ..options import option
 from .ablation import MODES, default_eps
 
 SCORES: tuple[str, ...] = ("ships", "gships")
@@ -26,19 +27,22 @@ class HeadScoreConfig:
     probed by the approximate generalized-Ships proxy (see :mod:`hsr.heads.approx`).
     """
 
-    score: str = "ships"
-    mode: str = "zero"
-    eps: float | None = None
-    engine: str = "fast"
-    rank: int = 1
-    sahara_steps: int = 0
-    batch_heads: int = 16
-    max_length: int = DEFAULT_MAX_LENGTH
-    approx_top_k: int = 40
-    approx_tokens: int = 2
-    approx_probes: int = 1
-    approx_directions: int = 4
-    seed: int = 0
+    score: str = option("ships", help="ships: KL of the next-token distribution; gships: principal angles of the "
+                        "last-token hidden-state subspace", choices=SCORES)
+    mode: str = option("zero", help="zero: scale the head's output by eps; uniform: scale its query by eps "
+                       "(uniform attention)", choices=MODES)
+    eps: float | None = option(None, help="ablation factor; none = the mode's default (0 for zero, 1e-5 for uniform)")
+    engine: str = option("fast", help="fast: exact, batched and cached; naive: exact reference loop; approx: "
+                         "first-order pre-selection + exact rescoring of the top candidates", choices=ENGINES)
+    rank: int = option(1, help="subspace rank r for gships and Sahara", minimum=1)
+    sahara_steps: int = option(0, help="greedy Sahara group-search steps (0 = off)", minimum=0)
+    batch_heads: int = option(16, help="ablated heads per batched forward (fast engine)", minimum=1)
+    max_length: int = option(DEFAULT_MAX_LENGTH, help="cap on tokens per sample", minimum=1)
+    approx_top_k: int = option(40, help="candidates the approx engine rescores exactly", minimum=1)
+    approx_tokens: int = option(2, help="rows of the Fisher estimate in the approx Ships proxy", minimum=1)
+    approx_probes: int = option(1, help="random probes of the Fisher estimate in the approx Ships proxy", minimum=0)
+    approx_directions: int = option(4, help="right singular directions probed by the approx gships proxy", minimum=1)
+    seed: int = option(0, help="random seed (data subsets, ties)")
 
     @property
     def effective_eps(self) -> float:

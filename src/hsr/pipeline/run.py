@@ -88,8 +88,9 @@ class _Pipeline:
         locate_model(c["model"], convert_default=False)
         if align_enabled(c):
             self.digests(c["align"], ("harmful", "benign"))
-        if c["prune"]["method"] != "magnitude" and not c["prune"]["pruned"]:
-            self.digests(c["prune"], ("data",))
+        methods = {point.method for point in sweep_points(c) or []} or {c["prune"]["method"]}
+        if methods != {"magnitude"} and not c["prune"]["pruned"]:
+            self.digests(c["prune"], ("data",))  # some (sweep) method calibrates on it
         self.digests(c["heads"], ("data",))
         self.digests(c["importance"], ("utility_data", "safety_data"))
         if c["evaluate"]["enabled"]:

@@ -25,17 +25,17 @@ from typing import Any, Sequence
 import torch
 
 from .. import __version__
+from ..architecture import HeadGeometry
 from ..errors import ConfigError, HsrError
 from ..io import atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
-from ..pruning.masks import Sparsity
+from ..options import option
+from ..pruning.masks import Sparsity, nm_of
 from ..pruning.prune import MASK_FILE, SUMMARY_FILE
 from .external import check_compatible, infer_masks
-from ..pruning.masks import nm_of
 from .nm import detect_nm, limit_per_group, reprune_for
 from .ranking import select_heads
 from .selection import candidate_mask, validate_fractions
-from ..architecture import HeadGeometry
 from .slices import ATTENTION, head_bias_mask, head_weight_mask
 from .summary import account
 
@@ -50,19 +50,21 @@ class RealignError(HsrError, ValueError):
 
 @dataclass
 class RealignConfig:
-    top_h: int = 10
-    p: float = 0.5
-    q: float = 0.5
-    max_p: float = 0.7
-    per_row: bool = False
-    include_mlp: bool = False
-    whole_head: bool = False
-    random_heads: bool = False
-    seed: int = 0
-    preserve_nm: bool = False
-    budget: int | None = None
-    #: N:M pattern for ``preserve_nm`` (e.g. "2:4"); None = detect it from the mask.
-    nm: str | None = None
+    """Neuron-level HSR; every field is also a ``hsr realign`` flag and a ``realign.`` key of ``hsr run``."""
+
+    top_h: int = option(10, help="number of safety heads to realign", minimum=1)
+    p: float = option(0.5, help="U(p): the most useful fraction, never restored")
+    q: float = option(0.5, help="S(q): the most safety-critical fraction")
+    max_p: float = option(0.7, help="U(max_p): restore only within this useful fraction")
+    per_row: bool = option(False, help="select top fractions per output row instead of per matrix")
+    include_mlp: bool = option(False, help="also realign the MLPs of layers holding a selected head")
+    whole_head: bool = option(False, help="restore every pruned weight of the heads (HSR-a ablation)")
+    random_heads: bool = option(False, help="control: top-h heads drawn at random (seeded)")
+    seed: int = option(0, help="random seed (random heads, ties)")
+    preserve_nm: bool = option(False, help="keep an N:M mask valid by swapping restored weights")
+    budget: int | None = option(None, help="restore at most this many parameters (highest safety scores first)",
+                                minimum=0)
+    nm: str | None = option(None, help="N:M pattern for preserve_nm such as 2:4; none = detected from the mask")
 
     def validate(self) -> None:
         validate_fractions(self.p, self.q, self.max_p)
