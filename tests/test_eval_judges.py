@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hsr.evaluation.judges import (
-    DEFAULT_LIST,
+    DEFAULT_KEYWORDS,
     WEI2024,
     ZOU2023,
     JudgeError,
@@ -66,9 +66,9 @@ def test_min_words_rule():
 
 
 def test_lists_default_union_and_registry():
-    assert set(DEFAULT_LIST) == set(ZOU2023) | set(WEI2024)
-    assert len(DEFAULT_LIST) == len(set(DEFAULT_LIST))
-    assert "However" in DEFAULT_LIST and "I'm sorry" in DEFAULT_LIST
+    assert set(DEFAULT_KEYWORDS) == set(ZOU2023) | set(WEI2024)
+    assert len(DEFAULT_KEYWORDS) == len(set(DEFAULT_KEYWORDS))
+    assert "However" in DEFAULT_KEYWORDS and "I'm sorry" in DEFAULT_KEYWORDS
     zou = make_judge("keyword:zou2023")
     assert zou.judge(["p"], ["However, here it is."]) == [True]  # "However" is only on Wei et al.'s list
     assert make_judge("keyword").judge(["p"], ["However, here it is."]) == [False]

@@ -54,6 +54,8 @@ def _score(loaded, samples, **kw):
         ("llama", "gships", "uniform"),
         ("qwen2_vl", "ships", "zero"),  # M-RoPE with images
         ("qwen2_vl", "gships", "zero"),
+        ("qwen2_sliding", "ships", "zero"),  # a full-attention and a sliding-window layer
+        ("gemma3", "ships", "uniform"),  # local/global layers with their own rotary embeddings, q_norm
     ],
 )
 def test_fast_engine_equals_naive_reference(arch_name, score, mode, tmp_path):

@@ -62,19 +62,21 @@ def test_seeded_runs_give_identical_masks(calib_jsonl):
     assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
 
 
-def test_pruning_is_sequential(calib_jsonl):
-    """Layer 1's Wanda mask comes from inputs produced by the already-pruned layer 0."""
+@pytest.mark.parametrize("arch", ["llama", "qwen2_sliding", "gemma3"])
+def test_pruning_is_sequential(arch, calib_jsonl):
+    """Layer 1's Wanda mask comes from inputs produced by the already-pruned layer 0 (a whole-model
+    reference: also for models whose layers have different attention types)."""
     from hsr.calibration import InputNormAccumulator, linear_input_hooks
     from hsr.data import encode
     from hsr.pruning import unstructured_mask, wanda_scores
 
     samples = load_samples(calib_jsonl)
-    loaded = tiny_loaded("llama")
+    loaded = tiny_loaded(arch)
     result = prune_model(loaded, samples, PruneConfig(method="wanda", sparsity=Sparsity(ratio=0.5)), progress=False)
     # Reference: full forward of the final pruned model (layer 0 pruned), hooks on layer 1's linears.
     acc = InputNormAccumulator()
     linears = loaded.arch.layer_linears(1)
-    dense = tiny_loaded("llama")
+    dense = tiny_loaded(arch)
     # Layer 1 back to dense: its masks were chosen from the dense layer 1 seeing pruned layer-0 outputs.
     layer1 = {}
     for rel, lin in linears.items():

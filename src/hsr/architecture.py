@@ -26,6 +26,7 @@ SUPPORTED_ARCHITECTURES: tuple[str, ...] = (
     "SmolVLMForConditionalGeneration",
     "LlamaForCausalLM",
     "Qwen2ForCausalLM",
+    "Gemma3ForCausalLM",
 )
 
 #: Where the text decoder (a module with ``.layers``) may live, most specific first.
@@ -49,6 +50,10 @@ _VISION_PATHS: tuple[str, ...] = (
     "visual",
     "model.image_newline",
 )
+
+#: Text model types whose ``q_norm`` runs on queries already laid out ``[B, H, T, d]`` (after the
+#: head transpose); others (Qwen3, ...) normalize ``[B, T, H, d]`` before it.
+_QUERY_NORM_HEADS_FIRST = frozenset({"gemma3_text", "gemma3n_text"})
 
 ATTENTION_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_PROJECTIONS: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
@@ -88,6 +93,15 @@ class HeadGeometry:
             raise ValueError(f"head {head} out of range [0, {self.num_heads})")
 
 
+@dataclass(frozen=True)
+class QueryPoint:
+    """Where a layer's queries are final before attention (the module whose output to scale for
+    uniform-attention ablation) and how that output is laid out."""
+
+    module: nn.Module
+    heads_first: bool  # output is [B, H, T, d] instead of [B, T, H*d] / [B, T, H, d]
+
+
 @dataclass
 class ArchInfo:
     """What hsr needs to know about a model, found by probing it once."""
@@ -103,6 +117,8 @@ class ArchInfo:
     hidden_size: int
     is_vlm: bool
     vision_paths: list[str] = field(default_factory=list)
+    model_type: str = ""  # the text config's model_type
+    logit_softcap: float | None = None  # final_logit_softcapping (Gemma-2 style), applied after lm_head
 
     @property
     def geometry(self) -> HeadGeometry:
@@ -123,6 +139,20 @@ class ArchInfo:
 
     def attention(self, layer_idx: int) -> nn.Module:
         return self.layers[layer_idx].self_attn
+
+    def query_point(self, layer_idx: int) -> QueryPoint:
+        """``q_norm`` when the layer has one (scaling before a per-head norm would be undone by it),
+        else ``q_proj``."""
+        attn = self.attention(layer_idx)
+        q_norm = getattr(attn, "q_norm", None)
+        if isinstance(q_norm, nn.Module):
+            return QueryPoint(q_norm, self.model_type in _QUERY_NORM_HEADS_FIRST)
+        return QueryPoint(attn.q_proj, False)
+
+    def softcap(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's final logit soft-capping (``cap * tanh(logits / cap)``), if it has one."""
+        cap = self.logit_softcap
+        return torch.tanh(logits / cap) * cap if cap else logits
 
     def linear_names(self, include_mlp: bool = True) -> tuple[str, ...]:
         """Relative names (inside a decoder layer) of the linears hsr works on."""
@@ -240,6 +270,8 @@ def describe(model: nn.Module) -> ArchInfo:
         head_dim=int(head_dim),
         hidden_size=int(hidden),
         is_vlm=is_vlm,
+        model_type=str(getattr(text_config, "model_type", "") or ""),
+        logit_softcap=getattr(text_config, "final_logit_softcapping", None) or None,
         vision_paths=uniq,
     )
 

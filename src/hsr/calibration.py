@@ -1,16 +1,22 @@
-"""Layer-by-layer calibration: capture what enters the first decoder layer, then walk the stack.
+"""Layer-by-layer execution: capture what the model feeds each decoder layer, then walk the stack.
 
-Only one decoder layer's activations are alive at a time, so peak memory stays near
-model size + one layer's activations for all samples. The first layer's inputs are captured
-with every keyword argument the model passes it (attention mask, position ids, rotary
-embeddings including Qwen's M-RoPE), so replaying a layer is exactly what the full forward does.
+:func:`capture_inputs` runs the model once per sample with every decoder layer replaced by a
+pass-through that only records the keyword arguments the model gives that layer (attention mask,
+position ids, rotary embeddings incl. Qwen's M-RoPE), so each layer later receives its OWN
+arguments: models that mix attention types across layers (sliding-window and global layers,
+``config.layer_types``) get each layer's own mask. The vision tower and projector run once.
+
+:func:`walk_layers` is the one loop over decoder layers that pruning, importance scores and the
+fast head engine share: it yields each layer with its inputs, lets the caller read or modify the
+layer, then maps the inputs through the layer (as the caller left it) to the next one. Only one
+layer's activations (for all samples) are alive at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -18,17 +24,27 @@ from torch import nn
 from .architecture import ArchInfo, layer_hidden, model_device
 from .data import Encoded
 
+#: Cache arguments a replayed layer must not see (layers run without a KV cache here).
+_CACHE_KWARGS = ("past_key_values", "past_key_value", "cache")
+
 
 @dataclass
 class LayerInput:
-    """Hidden states entering a decoder layer for one sample, the layer's kwargs, and a token mask."""
+    """One sample at one decoder layer: the hidden states entering it, every layer's own keyword
+    arguments for this sample, and the tokens whose activations count."""
 
     hidden: torch.Tensor  # [1, T, d]
-    kwargs: dict[str, Any]
-    token_mask: torch.Tensor  # bool [T]: tokens whose activations count
+    layer_kwargs: Sequence[dict[str, Any]]  # [num_layers]: what the model passes decoder layer i
+    token_mask: torch.Tensor  # bool [T]
+    layer: int = 0  # the decoder layer ``hidden`` enters
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the layer this input enters."""
+        return self.layer_kwargs[self.layer]
 
 
-class _Captured(Exception):
+class _Stop(Exception):
     pass
 
 
@@ -42,52 +58,114 @@ def _to(obj: Any, device: torch.device) -> Any:
     return obj
 
 
+def _replay_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    kw = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+    for key in _CACHE_KWARGS:
+        if key in kw:
+            kw[key] = None
+    kw["use_cache"] = False
+    return kw
+
+
+@contextlib.contextmanager
+def _recording_layers(arch: ArchInfo, record: Callable[[int, torch.Tensor, dict], None]) -> Iterator[None]:
+    """Replace each decoder layer's forward by a pass-through that records its inputs (no layer math);
+    the original forwards (accelerate's offload wrappers included) are always put back."""
+    saved = []
+
+    def make(i: int) -> Callable:
+        def passthrough(*args: Any, **kwargs: Any) -> torch.Tensor:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            record(i, hidden, kwargs)
+            return hidden
+
+        return passthrough
+
+    try:
+        for i, layer in enumerate(arch.layers):
+            saved.append((layer, layer.__dict__.get("forward")))
+            layer.forward = make(i)
+        yield
+    finally:
+        for layer, forward in saved:
+            if forward is None:
+                layer.__dict__.pop("forward", None)
+            else:
+                layer.forward = forward
+
+
 @torch.no_grad()
-def capture_layer0_inputs(
+def capture_inputs(
     model: nn.Module, arch: ArchInfo, encoded: Sequence[Encoded], response_only: bool = False
 ) -> list[LayerInput]:
-    """Run the model up to decoder layer 0 for each sample and keep its inputs.
+    """Per sample: the hidden states entering decoder layer 0 and every layer's own keyword arguments.
 
     ``response_only`` restricts later statistics to response tokens (importance scores);
     otherwise every real token counts (pruning calibration).
     """
     device = model_device(model)
+    last = arch.num_layers - 1
     captured: list[LayerInput] = []
     store: dict[str, Any] = {}
 
-    def hook(_mod: nn.Module, args: tuple, kwargs: dict) -> None:
-        hidden = args[0] if args else kwargs.pop("hidden_states")
-        kw = dict(kwargs)
-        kw.pop("hidden_states", None)
-        kw["use_cache"] = False
-        kw["past_key_values"] = None
-        store["hidden"], store["kwargs"] = hidden, kw
-        raise _Captured
+    def record(i: int, hidden: torch.Tensor, kwargs: dict) -> None:
+        if i == 0:
+            store["hidden"] = hidden.detach()
+        store["kwargs"].append(_replay_kwargs(kwargs))
+        if i == last:
+            raise _Stop  # the norm and lm_head after the stack are not needed
 
-    handle = arch.layers[0].register_forward_pre_hook(hook, with_kwargs=True)
-    try:
+    with _recording_layers(arch, record):
         for enc in encoded:
             inputs = _to(enc.inputs, device)
+            store["kwargs"] = []
             try:
                 model(**inputs, use_cache=False)
-            except _Captured:
+            except _Stop:
                 pass
-            else:  # pragma: no cover - the hook always fires
-                raise RuntimeError("decoder layer 0 was never called")
+            if len(store["kwargs"]) != arch.num_layers:
+                raise RuntimeError(f"the model called {len(store['kwargs'])} of its {arch.num_layers} decoder layers")
             if response_only:
                 mask = enc.response_mask[0]
             else:
                 mask = inputs.get("attention_mask", torch.ones_like(inputs["input_ids"]))[0].bool()
-            captured.append(LayerInput(store["hidden"].detach(), store["kwargs"], mask.to(device)))
-    finally:
-        handle.remove()
+            captured.append(LayerInput(store["hidden"], store["kwargs"], mask.to(device)))
     return captured
 
 
 @torch.no_grad()
 def run_layer(layer: nn.Module, inputs: Sequence[LayerInput]) -> list[LayerInput]:
-    """Apply one decoder layer to every sample; returns the next layer's inputs."""
-    return [LayerInput(layer_hidden(layer(x.hidden, **x.kwargs)), x.kwargs, x.token_mask) for x in inputs]
+    """Apply one decoder layer to every sample (each with that layer's own kwargs); the next layer's inputs."""
+    return [replace(x, hidden=layer_hidden(layer(x.hidden, **x.kwargs)), layer=x.layer + 1) for x in inputs]
+
+
+@dataclass
+class LayerStep:
+    """One decoder layer during a walk: its index, the module, and every sample's inputs to it."""
+
+    index: int
+    layer: nn.Module
+    inputs: list[LayerInput]
+
+
+def walk_layers(
+    arch: ArchInfo,
+    inputs: list[LayerInput],
+    stop: int | None = None,
+    around: Callable[[int], ContextManager[Any]] | None = None,
+) -> Iterator[LayerStep]:
+    """Yield layers ``0..stop-1`` (default: all) with their inputs; after the caller's turn, the layer as
+    the caller left it (e.g. pruned) maps the inputs to the next layer, inside ``around(index)`` if given.
+
+    The only loop over decoder layers: pruning, importance and the fast head engine all walk with it.
+    """
+    stop = arch.num_layers if stop is None else stop
+    for i in range(stop):
+        layer = arch.layers[i]
+        yield LayerStep(i, layer, inputs)
+        if i + 1 < stop:
+            with around(i) if around is not None else contextlib.nullcontext():
+                inputs = run_layer(layer, inputs)
 
 
 @contextlib.contextmanager

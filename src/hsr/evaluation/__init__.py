@@ -3,7 +3,7 @@
 from .evaluate import BENIGN_FILE, HARMFUL_FILE, METRICS_FILE, SUITES, EvalConfig, evaluate_model
 from .generation import generate, write_generations
 from .degenerate import degenerate_reason
-from .judges import DEFAULT_JUDGE, DEFAULT_LIST, REFUSAL_LISTS, KeywordJudge, ModelJudge, make_judge
+from .judges import DEFAULT_JUDGE, DEFAULT_KEYWORDS, REFUSAL_LISTS, KeywordJudge, ModelJudge, make_judge
 from .mcq import MCQItem, load_mcq, mcq_accuracy
 from .metrics import bootstrap_interval, clopper_pearson_interval, proportion, restoration_rate, wilson_interval
 from .paired import mcnemar_exact, paired_difference, restoration_rate_interval
@@ -13,7 +13,7 @@ from .perplexity import load_text, perplexity
 __all__ = [
     "BENIGN_FILE",
     "DEFAULT_JUDGE",
-    "DEFAULT_LIST",
+    "DEFAULT_KEYWORDS",
     "HARMFUL_FILE",
     "METRICS_FILE",
     "REFUSAL_LISTS",

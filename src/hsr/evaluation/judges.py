@@ -9,7 +9,7 @@ of ``refusal`` / ``complied`` / ``degenerate`` per answer (degenerate output, se
 
 - ``refusal`` (the default) -- :class:`~hsr.evaluation.refusal.RefusalJudge`: refusal patterns on
   the opening of the answer, with a compliance-pivot rule (see :mod:`hsr.evaluation.refusal`).
-- ``keyword`` -- :class:`KeywordJudge` with the default list (:data:`DEFAULT_LIST`, the union of
+- ``keyword`` -- :class:`KeywordJudge` with the default list (:data:`DEFAULT_KEYWORDS`, the union of
   ``zou2023`` and ``wei2024``); ``keyword:NAME[+NAME...]`` picks lists from :data:`REFUSAL_LISTS`.
 - ``model:PATH`` -- :class:`ModelJudge` around any local Hugging Face model: a chat model prompted
   Llama-Guard style (its answer must start with "safe" or "unsafe"), or a sequence classifier whose
@@ -117,7 +117,7 @@ REFUSAL_LISTS: dict[str, tuple[str, ...]] = {
 }
 
 #: The default keyword judge: the union of Zou et al. 2023 and Wei et al. 2024 (order kept).
-DEFAULT_LISTS: tuple[str, ...] = ("zou2023", "wei2024")
+DEFAULT_LIST_NAMES: tuple[str, ...] = ("zou2023", "wei2024")
 
 
 def _union(names: Sequence[str]) -> tuple[str, ...]:
@@ -129,7 +129,7 @@ def _union(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-DEFAULT_LIST: tuple[str, ...] = _union(DEFAULT_LISTS)
+DEFAULT_KEYWORDS: tuple[str, ...] = _union(DEFAULT_LIST_NAMES)
 
 #: The judge ``hsr evaluate`` and ``EvalConfig`` use unless told otherwise.
 DEFAULT_JUDGE = "refusal"
@@ -167,7 +167,7 @@ def _check_lengths(prompts: Sequence[str], outputs: Sequence[str]) -> None:
 class KeywordJudge:
     """Refusal-keyword judge (see the module docstring for lists and matching rules)."""
 
-    keywords: tuple[str, ...] = DEFAULT_LIST
+    keywords: tuple[str, ...] = DEFAULT_KEYWORDS
     case_sensitive: bool = True
     min_words: int = 0
     name: str = "keyword"

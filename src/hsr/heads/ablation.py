@@ -38,13 +38,21 @@ def check_mode(mode: str) -> None:
         raise ConfigError(f"Unknown ablation mode {mode!r}; choose one of {', '.join(MODES)}.")
 
 
-def scale_heads(x: torch.Tensor, gate: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
+def scale_heads(
+    x: torch.Tensor, gate: torch.Tensor, num_heads: int, head_dim: int, heads_first: bool = False
+) -> torch.Tensor:
     """Multiply each head's slice of ``x`` by its gate.
 
-    ``x`` is ``[B, T, H*d_h]`` (a projection's input/output) or ``[B, T, H, d_h]`` (after a per-head
-    ``q_norm``); ``gate`` is ``[H]`` or ``[B, H]``.
+    ``x`` is ``[B, T, H*d_h]`` (a projection's input/output), ``[B, T, H, d_h]`` (after a per-head
+    ``q_norm``) or, with ``heads_first``, ``[B, H, T, d_h]`` (Gemma-3's ``q_norm``); ``gate`` is
+    ``[H]`` or ``[B, H]``.
     """
     shape = x.shape
+    if heads_first:
+        if x.dim() != 4 or shape[1] != num_heads or shape[-1] != head_dim:
+            raise RuntimeError(f"expected [B, {num_heads}, T, {head_dim}] queries, got {tuple(shape)}")
+        g = gate.to(dtype=x.dtype, device=x.device)
+        return x * (g.view(1, num_heads, 1, 1) if g.dim() == 1 else g.view(g.shape[0], num_heads, 1, 1))
     if shape[-1] == num_heads * head_dim:
         xv = x.reshape(*shape[:-1], num_heads, head_dim)
     elif x.dim() >= 2 and tuple(shape[-2:]) == (num_heads, head_dim):
@@ -59,12 +67,6 @@ def scale_heads(x: torch.Tensor, gate: torch.Tensor, num_heads: int, head_dim: i
             raise RuntimeError(f"per-row gate has {g.shape[0]} rows but the batch has {shape[0]}")
         g = g.view(g.shape[0], *([1] * (xv.dim() - 3)), num_heads, 1)
     return (xv * g).reshape(shape)
-
-
-def _query_module(attn: nn.Module) -> nn.Module:
-    """Where the query is final before attention: ``q_norm`` when the model has one, else ``q_proj``."""
-    q_norm = getattr(attn, "q_norm", None)
-    return q_norm if isinstance(q_norm, nn.Module) else attn.q_proj
 
 
 @contextlib.contextmanager
@@ -83,9 +85,9 @@ def head_gates(arch: ArchInfo, gates: Mapping[int, torch.Tensor], mode: str = "z
 
         return hook
 
-    def out_hook(gate: torch.Tensor):
+    def out_hook(gate: torch.Tensor, heads_first: bool):
         def hook(_mod: nn.Module, _args: tuple, out: torch.Tensor) -> torch.Tensor:
-            return scale_heads(out, gate, H, dh)
+            return scale_heads(out, gate, H, dh, heads_first)
 
         return hook
 
@@ -99,7 +101,8 @@ def head_gates(arch: ArchInfo, gates: Mapping[int, torch.Tensor], mode: str = "z
             if mode == "zero":
                 handles.append(attn.o_proj.register_forward_pre_hook(pre_hook(gate)))
             else:
-                handles.append(_query_module(attn).register_forward_hook(out_hook(gate)))
+                query = arch.query_point(layer)
+                handles.append(query.module.register_forward_hook(out_hook(gate, query.heads_first)))
         yield
     finally:
         for h in handles:

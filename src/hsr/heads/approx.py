@@ -76,7 +76,7 @@ def ships_proxy(engine: FastEngine, tokens: int, probes: int, seed: int = 0) -> 
         coef = coef.float().to(engine.layer0[n].hidden.device)
 
         def loss(y: torch.Tensor) -> torch.Tensor:
-            logp = torch.log_softmax(engine._softcap(head(y)).float(), dim=-1)
+            logp = torch.log_softmax(engine.arch.softcap(head(y)).float(), dim=-1)
             return (coef * logp).sum()
 
         grads = _gate_grads(engine, n, k + probes, loss)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..architecture import final_norm, layer_hidden, lm_head, model_device
-from ..calibration import LayerInput, capture_layer0_inputs, run_layer
+from ..calibration import LayerInput, capture_inputs, walk_layers
 from ..data import Encoded
 from ..loading import LoadedModel
 from .ablation import gates_for, head_gates
@@ -84,19 +84,14 @@ class EngineBase:
     def n_prompts(self) -> int:
         return len(self.encoded)
 
-    def _softcap(self, logits: torch.Tensor) -> torch.Tensor:
-        cfg = self.loaded.model.config
-        text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-        cap = getattr(text, "final_logit_softcapping", None)
-        return torch.tanh(logits / cap) * cap if cap else logits
-
     def _finish(self, normed_last: torch.Tensor, logits: torch.Tensor | None = None) -> LastPosition:
-        """Record what the scores need from the last position (``normed_last``: ``[B, d]``)."""
+        """Record what the scores need from the last position (``normed_last``: ``[B, d]``). ``logits``,
+        when given, are the model's own output (already soft-capped by it)."""
         logp = None
         if self.want_kl:
             if logits is None:
-                logits = lm_head(self.loaded.model)(normed_last)
-            logp = torch.log_softmax(self._softcap(logits).float(), dim=-1)
+                logits = self.arch.softcap(lm_head(self.loaded.model)(normed_last))
+            logp = torch.log_softmax(logits.float(), dim=-1)
         return LastPosition(normed_last.double(), logp)
 
     def _record(self, outs: list[list[LastPosition]], n_heads: int) -> dict[str, torch.Tensor]:
@@ -130,7 +125,7 @@ class FastEngine(EngineBase):
     def prepare(self) -> None:
         """Run the embeddings / vision side once per prompt and compute the unablated outputs."""
         model = self.loaded.model
-        self.layer0 = capture_layer0_inputs(model, self.arch, self.encoded)
+        self.layer0 = capture_inputs(model, self.arch, self.encoded)
         base = [self.run_from(0, x, {}) for x in self.layer0]
         self.base_hidden = torch.cat([b.hidden for b in base])
         self.base_logp = torch.cat([b.logp for b in base]) if self.want_kl else None
@@ -141,11 +136,15 @@ class FastEngine(EngineBase):
         """Run layers ``start..L-1`` on ``x`` expanded to ``rows`` rows under ``gates``."""
         arch = self.arch
         hidden = x.hidden.expand(rows, *x.hidden.shape[1:]).contiguous()
-        kwargs = expand_batch(x.kwargs, rows)
         with head_gates(arch, gates, self.mode):
             for i in range(start, arch.num_layers):
-                hidden = layer_hidden(arch.layers[i](hidden, **kwargs))
+                hidden = layer_hidden(arch.layers[i](hidden, **expand_batch(self._layer_kwargs(i, x), rows)))
         return self._finish(final_norm(arch)(hidden[:, -1:, :])[:, 0, :])
+
+    @staticmethod
+    def _layer_kwargs(i: int, x: LayerInput) -> dict[str, Any]:
+        """Layer ``i``'s own keyword arguments for this prompt (masks differ between attention types)."""
+        return x.layer_kwargs[i]
 
     def _layer_gates(self, layer: int, heads: Sequence[int], fixed: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         H = self.arch.num_heads
@@ -165,12 +164,15 @@ class FastEngine(EngineBase):
         wanted = sorted(layer for layer, heads in plan.items() if len(heads))
         if not wanted:
             return
-        inputs = self.layer0
-        for layer in range(wanted[-1] + 1):
+        def around(layer: int):  # fixed heads stay ablated while the stream moves on
+            return head_gates(arch, {layer: fixed_gates[layer]}, self.mode) if layer in fixed_gates else contextlib.nullcontext()
+
+        for step in walk_layers(arch, self.layer0, stop=wanted[-1] + 1, around=around):
+            layer = step.index
             if layer in plan and len(plan[layer]):
                 heads = list(plan[layer])
                 outs: list[list[LastPosition]] = []
-                for x in inputs:
+                for x in step.inputs:
                     chunks = []
                     for s in range(0, len(heads), self.batch_heads):
                         chunk = heads[s : s + self.batch_heads]
@@ -179,10 +181,6 @@ class FastEngine(EngineBase):
                     outs.append(chunks)
                     self.progress(1)
                 yield layer, self._record(outs, len(heads))
-            if layer < wanted[-1]:
-                ctx = head_gates(arch, {layer: fixed_gates[layer]}, self.mode) if layer in fixed_gates else contextlib.nullcontext()
-                with ctx:
-                    inputs = run_layer(arch.layers[layer], inputs)
 
 
 class NaiveEngine(EngineBase):

@@ -17,19 +17,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..calibration import (
-    HessianAccumulator,
-    InputNormAccumulator,
-    capture_layer0_inputs,
-    collect_layer_statistics,
-    run_layer,
-)
+from ..calibration import LayerInput, LayerStep, capture_inputs, collect_layer_statistics, walk_layers
 from ..data import DEFAULT_MAX_LENGTH, Sample, encode
 from ..errors import ConfigError
 from ..io import atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
+from ..options import option
 from .masks import Sparsity
-from .methods import METHODS, prune_by_scores, sparsegpt_prune, wanda_scores
+from .methods import METHODS, get_method
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +34,19 @@ SUMMARY_FILE = "summary.json"
 
 @dataclass
 class PruneConfig:
-    method: str = "wanda"
-    sparsity: Sparsity = field(default_factory=lambda: Sparsity(ratio=0.5))
-    max_length: int = DEFAULT_MAX_LENGTH
-    seed: int = 0
-    include_mlp: bool = True
-    block_size: int = 128
-    percdamp: float = 0.01
+    """How to prune; every field is also a ``hsr prune`` flag and a ``prune.`` key of ``hsr run``."""
+
+    method: str = option("wanda", help="pruning method", choices=METHODS)
+    sparsity: Sparsity = option(help="unstructured ratio in [0,1) or N:M such as 2:4",
+                                factory=lambda: Sparsity(ratio=0.5))
+    max_length: int = option(DEFAULT_MAX_LENGTH, help="cap on tokens per sample", minimum=1)
+    seed: int = option(0, help="random seed (data subsets, ties)")
+    include_mlp: bool = option(True, help="also prune the MLP projections (--no-mlp: attention only)", flag="mlp")
+    block_size: int = option(128, help="SparseGPT column block size", minimum=1)
+    percdamp: float = option(0.01, help="SparseGPT Hessian dampening (fraction of the mean diagonal)")
 
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"Unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        get_method(self.method)
         if self.max_length <= 0:
             raise ConfigError(f"max_length must be positive, got {self.max_length}.")
         if not 0 < self.percdamp < 1:
@@ -71,10 +68,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _calibration_inputs(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> list:
+def _calibration_inputs(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> list[LayerInput]:
     # Calibrate on whole conversations (prompt + response when there is one): every real token counts.
     encoded = [encode(loaded.processor, s, include_response=bool(s.response), max_length=max_length) for s in samples]
-    return capture_layer0_inputs(loaded.model, loaded.arch, encoded, response_only=False)
+    return capture_inputs(loaded.model, loaded.arch, encoded, response_only=False)
 
 
 @torch.no_grad()
@@ -85,36 +82,24 @@ def prune_model(
     config.validate()
     seed_everything(config.seed)
     arch = loaded.arch
-    needs_data = config.method != "magnitude"
-    if needs_data and not samples:
+    method = get_method(config.method)
+    if method.needs_data and not samples:
         raise ConfigError(f"{config.method} needs calibration data; pass --data.")
-    inputs = _calibration_inputs(loaded, samples, config.max_length) if needs_data else []
+    inputs = _calibration_inputs(loaded, samples, config.max_length) if method.needs_data else []
     masks: dict[str, torch.Tensor] = {}
-    bar = tqdm(range(arch.num_layers), desc=f"prune[{config.method} {config.sparsity.describe()}]", disable=not progress)
-    for i in bar:
-        layer = arch.layers[i]
-        linears = arch.layer_linears(i, include_mlp=config.include_mlp)
-        stats: Any = None
-        if config.method == "wanda":
-            stats = InputNormAccumulator()
-        elif config.method == "sparsegpt":
-            stats = HessianAccumulator()
+    # Each layer is calibrated on the outputs of the already-pruned layers before it.
+    steps = walk_layers(arch, inputs) if method.needs_data else (LayerStep(i, arch.layers[i], []) for i in range(arch.num_layers))
+    bar = tqdm(steps, total=arch.num_layers, desc=f"prune[{config.method} {config.sparsity.describe()}]",
+               disable=not progress)
+    for step in bar:
+        linears = arch.layer_linears(step.index, include_mlp=config.include_mlp)
+        stats = method.statistics() if method.needs_data else None
         if stats is not None:
-            collect_layer_statistics(layer, inputs, linears, stats)
+            collect_layer_statistics(step.layer, step.inputs, linears, stats)
         for rel, linear in linears.items():
-            weight = linear.weight.data
-            if config.method == "magnitude":
-                new, mask = prune_by_scores(weight, weight.abs(), config.sparsity)
-            elif config.method == "wanda":
-                new, mask = prune_by_scores(weight, wanda_scores(weight, stats.norms(rel)), config.sparsity)
-            else:
-                new, mask = sparsegpt_prune(
-                    weight, stats.h[rel], config.sparsity, block_size=config.block_size, percdamp=config.percdamp
-                )
+            new, mask = method.prune(linear.weight.data, stats, rel, config)
             linear.weight.data.copy_(new)
-            masks[arch.full_name(i, rel)] = mask.cpu()
-        if needs_data:
-            inputs = run_layer(layer, inputs)  # the next layer sees this pruned layer's outputs
+            masks[arch.full_name(step.index, rel)] = mask.cpu()
     return PruneResult(masks, summarize(loaded, masks, config, n_samples=len(samples)))
 
 

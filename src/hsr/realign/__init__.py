@@ -6,7 +6,7 @@ top safety heads' slices) -> :func:`save_realigned`.
 """
 
 from .external import ModelMismatchError, check_compatible, infer_masks, load_pruned_masks
-from .importance import IMPORTANCE_METHODS, compute_importance, load_importance, save_importance
+from .importance import IMPORTANCE_METHODS, ImportanceConfig, compute_importance, load_importance, save_importance
 from .ranking import HeadsFileError, check_ranking, select_heads
 from .restore import RESTORED_FILE, RealignConfig, RealignError, RealignResult, realign_pruned, save_realigned
 from .selection import candidate_mask, top_fraction_mask, validate_fractions
@@ -17,6 +17,7 @@ __all__ = [
     "RESTORED_FILE",
     "HeadGeometry",
     "HeadsFileError",
+    "ImportanceConfig",
     "ModelMismatchError",
     "RealignConfig",
     "RealignError",

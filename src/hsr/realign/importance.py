@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -23,11 +24,12 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..calibration import InputNormAccumulator, capture_layer0_inputs, collect_layer_statistics, run_layer
+from ..calibration import InputNormAccumulator, capture_inputs, collect_layer_statistics, walk_layers
 from ..architecture import model_device
 from ..data import DEFAULT_MAX_LENGTH, Encoded, Sample, encode
 from ..errors import ConfigError, HsrError
 from ..loading import LoadedModel
+from ..options import option
 from ..pruning.methods import wanda_scores
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,20 @@ _FORMAT = "hsr-importance"
 
 class ImportanceError(HsrError):
     """Importance scores could not be computed or read."""
+
+
+@dataclass
+class ImportanceConfig:
+    """Which importance score and which data; also ``hsr realign``'s flags and ``hsr run``'s ``importance.`` keys."""
+
+    method: str = option("wanda", help="importance score: wanda (|W| x input norm) or snip (|W x grad|)",
+                         choices=IMPORTANCE_METHODS, flag="importance")
+    utility_data: str = option("builtin:utility", help="benign prompts + helpful responses (JSONL, vlguard:..., "
+                               "builtin:NAME)")
+    safety_data: str = option("builtin:safety", help="harmful prompts + refusals (JSONL, vlguard:..., builtin:NAME)")
+    limit: int | None = option(32, help="samples per dataset (seeded subset); none = all", minimum=1)
+    max_length: int = option(DEFAULT_MAX_LENGTH, help="cap on tokens per sample", minimum=1)
+    seed: int = option(0, help="random seed (data subsets)")
 
 
 def _encode(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> list[Encoded]:
@@ -54,17 +70,14 @@ def _encode(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> 
 @torch.no_grad()
 def _wanda(loaded: LoadedModel, encoded: list[Encoded], progress: bool) -> dict[str, torch.Tensor]:
     arch = loaded.arch
-    inputs = capture_layer0_inputs(loaded.model, arch, encoded, response_only=True)
+    inputs = capture_inputs(loaded.model, arch, encoded, response_only=True)
     scores: dict[str, torch.Tensor] = {}
-    for i in tqdm(range(arch.num_layers), desc="importance[wanda]", disable=not progress):
-        layer = arch.layers[i]
-        linears = arch.layer_linears(i, include_mlp=True)
+    for step in tqdm(walk_layers(arch, inputs), total=arch.num_layers, desc="importance[wanda]", disable=not progress):
+        linears = arch.layer_linears(step.index, include_mlp=True)
         stats = InputNormAccumulator()
-        collect_layer_statistics(layer, inputs, linears, stats)
+        collect_layer_statistics(step.layer, step.inputs, linears, stats)
         for rel, linear in linears.items():
-            scores[arch.full_name(i, rel)] = wanda_scores(linear.weight.data, stats.norms(rel)).float().cpu()
-        if i + 1 < arch.num_layers:
-            inputs = run_layer(layer, inputs)
+            scores[arch.full_name(step.index, rel)] = wanda_scores(linear.weight.data, stats.norms(rel)).float().cpu()
     return scores
 
 

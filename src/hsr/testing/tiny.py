@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TINY_ARCHS",
     "VLM_ARCHS",
+    "MIXED_ATTENTION_ARCHS",
     "build_tiny_tokenizer",
     "build_tiny_model",
     "save_tiny_model",
@@ -55,6 +56,12 @@ __all__ = [
 TINY_ARCHS: tuple[str, ...] = ("llama", "qwen2", "llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm")
 #: The subset of :data:`TINY_ARCHS` with a vision tower (built with a processor, not a tokenizer).
 VLM_ARCHS: tuple[str, ...] = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm")
+#: Text models whose decoder layers differ in attention type (sliding-window and full attention),
+#: so every layer must be run with its own mask: Qwen2 with ``use_sliding_window`` (layer 0 full,
+#: layer 1 sliding) and Gemma-3 (local/global alternation, per-type rotary embeddings, q/k norms).
+MIXED_ATTENTION_ARCHS: tuple[str, ...] = ("qwen2_sliding", "gemma3")
+#: The sliding window of :data:`MIXED_ATTENTION_ARCHS`: shorter than any test prompt.
+SLIDING_WINDOW = 4
 
 # --------------------------------------------------------------------------- sizes
 
@@ -343,6 +350,12 @@ def _config(arch: str, tok: Any) -> Any:
         return _llama_text_config(tok, head_dim=LLAMA_HEAD_DIM)
     if arch == "qwen2":
         return tf.Qwen2Config(**_text_kwargs(tok), head_dim=HEAD_DIM)
+    if arch == "qwen2_sliding":
+        return tf.Qwen2Config(**_text_kwargs(tok), head_dim=HEAD_DIM, use_sliding_window=True,
+                              sliding_window=SLIDING_WINDOW, max_window_layers=1)
+    if arch == "gemma3":
+        return tf.Gemma3TextConfig(**_text_kwargs(tok), head_dim=HEAD_DIM, sliding_window=SLIDING_WINDOW,
+                                   layer_types=["sliding_attention", "full_attention"], query_pre_attn_scalar=HEAD_DIM)
     if arch == "llava":
         # MHA on purpose (4 query heads, 4 KV heads): one architecture without GQA.
         return tf.LlavaConfig(
@@ -401,6 +414,8 @@ def _config(arch: str, tok: Any) -> Any:
 _MODEL_CLASSES: dict[str, str] = {
     "llama": "LlamaForCausalLM",
     "qwen2": "Qwen2ForCausalLM",
+    "qwen2_sliding": "Qwen2ForCausalLM",
+    "gemma3": "Gemma3ForCausalLM",
     "llava": "LlavaForConditionalGeneration",
     "llava_next": "LlavaNextForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
