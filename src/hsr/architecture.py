@@ -55,6 +55,9 @@ _VISION_PATHS: tuple[str, ...] = (
 #: head transpose); others (Qwen3, ...) normalize ``[B, T, H, d]`` before it.
 _QUERY_NORM_HEADS_FIRST = frozenset({"gemma3_text", "gemma3n_text"})
 
+#: Processor classes (name prefixes) that take one list of images per text instead of a flat list.
+_NESTED_IMAGE_PROCESSORS: tuple[str, ...] = ("Idefics3", "SmolVLM")
+
 ATTENTION_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_PROJECTIONS: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
 
@@ -274,6 +277,13 @@ def describe(model: nn.Module) -> ArchInfo:
         logit_softcap=getattr(text_config, "final_logit_softcapping", None) or None,
         vision_paths=uniq,
     )
+
+
+def processor_images(processor: object, images: list) -> list:
+    """The ``images`` argument a family's processor expects for one image per text."""
+    if type(processor).__name__.startswith(_NESTED_IMAGE_PROCESSORS):
+        return [[im] for im in images]
+    return images
 
 
 def final_norm(arch: ArchInfo) -> nn.Module:

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from .architecture import processor_images
 from .errors import HsrError
 
 #: VLGuard splits: safe image + safe instruction, safe image + unsafe instruction, unsafe image.
@@ -283,21 +284,13 @@ def tokenize(processor: Any, texts: list[str], images: list[Any] | None, padding
         if _is_processor(processor):
             kw: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
             if images:
-                kw["images"] = _image_arg(processor, images)
+                kw["images"] = processor_images(processor, images)
             out = processor(**kw)
         else:
             out = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     finally:
         tok.padding_side = old_side
     return dict(out)
-
-
-def _image_arg(processor: Any, images: list[Any]) -> Any:
-    # Idefics3/SmolVLM processors take one list of images per text.
-    name = type(processor).__name__
-    if name.startswith(("Idefics3", "SmolVLM")):
-        return [[im] for im in images]
-    return images
 
 
 @dataclass
