@@ -51,6 +51,15 @@ def env_world() -> tuple[int, int, int]:
     return rank, world, local
 
 
+def env_rank_label() -> str:
+    """`` (rank R of W)`` for messages printed by one of several processes; empty for one process."""
+    try:
+        rank, world, _ = env_world()
+    except DistributedError:
+        return ""
+    return f" (rank {rank} of {world})" if world > 1 else ""
+
+
 def launched() -> bool:
     """True when a launcher started this process as one of several."""
     return env_world()[1] > 1
