@@ -208,6 +208,10 @@ def session(device: str = "cpu") -> Iterator[Dist]:
     owned = _init_group(dist.device)
     try:
         yield dist
+        if owned:  # leave together: no rank closes its connections while another still uses them
+            import torch.distributed as td
+
+            td.barrier()
     finally:
         if owned:
             import torch.distributed as td

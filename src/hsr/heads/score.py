@@ -96,6 +96,7 @@ def _proxy(engine: Any, config: HeadScoreConfig, dist: Dist) -> torch.Tensor:
             proxy = ships_proxy(engine, config.approx_tokens, config.approx_probes, seed=config.seed)
         else:
             proxy = gships_proxy(engine, config.rank, config.approx_directions)
+        proxy = proxy.cpu()  # pickled tensors keep their device: a cuda:0 tensor would land on cuda:0 everywhere
     return dist.broadcast_object(proxy)
 
 
