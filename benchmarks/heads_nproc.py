@@ -64,20 +64,24 @@ def main() -> None:
     p.add_argument("--batch-heads", type=int, default=16)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="CPU cores to share out (default: all)")
+    p.add_argument("--threads", type=int, default=0, help="threads of every process in both runs (default 0: the "
+                   "one process gets --cores threads, each of N gets cores / N)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         heads_args = ["--model", _model(args.model, tmp), "--limit", str(args.prompts), "--score", args.score,
                       "--engine", args.engine, "--batch-heads", str(args.batch_heads), "--max-length", str(args.max_length)]
-        many_threads = max(1, args.cores // args.nproc)
-        wall_1 = _run(1, args.cores, heads_args, tmp / "one")
+        one_threads = args.threads or args.cores
+        many_threads = args.threads or max(1, args.cores // args.nproc)
+        wall_1 = _run(1, one_threads, heads_args, tmp / "one")
         wall_n = _run(args.nproc, many_threads, heads_args, tmp / "many")
         (one, t_one), (many, t_many) = _heads(tmp / "one"), _heads(tmp / "many")
     assert one == many, "heads.json differs between 1 and N processes"
     s1, sn = t_one.get("scores_s", float("nan")), t_many.get("scores_s", float("nan"))
     print(f"model {args.model}: {one['num_layers']} layers x {one['num_heads']} heads, {one['n_prompts']} prompts, "
-          f"{args.score}/{args.engine}, batch_heads={args.batch_heads}, {args.cores} cores")
-    print(f"1 process  x {args.cores} threads : wall {wall_1:7.2f} s   scoring {s1:7.2f} s")
+          f"{args.score}/{args.engine}, batch_heads={args.batch_heads}, {args.cores} cores, load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
+    print(f"1 process  x {one_threads} threads : wall {wall_1:7.2f} s   scoring {s1:7.2f} s")
     print(f"{args.nproc} processes x {many_threads} threads : wall {wall_n:7.2f} s   scoring {sn:7.2f} s")
     print(f"ratio 1 / {args.nproc} processes      : wall {wall_1 / wall_n:5.2f}x     scoring {s1 / sn:5.2f}x")
     print("heads.json identical (apart from wall times): yes")
