@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from . import __version__
+from . import __version__, distributed
 from .errors import HsrError
 
 #: Command modules under hsr.commands, in the order they appear in --help.
@@ -46,10 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             from .commands.common import runtime
 
             runtime(args)  # fill the declared defaults of the runtime flags a user left unset
+        distributed.check_command(args.command)
         return int(args.func(args) or 0)
     except HsrError as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # always one line
-        print(f"hsr {args.command}: error: {message}", file=sys.stderr)
+        rank = distributed.env_rank_label()
+        print(f"hsr {args.command}{rank}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hsr {args.command}: interrupted", file=sys.stderr)

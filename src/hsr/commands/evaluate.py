@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import distributed
 from ..evaluation import EvalConfig, evaluate_model
 from ..evaluation.judges import check_judge_spec
 from ..io import atomic_output_dir
@@ -38,9 +39,14 @@ def run(args: argparse.Namespace) -> int:
     config.check_data()
     prepare_output(args.out, args.overwrite, args.model, config.harmful, config.benign, config.ppl_text, config.mcq)
     label = args.label or Path(str(args.model)).expanduser().name or str(args.model)
-    with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
-        loaded = load_from_args(args)
-        metrics = evaluate_model(loaded, config, tmp, label=label, progress=not args.no_progress)
+    with distributed.session(args.device) as dist:  # one process, or each rank of torchrun / accelerate launch
+        args.device = dist.device
+        if not dist.is_main:  # generates its share of the answers; rank 0 judges and writes
+            evaluate_model(load_from_args(args), config, None, label=label, progress=False, dist=dist)
+            return 0
+        with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
+            loaded = load_from_args(args)
+            metrics = evaluate_model(loaded, config, tmp, label=label, progress=not args.no_progress, dist=dist)
     print(results_table([{"label": label, "metrics": metrics, "realign_summary": None}]))
     print(f"Saved to {Path(args.out).expanduser().resolve()}")
     return 0

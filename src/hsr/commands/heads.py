@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from .. import distributed
 from ..data import load_samples
 from ..heads import HeadScoreConfig, save_head_scores, score_heads
 from ..io import atomic_output_dir
@@ -33,18 +34,23 @@ def run(args: argparse.Namespace) -> int:
     data = from_args(args, HeadData)
     out = prepare_output(args.out, args.overwrite, args.model, data.data, args.checkpoint_dir)
     samples = load_samples(data.data, limit=data.limit, seed=args.seed)
-    loaded = load_from_args(args)
     checkpoint = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(f".{out.name}.heads-checkpoint")
-    result = score_heads(loaded, samples, config, checkpoint_dir=checkpoint, progress=not args.no_progress)
+    with distributed.session(args.device) as dist:  # one process, or each rank of torchrun / accelerate launch
+        args.device = dist.device
+        loaded = load_from_args(args)
+        result = score_heads(loaded, samples, config, checkpoint_dir=checkpoint, progress=not args.no_progress, dist=dist)
+        if not dist.is_main:  # every rank holds the result; only rank 0 writes it
+            return 0
     with atomic_output_dir(out, overwrite=args.overwrite) as tmp:
         save_head_scores(tmp, result, model_label=str(args.model))
     if args.checkpoint_dir is None:
         shutil.rmtree(checkpoint, ignore_errors=True)
     top = ", ".join(f"L{l}.H{h}" for l, h in result.top(5))
     arch = loaded.arch
+    processes = f" in {dist.world_size} processes" if dist.active else ""
     print(
         f"Scored {arch.num_layers * arch.num_heads} heads ({arch.num_layers} layers x {arch.num_heads}) of "
         f"{args.model} with {config.score} ({config.mode} ablation, {config.engine} engine) on {len(samples)} "
-        f"prompts. Top heads: {top}. Saved to {out}"
+        f"prompts{processes}. Top heads: {top}. Saved to {out}"
     )
     return 0

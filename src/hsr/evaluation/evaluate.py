@@ -14,6 +14,7 @@ papers report for ``keyword``) is kept as ``asr_unfiltered``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Sample, load_samples
+from ..distributed import SINGLE, Dist
 from ..errors import ConfigError
 from ..io import write_json
 from ..loading import LoadedModel
@@ -109,11 +111,27 @@ def _device_dtype(loaded: LoadedModel) -> tuple[str, str]:
     return str(model_device(loaded.model)), dtype
 
 
+def _follow(loaded: LoadedModel, config: EvalConfig, dist: Dist) -> dict[str, Any]:
+    """A rank other than 0: generate its share of the answers, in the order rank 0 asks for them."""
+    if "safety" in config.suites:
+        for spec in (config.harmful, config.benign):
+            if spec:
+                generate(loaded, load_samples(spec, limit=config.limit, seed=config.seed), dist=dist, **_gen_kw(config))
+    return {}
+
+
 def evaluate_model(
-    loaded: LoadedModel, config: EvalConfig, out_dir: str | Path, label: str, progress: bool = True
+    loaded: LoadedModel, config: EvalConfig, out_dir: str | Path | None, label: str, progress: bool = True,
+    dist: Dist = SINGLE,
 ) -> dict[str, Any]:
-    """Run the configured suites on ``loaded``; write the files above into ``out_dir``; return the metrics."""
+    """Run the configured suites on ``loaded``; write the files above into ``out_dir``; return the metrics.
+
+    With several processes (``dist``), generation is split across ranks; judging, perplexity,
+    multiple choice and every file are rank 0's (the others return ``{}`` and need no ``out_dir``).
+    """
     config.validate()
+    if not dist.is_main:
+        return _follow(loaded, config, dist)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device, dtype = _device_dtype(loaded)
@@ -134,8 +152,8 @@ def evaluate_model(
     }
     timings: dict[str, float] = {}
     parts = (
-        ("harmful", "safety", config.harmful, _harmful_part),
-        ("benign", "safety", config.benign, _benign_part),
+        ("harmful", "safety", config.harmful, functools.partial(_harmful_part, dist=dist)),
+        ("benign", "safety", config.benign, functools.partial(_benign_part, dist=dist)),
         ("perplexity", "utility", config.ppl_text, _perplexity_part),
         ("mcq", "utility", config.mcq, _mcq_part),
     )
@@ -153,10 +171,12 @@ def _gen_kw(config: EvalConfig) -> dict[str, int]:
     return dict(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, max_length=config.max_length)
 
 
-def _harmful_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool) -> dict[str, Any]:
+def _harmful_part(
+    loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool, dist: Dist = SINGLE
+) -> dict[str, Any]:
     """Attack success on harmful prompts: one verdict per answer (degenerate checked first)."""
     samples = load_samples(config.harmful, limit=config.limit, seed=config.seed)
-    outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] harmful", **_gen_kw(config))
+    outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] harmful", dist=dist, **_gen_kw(config))
     raw_success = judge.judge([s.prompt for s in samples], outputs)
     verdicts = combine_verdicts(outputs, [not s for s in raw_success])
     extra: dict[str, list[Any]] = _verdict_columns(outputs, verdicts)
@@ -176,10 +196,12 @@ def _harmful_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path
     return metrics
 
 
-def _benign_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool) -> dict[str, Any]:
+def _benign_part(
+    loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool, dist: Dist = SINGLE
+) -> dict[str, Any]:
     """Over-refusal on benign prompts."""
     samples = load_samples(config.benign, limit=config.limit, seed=config.seed)
-    outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] benign", **_gen_kw(config))
+    outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] benign", dist=dist, **_gen_kw(config))
     verdicts = combine_verdicts(outputs, judge.refusal([s.prompt for s in samples], outputs))
     refused = [v == REFUSAL for v in verdicts]
     write_generations(out / BENIGN_FILE, samples, outputs, refused, "refused", _verdict_columns(outputs, verdicts))

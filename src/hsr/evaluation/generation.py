@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..architecture import model_device
 from ..data import DataError, Sample, _is_processor, load_image, render_chat, tokenize
+from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel
 
 
@@ -39,6 +40,26 @@ def _pad_id(tok: Any) -> int:
 
 
 @torch.no_grad()
+def _generate_batch(loaded: LoadedModel, batch: Sequence[Sample], gen_kw: dict[str, Any], max_length: int) -> list[str]:
+    """Greedy answers to one left-padded batch (new tokens only, special tokens removed)."""
+    proc, tok = loaded.processor, loaded.tokenizer
+    texts = [render_chat(proc, s, add_generation_prompt=True) for s in batch]
+    images = [load_image(s.image) for s in batch if s.image is not None] if _is_processor(proc) else None
+    inputs = tokenize(proc, texts, images or None, padding_side="left")
+    lengths = inputs["attention_mask"].sum(dim=1)
+    if int(lengths.max()) > max_length:
+        worst = batch[int(lengths.argmax())]
+        raise DataError(
+            f"{worst.meta.get('source', 'prompt')}: prompt is {int(lengths.max())} tokens, longer than "
+            f"max_length={max_length}; raise max_length."
+        )
+    device = model_device(loaded.model)
+    inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    out = loaded.model.generate(**inputs, **gen_kw)
+    new = out[:, inputs["input_ids"].shape[1] :]
+    return [text.strip() for text in tok.batch_decode(new, skip_special_tokens=True)]
+
+
 def generate(
     loaded: LoadedModel,
     samples: Sequence[Sample],
@@ -48,39 +69,28 @@ def generate(
     max_length: int = 512,
     progress: bool = False,
     desc: str = "generate",
+    dist: Dist = SINGLE,
 ) -> list[str]:
-    """The model's answer to each sample (new tokens only, special tokens removed), in input order."""
+    """The model's answer to each sample (new tokens only, special tokens removed), in input order.
+
+    With several processes (``dist``), whole batches are shared out: each prompt is generated in
+    the same batch, with the same padding, as in one process, so the answers are the same; every
+    rank returns all of them.
+    """
     if batch_size <= 0 or max_new_tokens <= 0:
         raise DataError(f"batch_size and max_new_tokens must be positive, got {batch_size} and {max_new_tokens}.")
-    model, proc = loaded.model, loaded.processor
-    tok = loaded.tokenizer
-    device = model_device(model)
-    vlm = _is_processor(proc)
-    outputs: list[str | None] = [None] * len(samples)
     # Greedy, overriding sampling defaults a checkpoint's generation_config may carry.
-    gen_kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": _pad_id(tok), "do_sample": False,
-                              "temperature": None, "top_p": None, "top_k": None}
-    batches = _batches(samples, batch_size)
-    with tqdm(total=len(samples), desc=desc, unit="prompt", disable=not progress) as bar:
-        for idx in batches:
-            batch = [samples[i] for i in idx]
-            texts = [render_chat(proc, s, add_generation_prompt=True) for s in batch]
-            images = [load_image(s.image) for s in batch if s.image is not None] if vlm else None
-            inputs = tokenize(proc, texts, images or None, padding_side="left")
-            lengths = inputs["attention_mask"].sum(dim=1)
-            if int(lengths.max()) > max_length:
-                worst = batch[int(lengths.argmax())]
-                raise DataError(
-                    f"{worst.meta.get('source', 'prompt')}: prompt is {int(lengths.max())} tokens, longer than "
-                    f"max_length={max_length}; raise max_length."
-                )
-            inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-            out = model.generate(**inputs, **gen_kw)
-            new = out[:, inputs["input_ids"].shape[1] :]
-            for i, text in zip(idx, tok.batch_decode(new, skip_special_tokens=True)):
-                outputs[i] = text.strip()
+    gen_kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": _pad_id(loaded.tokenizer),
+                              "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    mine = dist.shard(_batches(samples, batch_size), cost=len)
+    answers: dict[int, str] = {}
+    with tqdm(total=sum(map(len, mine)), desc=desc, unit="prompt", disable=not (progress and dist.is_main)) as bar:
+        for idx in mine:
+            answers.update(zip(idx, _generate_batch(loaded, [samples[i] for i in idx], gen_kw, max_length)))
             bar.update(len(idx))
-    return [o or "" for o in outputs]
+    for part in dist.all_gather_object(answers):
+        answers.update(part)
+    return [answers.get(i) or "" for i in range(len(samples))]
 
 
 def write_generations(

@@ -24,12 +24,18 @@ MANIFEST = "manifest.json"
 
 
 class LayerCheckpoint:
-    """Saves and loads ``{name: tensor}`` per (tag, layer) under ``directory``."""
+    """Saves and loads ``{name: tensor}`` per (tag, layer[, part]) under ``directory``.
 
-    def __init__(self, directory: str | os.PathLike, key: dict[str, Any]) -> None:
+    ``part`` numbers the batched chunks of a layer's heads when they are saved one by one (several
+    processes each save the chunks they computed); a whole layer has no part number.
+    """
+
+    def __init__(self, directory: str | os.PathLike, key: dict[str, Any], manage: bool = True) -> None:
         self.dir = Path(directory)
         self.key = fingerprint(key, length=20)
         self.dir.mkdir(parents=True, exist_ok=True)
+        if not manage:  # another process (rank 0) owns the manifest and has already checked it
+            return
         manifest = self.dir / MANIFEST
         if manifest.is_file():
             old = read_json(manifest).get("fingerprint")
@@ -38,15 +44,16 @@ class LayerCheckpoint:
                 self.clear()
         write_json(manifest, {"fingerprint": self.key})
 
-    def _path(self, tag: str, layer: int) -> Path:
-        return self.dir / f"{tag}-layer{layer:04d}.safetensors"
+    def _path(self, tag: str, layer: int, part: int | None = None) -> Path:
+        suffix = "" if part is None else f"-part{part:03d}"
+        return self.dir / f"{tag}-layer{layer:04d}{suffix}.safetensors"
 
-    def load(self, tag: str, layer: int) -> dict[str, torch.Tensor] | None:
-        path = self._path(tag, layer)
+    def load(self, tag: str, layer: int, part: int | None = None) -> dict[str, torch.Tensor] | None:
+        path = self._path(tag, layer, part)
         return load_file(str(path)) if path.is_file() else None
 
-    def save(self, tag: str, layer: int, tensors: dict[str, torch.Tensor]) -> None:
-        path = self._path(tag, layer)
+    def save(self, tag: str, layer: int, tensors: dict[str, torch.Tensor], part: int | None = None) -> None:
+        path = self._path(tag, layer, part)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         os.replace(tmp, path)

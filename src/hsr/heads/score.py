@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -13,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data import Encoded, Sample, encode
+from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel
 from .approx import gships_proxy, ships_proxy
 from .checkpoint import LayerCheckpoint
@@ -21,6 +23,7 @@ from .engines import EngineBase, FastEngine, Head, HeadPlan, NaiveEngine
 from .metrics import subspace_angle_degrees
 from .results import HeadScores
 from .sahara import sahara_search
+from .units import sharded_exact_scores
 
 log = logging.getLogger(__name__)
 
@@ -60,30 +63,15 @@ def exact_scores(
     checkpoint: LayerCheckpoint | None = None,
     tag: str = "main",
     fixed: Sequence[Head] = (),
+    dist: Dist = SINGLE,
+    bar: Any = None,
 ) -> dict[Head, float]:
-    """Exact scores of the planned heads; layers already in ``checkpoint`` are not recomputed."""
-    results: dict[int, dict[str, torch.Tensor]] = {}
-    todo: dict[int, list[int]] = {}
-    for layer, heads in plan.items():
-        heads = list(heads)
-        if not heads:
-            continue
-        saved = checkpoint.load(tag, layer) if checkpoint else None
-        if saved is not None and saved["heads"].tolist() == heads:
-            results[layer] = saved
-            engine.progress(engine.n_prompts)
-        else:
-            todo[layer] = heads
-    for layer, data in engine.run(todo, fixed=fixed):
-        data["heads"] = torch.tensor(todo[layer], dtype=torch.long)
-        if checkpoint:
-            checkpoint.save(tag, layer, data)
-        results[layer] = data
-    out: dict[Head, float] = {}
-    for layer, data in results.items():
-        for head, value in zip(data["heads"].tolist(), layer_scores(engine, data, score, rank).tolist()):
-            out[(layer, head)] = value
-    return out
+    """Exact scores of the planned heads; units already in ``checkpoint`` are not recomputed.
+
+    The work is split into per-layer chunks of ``batch_heads`` heads and, with ``dist``, across
+    processes, so the scores are the same bits whatever the number of processes (see :mod:`.units`).
+    """
+    return sharded_exact_scores(engine, plan, score, rank, checkpoint, tag, fixed, dist=dist, bar=bar)
 
 
 def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig, bar: tqdm) -> EngineBase:
@@ -100,19 +88,30 @@ def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig
     )
 
 
+def _proxy(engine: Any, config: HeadScoreConfig, dist: Dist) -> torch.Tensor:
+    """The first-order proxy of every head, computed on rank 0 and shared, so all ranks pick the same candidates."""
+    proxy = None
+    if dist.is_main:
+        if config.score == "ships":
+            proxy = ships_proxy(engine, config.approx_tokens, config.approx_probes, seed=config.seed)
+        else:
+            proxy = gships_proxy(engine, config.rank, config.approx_directions)
+        proxy = proxy.cpu()  # pickled tensors keep their device: a cuda:0 tensor would land on cuda:0 everywhere
+    return dist.broadcast_object(proxy)
+
+
 def _approximate_scores(
-    engine: Any, config: HeadScoreConfig, checkpoint: LayerCheckpoint | None, bar: Any, timings: dict[str, float]
+    engine: Any, config: HeadScoreConfig, checkpoint: LayerCheckpoint | None, bar: Any, timings: dict[str, float],
+    dist: Dist = SINGLE,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """One-backward proxy for every head, then exact rescoring of the ``approx_top_k`` best by the proxy.
 
     Returns (scores, exact mask, report): rescored heads carry exact scores, the rest their proxy.
+    The proxy runs on rank 0 only (one backward per prompt); the rescoring is split across ranks.
     """
     L, H = engine.arch.num_layers, engine.arch.num_heads
     t0 = time.perf_counter()
-    if config.score == "ships":
-        proxy = ships_proxy(engine, config.approx_tokens, config.approx_probes, seed=config.seed)
-    else:
-        proxy = gships_proxy(engine, config.rank, config.approx_directions)
+    proxy = _proxy(engine, config, dist)
     timings["gradient_s"] = time.perf_counter() - t0
     k = min(config.approx_top_k, L * H)
     chosen = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))[:k]
@@ -120,8 +119,7 @@ def _approximate_scores(
     for l, h in sorted(chosen):
         plan.setdefault(l, []).append(h)
     t1 = time.perf_counter()
-    rescored = exact_scores(engine, plan, config.score, config.rank, checkpoint, tag="rescore")
-    bar.update(len(engine.encoded) * (L - len(plan)))
+    rescored = exact_scores(engine, plan, config.score, config.rank, checkpoint, tag="rescore", dist=dist, bar=bar)
     timings["rescore_s"] = time.perf_counter() - t1
     scores = proxy.clone()
     exact = torch.zeros(L, H, dtype=torch.bool)
@@ -137,16 +135,46 @@ def _approximate_scores(
     return scores, exact, report
 
 
+def _checkpoint(
+    loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig, checkpoint_dir: str | os.PathLike | None,
+    dist: Dist,
+) -> LayerCheckpoint | None:
+    """The per-unit checkpoint, keyed by model, prompts and options; rank 0 owns (and may reset) its manifest.
+
+    With several processes, the ranks first check that they all work on the same thing.
+    """
+    arch = loaded.arch
+    key = {
+        "hsr": __version__,
+        "model": loaded.source,
+        "class": arch.class_name,
+        "shape": [arch.num_layers, arch.num_heads, arch.num_kv_heads, arch.head_dim],
+        "weights": _weight_digest(loaded),
+        "prompts": _prompt_digest(encoded),
+        "config": config.as_dict(),
+    }
+    if dist.active:
+        dist.check_same({k: v for k, v in key.items() if k != "model"}, "model weights, prompts or head-score options")
+    if checkpoint_dir is None:
+        return None
+    checkpoint = LayerCheckpoint(checkpoint_dir, key) if dist.is_main else None
+    dist.barrier()  # the manifest is checked (and stale files cleared) before any rank writes
+    return checkpoint or LayerCheckpoint(checkpoint_dir, key, manage=False)
+
+
 def score_heads(
     loaded: LoadedModel,
     samples: Sequence[Sample],
     config: HeadScoreConfig,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    dist: Dist = SINGLE,
 ) -> HeadScores:
     """Score every query head of ``loaded`` on harmful ``samples`` (prompts; responses are ignored).
 
-    With ``checkpoint_dir``, each finished layer is saved there and a rerun resumes from it.
+    With ``checkpoint_dir``, each finished unit (a layer's chunk of heads) is saved there and a
+    rerun resumes from it. With ``dist`` (several processes, see :mod:`hsr.distributed`) the exact
+    work is split across ranks and every rank returns the same result, identical to one process's.
     """
     config.validate()
     arch = loaded.arch
@@ -154,25 +182,13 @@ def score_heads(
     config.check_against(len(samples), L, H)
     loaded.model.eval()
     encoded = [encode(loaded.processor, s, include_response=False, max_length=config.max_length) for s in samples]
-    checkpoint = None
-    if checkpoint_dir is not None:
-        key = {
-            "hsr": __version__,
-            "model": loaded.source,
-            "class": arch.class_name,
-            "shape": [L, H, arch.num_kv_heads, arch.head_dim],
-            "weights": _weight_digest(loaded),
-            "prompts": _prompt_digest(encoded),
-            "config": config.as_dict(),
-        }
-        checkpoint = LayerCheckpoint(checkpoint_dir, key)
+    checkpoint = _checkpoint(loaded, encoded, config, checkpoint_dir, dist)
     N = len(encoded)
-    all_heads = {layer: list(range(H)) for layer in range(L)}
-    units = N * (1 + L) if config.engine != "approx" else N * 2 + N * L
-    units += config.sahara_steps * N * L
     extras: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    with tqdm(total=units, desc=f"heads[{config.score} {config.mode} {config.engine}]", disable=not progress, unit=" prompt-layer") as bar:
+    desc = f"heads[{config.score} {config.mode} {config.engine}]"
+    first = N * (2 if config.engine == "approx" else 1)  # the rest is added as each rank learns its share
+    with tqdm(total=first, desc=desc, disable=not (progress and dist.is_main), unit=" prompt-layer") as bar:
         t0 = time.perf_counter()
         engine = _engine(loaded, encoded, config, bar)
         engine.prepare()
@@ -181,16 +197,18 @@ def score_heads(
         exact = torch.ones(L, H, dtype=torch.bool)
         t0 = time.perf_counter()
         if config.engine == "approx":
-            scores, exact, extras["approx"] = _approximate_scores(engine, config, checkpoint, bar, timings)
+            scores, exact, extras["approx"] = _approximate_scores(engine, config, checkpoint, bar, timings, dist)
         else:
-            values = exact_scores(engine, all_heads, config.score, config.rank, checkpoint)
+            values = exact_scores(engine, {l: list(range(H)) for l in range(L)}, config.score, config.rank, checkpoint,
+                                  dist=dist, bar=bar)
             scores = torch.zeros(L, H, dtype=torch.float64)
             for (l, h), value in values.items():
                 scores[l, h] = value
         timings["scores_s"] = time.perf_counter() - t0
         if config.sahara_steps:
             t0 = time.perf_counter()
-            extras["sahara"] = sahara_search(engine, config.sahara_steps, config.rank, checkpoint, exact_scores)
+            scorer = functools.partial(exact_scores, dist=dist, bar=bar)
+            extras["sahara"] = sahara_search(engine, config.sahara_steps, config.rank, checkpoint, scorer)
             timings["sahara_s"] = time.perf_counter() - t0
     extras["timings"] = timings
     return HeadScores(

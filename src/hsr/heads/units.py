@@ -1,0 +1,137 @@
+"""Exact head scores as independent work units, so one process or several give the same bits.
+
+A work unit is one layer's chunk of at most ``batch_heads`` heads: exactly what the fast engine
+runs as one batched forward (one row per head). Units, not whole layers, are what processes
+share, for two reasons:
+
+* Bit-identity. Floating-point results depend on batch composition (a head's row computed in
+  a batch of 16 and in a batch of 3 may differ in the last bit), so each unit is always computed
+  alone: every engine call gets at most one unit per layer, in one process or in many. A head's
+  score therefore depends only on its unit, never on which process ran it or what else that
+  process ran.
+* Balance. In the fast engine a unit of layer ``l`` costs about ``(L - l) * heads`` layer-rows
+  (it runs layers ``l..L-1``), so whole layers differ in cost by a factor ``L``; units are spread
+  longest-first onto the least-loaded process (:func:`hsr.distributed.balance`), which also
+  splits a model with fewer layers than processes.
+
+Each finished unit is saved to the checkpoint under a name that does not depend on the process
+or on how many there are, so an interrupted run resumes with any number of processes. Rank 0
+decides what is already done (and reads it), the other ranks compute their share of the rest,
+and every rank ends with all scores (Sahara's greedy search needs them everywhere).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from ..distributed import SINGLE, Dist
+from .checkpoint import LayerCheckpoint
+from .engines import EngineBase, Head, HeadPlan, NaiveEngine
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Heads ``heads`` of ``layer``: chunk ``part`` of the ``parts`` chunks of that layer's plan."""
+
+    layer: int
+    part: int
+    parts: int
+    heads: tuple[int, ...]
+
+    def checkpoint_part(self) -> int | None:
+        """A whole layer keeps the one-file-per-layer checkpoint name."""
+        return None if self.parts == 1 else self.part
+
+
+def plan_units(plan: HeadPlan, batch_heads: int) -> list[Unit]:
+    """The units of ``plan``: each layer's heads cut into consecutive chunks of ``batch_heads``."""
+    units = []
+    for layer in sorted(plan):
+        heads = list(plan[layer])
+        chunks = [tuple(heads[s : s + batch_heads]) for s in range(0, len(heads), batch_heads)]
+        units.extend(Unit(layer, p, len(chunks), c) for p, c in enumerate(chunks))
+    return units
+
+
+def unit_cost(engine: EngineBase, unit: Unit) -> float:
+    """Layer-rows the unit costs: the naive engine runs every layer, the fast one layers ``l..L-1``."""
+    layers = engine.arch.num_layers if isinstance(engine, NaiveEngine) else engine.arch.num_layers - unit.layer
+    return float(layers * len(unit.heads))
+
+
+def engine_rounds(units: list[Unit]) -> Iterator[list[Unit]]:
+    """Groups of units for one engine call each, with at most one unit per layer (see module doc)."""
+    by_layer: dict[int, list[Unit]] = {}
+    for u in units:
+        by_layer.setdefault(u.layer, []).append(u)
+    for k in range(max((len(v) for v in by_layer.values()), default=0)):
+        yield [v[k] for _, v in sorted(by_layer.items()) if k < len(v)]
+
+
+def _unit_scores(engine: EngineBase, unit: Unit, data: dict[str, torch.Tensor], score: str, rank: int) -> dict[Head, float]:
+    from .score import layer_scores
+
+    values = layer_scores(engine, data, score, rank).tolist()
+    return {(unit.layer, h): v for h, v in zip(unit.heads, values)}
+
+
+def _cached(engine: EngineBase, units: list[Unit], score: str, rank: int, checkpoint: LayerCheckpoint | None,
+            tag: str) -> tuple[dict[Head, float], list[Unit]]:
+    """Scores of the units already in ``checkpoint`` and the units still to compute."""
+    done: dict[Head, float] = {}
+    todo = []
+    for u in units:
+        saved = checkpoint.load(tag, u.layer, u.checkpoint_part()) if checkpoint else None
+        if saved is not None and saved["heads"].tolist() == list(u.heads):
+            done.update(_unit_scores(engine, u, saved, score, rank))
+        else:
+            todo.append(u)
+    return done, todo
+
+
+def _save(checkpoint: LayerCheckpoint, tag: str, unit: Unit, data: dict[str, torch.Tensor]) -> None:
+    part = unit.checkpoint_part()
+    if part is None:
+        checkpoint.save(tag, unit.layer, data)
+    else:
+        checkpoint.save(tag, unit.layer, data, part=part)
+
+
+def compute_units(engine: EngineBase, units: list[Unit], score: str, rank: int, checkpoint: LayerCheckpoint | None,
+                  tag: str, fixed: Any = ()) -> dict[Head, float]:
+    """Run ``units`` (one engine call per round), saving each to ``checkpoint`` as it finishes."""
+    out: dict[Head, float] = {}
+    for group in engine_rounds(units):
+        by_layer = {u.layer: u for u in group}
+        for layer, data in engine.run({u.layer: list(u.heads) for u in group}, fixed=fixed):
+            unit = by_layer[layer]
+            data["heads"] = torch.tensor(unit.heads, dtype=torch.long)
+            if checkpoint:
+                _save(checkpoint, tag, unit, data)
+            out.update(_unit_scores(engine, unit, data, score, rank))
+    return out
+
+
+def sharded_exact_scores(engine: EngineBase, plan: HeadPlan, score: str, rank: int,
+                         checkpoint: LayerCheckpoint | None = None, tag: str = "main", fixed: Any = (),
+                         dist: Dist = SINGLE, bar: Any = None) -> dict[Head, float]:
+    """Exact scores of the planned heads, split over ``dist``'s processes; every rank gets them all.
+
+    ``bar`` (a tqdm bar, shown on rank 0 only) has its total raised by this rank's share.
+    """
+    units = plan_units(plan, max(1, int(engine.batch_heads)))
+    done, todo = (_cached(engine, units, score, rank, checkpoint, tag) if dist.is_main else ({}, []))
+    done, todo = dist.broadcast_object((done, todo))
+    mine = dist.shard(todo, cost=lambda u: unit_cost(engine, u))
+    if bar is not None:
+        n = engine.n_prompts
+        bar.total = (bar.total or 0) + n * (len(mine) + (len(units) - len(todo) if dist.is_main else 0))
+        bar.update(n * (len(units) - len(todo)) if dist.is_main else 0)
+        bar.refresh()
+    computed = compute_units(engine, mine, score, rank, checkpoint, tag, fixed)
+    for part in dist.all_gather_object(computed):
+        done.update(part)
+    return {(u.layer, h): done[u.layer, h] for u in units for h in u.heads}
