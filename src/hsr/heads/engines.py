@@ -14,7 +14,6 @@ distribution and/or the final normed hidden state of the last prompt token; the 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -22,10 +21,11 @@ import torch
 from torch import nn
 
 from ..architecture import final_norm, layer_hidden, lm_head, model_device
-from ..calibration import LayerInput, capture_layer0_inputs, run_layer
+from ..calibration import LayerInput, capture_layer0_inputs
 from ..data import Encoded
 from ..loading import LoadedModel
 from .ablation import gates_for, head_gates
+from .rows import PrefixKV, RowBatch, _pad_rows, common_prefix, group_prompts, prefix_kwargs, suffix_kwargs, unsafe_reason
 
 Head = tuple[int, int]
 #: ``{layer: [head, ...]}``: which heads to ablate one at a time.
@@ -72,6 +72,9 @@ class EngineBase:
     want_kl: bool = True
     want_hidden: bool = True
     batch_heads: int = 16
+    prefix_reuse: bool = True
+    max_batch_tokens: int = 0
+    keep_streams: bool = False
     progress: Callable[[int], None] = lambda n: None
     base_hidden: torch.Tensor | None = field(default=None, init=False)  # [N, d] float64
     base_logp: torch.Tensor | None = field(default=None, init=False)  # [N, V] float32
@@ -121,31 +124,143 @@ def _kl(base_logp: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return kl_divergence(base_logp.expand_as(other), other)
 
 
+@dataclass
+class Stream:
+    """The residual stream entering one layer: the shared prefix ``[1, P, d]`` (None when not reused)
+    and each prompt's own tokens ``[1, S_n, d]``."""
+
+    prefix: torch.Tensor | None
+    suffix: list[torch.Tensor]
+
+
 class FastEngine(EngineBase):
-    """Exact scores from cached per-layer residual streams and batched per-row head gates."""
+    """Exact scores from cached per-layer residual streams and batched per-row head gates.
+
+    With ``prefix_reuse`` the prompts' shared template prefix runs once per head batch and only each
+    prompt's suffix runs on top of its keys/values; with ``max_batch_tokens > 0`` several prompts'
+    suffixes share a forward (rows = heads x prompts). Both are used only where exact
+    (:func:`hsr.heads.rows.unsafe_reason`); ``reuse_note`` says why not otherwise.
+    """
 
     layer0: list[LayerInput]
+    prefix_len: int = 0
+    rows_ok: bool = False
+    reuse_note: str | None = None
+
+    def _layer_kwargs(self, i: int, x: LayerInput) -> dict[str, Any]:
+        """The kwargs decoder layer ``i`` gets for prompt ``x``: the one place that knows where they live."""
+        return x.kwargs
 
     @torch.no_grad()
     def prepare(self) -> None:
         """Run the embeddings / vision side once per prompt and compute the unablated outputs."""
-        model = self.loaded.model
-        self.layer0 = capture_layer0_inputs(model, self.arch, self.encoded)
-        base = [self.run_from(0, x, {}) for x in self.layer0]
+        self.layer0 = capture_layer0_inputs(self.loaded.model, self.arch, self.encoded)
+        self._setup_rows()
+        self.streams: dict[int, Stream] = {0: self._initial_stream()}
+        base = self._run_rows(0, self.streams[0], {}, 1)
         self.base_hidden = torch.cat([b.hidden for b in base])
         self.base_logp = torch.cat([b.logp for b in base]) if self.want_kl else None
 
-    def run_from(
-        self, start: int, x: LayerInput, gates: Mapping[int, torch.Tensor], rows: int = 1
-    ) -> LastPosition:
-        """Run layers ``start..L-1`` on ``x`` expanded to ``rows`` rows under ``gates``."""
-        arch = self.arch
-        hidden = x.hidden.expand(rows, *x.hidden.shape[1:]).contiguous()
-        kwargs = expand_batch(x.kwargs, rows)
-        with head_gates(arch, gates, self.mode):
-            for i in range(start, arch.num_layers):
-                hidden = layer_hidden(arch.layers[i](hidden, **kwargs))
-        return self._finish(final_norm(arch)(hidden[:, -1:, :])[:, 0, :])
+    def _setup_rows(self) -> None:
+        """Decide whether prefix reuse and prompt batching are exact here, and the prefix length."""
+        L = self.arch.num_layers
+        per_layer = [[self._layer_kwargs(i, x) for x in self.layer0] for i in range(L)]
+        self.reuse_note = unsafe_reason(self.loaded.model, [kw for layer in per_layer for kw in layer])
+        self.rows_ok = self.reuse_note is None
+        self.prefix_len = 0
+        if self.rows_ok and self.prefix_reuse:
+            self.prefix_len = min(common_prefix(self.layer0, kws) for kws in per_layer)
+        self.lengths = [x.hidden.shape[1] - self.prefix_len for x in self.layer0]
+        self._group_cache: dict[int, list[list[int]]] = {}
+
+    def _initial_stream(self) -> Stream:
+        P = self.prefix_len
+        prefix = self.layer0[0].hidden[:, :P] if P else None
+        return Stream(prefix, [x.hidden[:, P:] for x in self.layer0])
+
+    def _groups(self, heads: int) -> list[list[int]]:
+        if heads not in self._group_cache:
+            budget = self.max_batch_tokens if self.rows_ok else 0
+            self._group_cache[heads] = group_prompts(self.lengths, heads, budget)
+        return self._group_cache[heads]
+
+    def _forward(self, start: int, stop: int, hidden: torch.Tensor, kwargs_of: Callable[[int], dict], gates: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """Layers ``start..stop-1`` on ``hidden`` under ``gates``."""
+        with head_gates(self.arch, gates, self.mode):
+            for i in range(start, stop):
+                hidden = layer_hidden(self.arch.layers[i](hidden, **kwargs_of(i)))
+        return hidden
+
+    def _suffix_kwargs(self, batch: RowBatch, cache: PrefixKV | None) -> Callable[[int], dict]:
+        """Layer kwargs for a suffix batch; the captured ones themselves on the fallback path."""
+        if not self.rows_ok:
+            assert len(batch.prompts) == 1 and self.prefix_len == 0
+            x = self.layer0[batch.prompts[0]]
+            return lambda i: expand_batch(self._layer_kwargs(i, x), batch.rows)
+        dtype = self.layer0[0].hidden.dtype
+        memo: dict[tuple[int, ...], dict] = {}
+
+        def kwargs_of(i: int) -> dict:
+            per = [self._layer_kwargs(i, self.layer0[n]) for n in batch.prompts]
+            key = tuple(id(kw) for kw in per)
+            if key not in memo:
+                memo[key] = suffix_kwargs(lambda n: per[batch.prompts.index(n)], batch, self.prefix_len, cache, dtype)
+            return memo[key]
+
+        return kwargs_of
+
+    def _prefix_pass(self, start: int, stop: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int) -> tuple[torch.Tensor, PrefixKV]:
+        """Run the shared prefix on ``rows`` rows, recording its keys/values for the suffixes."""
+        cache = PrefixKV()
+        x0, P, dtype = self.layer0[0], self.prefix_len, self.layer0[0].hidden.dtype
+        memo: dict[int, dict] = {}
+
+        def kwargs_of(i: int) -> dict:
+            kw = self._layer_kwargs(i, x0)
+            if id(kw) not in memo:
+                memo[id(kw)] = prefix_kwargs(kw, P, rows, cache, dtype)
+            return memo[id(kw)]
+
+        hidden = stream.prefix.expand(rows, *stream.prefix.shape[1:]).contiguous()
+        return self._forward(start, stop, hidden, kwargs_of, gates), cache
+
+    def _suffix_passes(
+        self, start: int, stop: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int, cache: PrefixKV | None
+    ) -> Iterator[tuple[RowBatch, torch.Tensor]]:
+        """Each prompt group's suffix rows (prompt-major, ``rows`` per prompt) after layers ``start..stop-1``."""
+        for group in self._groups(rows):
+            batch = RowBatch(group, [self.lengths[n] for n in group], rows)
+            parts = [stream.suffix[n] for n in group]
+            hidden = parts[0].expand(rows, *parts[0].shape[1:]) if len(group) == 1 else _pad_rows(parts, batch.width, rows)
+            tiled = {k: v.repeat(len(group), 1) if v.dim() == 2 else v for k, v in gates.items()}
+            kv = cache.replay(len(group)) if cache is not None else None
+            yield batch, self._forward(start, stop, hidden.contiguous(), self._suffix_kwargs(batch, kv), tiled)
+
+    def _run_rows(self, start: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int) -> list[LastPosition]:
+        """Run layers ``start..L-1`` on every prompt with ``rows`` rows each; per-prompt last positions."""
+        L = self.arch.num_layers
+        cache = self._prefix_pass(start, L, stream, gates, rows)[1] if stream.prefix is not None else None
+        outs: list[LastPosition | None] = [None] * self.n_prompts
+        for batch, hidden in self._suffix_passes(start, L, stream, gates, rows, cache):
+            ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(rows) - 1
+            last = hidden[torch.arange(batch.rows, device=hidden.device), ends]
+            res = self._finish(final_norm(self.arch)(last[:, None, :])[:, 0, :])
+            for j, n in enumerate(batch.prompts):
+                sl = slice(j * rows, (j + 1) * rows)
+                outs[n] = LastPosition(res.hidden[sl], None if res.logp is None else res.logp[sl])
+        return outs  # type: ignore[return-value]
+
+    def _advance(self, layer: int, stream: Stream, gate: torch.Tensor | None) -> Stream:
+        """The stream entering ``layer + 1`` (``gate``: the fixed ablation of ``layer``, if any)."""
+        gates = {layer: gate} if gate is not None else {}
+        prefix, cache = None, None
+        if stream.prefix is not None:
+            prefix, cache = self._prefix_pass(layer, layer + 1, stream, gates, 1)
+        suffix: list[torch.Tensor] = [stream.suffix[0]] * self.n_prompts
+        for batch, hidden in self._suffix_passes(layer, layer + 1, stream, gates, 1, cache):
+            for j, n in enumerate(batch.prompts):
+                suffix[n] = hidden[j : j + 1, : batch.lengths[j]]
+        return Stream(prefix, suffix)
 
     def _layer_gates(self, layer: int, heads: Sequence[int], fixed: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         H = self.arch.num_heads
@@ -157,32 +272,36 @@ class FastEngine(EngineBase):
         gates[layer] = row.to(model_device(self.loaded.model))
         return gates
 
+    def stream_at(self, layer: int, fixed_gates: Mapping[int, torch.Tensor]) -> tuple[int, Stream]:
+        """The nearest kept stream at or below ``layer`` (only unablated streams are kept)."""
+        if fixed_gates:
+            return 0, self.streams[0]
+        below = max(k for k in self.streams if k <= layer)
+        return below, self.streams[below]
+
     @torch.no_grad()
     def run(self, plan: HeadPlan, fixed: Sequence[Head] = ()) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         """Yield ``(layer, outputs)`` for each planned layer, ablating ``fixed`` heads throughout."""
-        arch = self.arch
-        fixed_gates = gates_for(arch, fixed, self.eps)
+        fixed_gates = gates_for(self.arch, fixed, self.eps)
         wanted = sorted(layer for layer, heads in plan.items() if len(heads))
         if not wanted:
             return
-        inputs = self.layer0
-        for layer in range(wanted[-1] + 1):
+        first, stream = self.stream_at(wanted[0], fixed_gates)
+        for layer in range(first, wanted[-1] + 1):
             if layer in plan and len(plan[layer]):
                 heads = list(plan[layer])
-                outs: list[list[LastPosition]] = []
-                for x in inputs:
-                    chunks = []
-                    for s in range(0, len(heads), self.batch_heads):
-                        chunk = heads[s : s + self.batch_heads]
-                        gates = self._layer_gates(layer, chunk, fixed_gates)
-                        chunks.append(self.run_from(layer, x, gates, rows=len(chunk)))
-                    outs.append(chunks)
-                    self.progress(1)
+                outs: list[list[LastPosition]] = [[] for _ in range(self.n_prompts)]
+                for s in range(0, len(heads), self.batch_heads):
+                    chunk = heads[s : s + self.batch_heads]
+                    res = self._run_rows(layer, stream, self._layer_gates(layer, chunk, fixed_gates), len(chunk))
+                    for n, r in enumerate(res):
+                        outs[n].append(r)
+                self.progress(self.n_prompts)
                 yield layer, self._record(outs, len(heads))
             if layer < wanted[-1]:
-                ctx = head_gates(arch, {layer: fixed_gates[layer]}, self.mode) if layer in fixed_gates else contextlib.nullcontext()
-                with ctx:
-                    inputs = run_layer(arch.layers[layer], inputs)
+                stream = self._advance(layer, stream, fixed_gates.get(layer))
+                if self.keep_streams and not fixed_gates:
+                    self.streams[layer + 1] = stream
 
 
 class NaiveEngine(EngineBase):
