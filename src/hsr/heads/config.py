@@ -6,12 +6,18 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
 from ..data import DEFAULT_MAX_LENGTH
 from ..errors import ConfigError
 from .ablation import MODES, default_eps
 
 SCORES: tuple[str, ...] = ("ships", "gships")
 ENGINES: tuple[str, ...] = ("fast", "naive", "approx")
+#: Tokens per batched forward when ``max_batch_tokens`` is None, per device type. CPU: measured with
+#: ``benchmarks/heads.py`` on SmolLM2-135M (2 cores: 1k-4k all ~1.5x faster than one prompt per
+#: forward). GPU: larger forwards only keep the device busier; not yet measured on a GPU.
+DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 2048, "cuda": 32768}
 
 
 @dataclass
@@ -24,6 +30,17 @@ class HeadScoreConfig:
     the approximate engine rescores exactly. ``approx_tokens``/``approx_probes``: rows of the
     Fisher estimate in the approximate Ships proxy; ``approx_directions``: right singular directions
     probed by the approximate generalized-Ships proxy (see :mod:`hsr.heads.approx`).
+
+    Exact speed-ups of the fast engine (scores unchanged; each falls back by itself where it would
+    not be exact): ``prefix_reuse`` runs the prompts' shared template prefix once per head batch;
+    ``max_batch_tokens`` sizes forwards that batch several prompts with the heads (rows x padded
+    suffix tokens; 0 = one prompt per forward; None = the measured best for the device, see
+    :data:`DEFAULT_BATCH_TOKENS`).
+
+    Approximate engine: candidates are rescored exactly in the order of the estimate, in rounds;
+    with ``approx_adaptive`` it stops once the exact top ``approx_top_h`` set can no longer change
+    given the estimate's error (the largest exact/estimate ratio seen on rescored heads, times
+    ``approx_margin``), and never rescores more than ``approx_top_k``.
     """
 
     score: str = "ships"
@@ -38,7 +55,18 @@ class HeadScoreConfig:
     approx_tokens: int = 2
     approx_probes: int = 1
     approx_directions: int = 4
+    approx_top_h: int = 10
+    approx_adaptive: bool = True
+    approx_margin: float = 1.5
+    prefix_reuse: bool = True
+    max_batch_tokens: int | None = None
     seed: int = 0
+
+    def batch_tokens_for(self, device: torch.device) -> int:
+        """``max_batch_tokens``, or the measured best for ``device``'s type when None."""
+        if self.max_batch_tokens is not None:
+            return int(self.max_batch_tokens)
+        return DEFAULT_BATCH_TOKENS.get(device.type, DEFAULT_BATCH_TOKENS["cpu"])
 
     @property
     def effective_eps(self) -> float:
@@ -53,12 +81,16 @@ class HeadScoreConfig:
             raise ConfigError(f"Unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}.")
         if self.eps is not None and (not math.isfinite(float(self.eps)) or float(self.eps) < 0 or float(self.eps) > 1):
             raise ConfigError(f"eps must be in [0, 1] (the factor an ablated head is scaled by), got {self.eps}.")
-        for name in ("rank", "batch_heads", "max_length", "approx_top_k", "approx_tokens", "approx_directions"):
+        for name in ("rank", "batch_heads", "max_length", "approx_top_k", "approx_tokens", "approx_directions", "approx_top_h"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         for name in ("sahara_steps", "approx_probes"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}.")
+        if self.max_batch_tokens is not None and int(self.max_batch_tokens) < 0:
+            raise ConfigError(f"max_batch_tokens must be 0 (one prompt per forward) or more, got {self.max_batch_tokens}.")
+        if not math.isfinite(float(self.approx_margin)) or float(self.approx_margin) < 1:
+            raise ConfigError(f"approx_margin must be at least 1 (a factor on the measured error bound), got {self.approx_margin}.")
 
     def check_against(self, n_prompts: int, num_layers: int, num_heads: int) -> None:
         """Checks that need the data and the model."""

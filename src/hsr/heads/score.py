@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..architecture import model_device
 from ..data import Encoded, Sample, encode
 from ..loading import LoadedModel
 from .approx import gships_proxy, ships_proxy
@@ -96,6 +97,9 @@ def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig
         want_kl=config.score == "ships",
         want_hidden=config.score == "gships" or config.sahara_steps > 0,
         batch_heads=config.batch_heads,
+        prefix_reuse=config.prefix_reuse,
+        max_batch_tokens=config.batch_tokens_for(model_device(loaded.model)),
+        keep_streams=config.engine == "approx",
         progress=bar.update,
     )
 
