@@ -29,7 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rank", type=int, default=1, help="subspace rank r for gships and Sahara (default 1)")
     p.add_argument("--sahara-steps", type=int, default=0, help="greedy Sahara group-search steps (default 0: off)")
     p.add_argument("--batch-heads", type=int, default=16, help="ablated heads per batched forward (fast engine)")
-    p.add_argument("--approx-top-k", type=int, default=40, help="candidates rescored exactly by the approx engine")
+    p.add_argument("--approx-top-k", type=int, default=40, help="most candidates the approx engine rescores exactly")
+    p.add_argument("--approx-top-h", type=int, default=10, help="approx engine: rescore until the exact top-h set is settled")
+    p.add_argument("--approx-margin", type=float, default=1.5, help="approx engine: factor (>= 1) on the estimate's "
+                   "measured error bound before rescoring stops")
+    p.add_argument("--no-approx-adaptive", dest="approx_adaptive", action="store_false",
+                   help="approx engine: always rescore --approx-top-k candidates")
+    p.add_argument("--no-prefix-reuse", dest="prefix_reuse", action="store_false",
+                   help="fast engine: run every prompt's shared template prefix again for each prompt")
+    p.add_argument("--max-batch-tokens", type=int, default=None, help="fast engine: tokens per forward batching "
+                   "prompts with heads (0: one prompt per forward; default: the measured best for the device)")
     p.add_argument("--checkpoint-dir", default=None,
                    help="where per-layer partial results go (default: a hidden folder next to --out); "
                    "rerunning the same command resumes from it")
@@ -50,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
         batch_heads=args.batch_heads,
         max_length=args.max_length,
         approx_top_k=args.approx_top_k,
+        approx_top_h=args.approx_top_h,
+        approx_margin=args.approx_margin,
+        approx_adaptive=args.approx_adaptive,
+        prefix_reuse=args.prefix_reuse,
+        max_batch_tokens=args.max_batch_tokens,
         seed=args.seed,
     )
     config.validate()

@@ -14,6 +14,7 @@ from .ablation import MODES, default_eps
 
 SCORES: tuple[str, ...] = ("ships", "gships")
 ENGINES: tuple[str, ...] = ("fast", "naive", "approx")
+FISHER: tuple[str, ...] = ("hidden", "tokens")
 #: Tokens per batched forward when ``max_batch_tokens`` is None, per device type. CPU: measured with
 #: ``benchmarks/heads.py`` on SmolLM2-135M (2 cores: 1k-4k all ~1.5x faster than one prompt per
 #: forward). GPU: larger forwards only keep the device busier; not yet measured on a GPU.
@@ -30,6 +31,9 @@ class HeadScoreConfig:
     the approximate engine rescores exactly. ``approx_tokens``/``approx_probes``: rows of the
     Fisher estimate in the approximate Ships proxy; ``approx_directions``: right singular directions
     probed by the approximate generalized-Ships proxy (see :mod:`hsr.heads.approx`).
+    ``approx_fisher``: how the Ships proxy estimates the Fisher information: ``hidden`` (default:
+    its top ``approx_fisher_rank`` eigen-directions in hidden-state space, deterministic) or
+    ``tokens`` (``approx_tokens`` exact token rows plus ``approx_probes`` random tail probes).
 
     Exact speed-ups of the fast engine (scores unchanged; each falls back by itself where it would
     not be exact): ``prefix_reuse`` runs the prompts' shared template prefix once per head batch;
@@ -55,6 +59,8 @@ class HeadScoreConfig:
     approx_tokens: int = 2
     approx_probes: int = 1
     approx_directions: int = 4
+    approx_fisher: str = "hidden"
+    approx_fisher_rank: int = 4
     approx_top_h: int = 10
     approx_adaptive: bool = True
     approx_margin: float = 1.5
@@ -81,7 +87,14 @@ class HeadScoreConfig:
             raise ConfigError(f"Unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}.")
         if self.eps is not None and (not math.isfinite(float(self.eps)) or float(self.eps) < 0 or float(self.eps) > 1):
             raise ConfigError(f"eps must be in [0, 1] (the factor an ablated head is scaled by), got {self.eps}.")
-        for name in ("rank", "batch_heads", "max_length", "approx_top_k", "approx_tokens", "approx_directions", "approx_top_h"):
+        if self.approx_fisher not in FISHER:
+            raise ConfigError(f"Unknown approx_fisher {self.approx_fisher!r}; choose one of {', '.join(FISHER)}.")
+        for name in ("approx_top_h", "max_batch_tokens"):
+            value = getattr(self, name)
+            if (value is not None or name != "max_batch_tokens") and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{name} must be an integer, got {value!r}.")
+        for name in ("rank", "batch_heads", "max_length", "approx_top_k", "approx_tokens", "approx_directions", "approx_top_h",
+                     "approx_fisher_rank"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         for name in ("sahara_steps", "approx_probes"):

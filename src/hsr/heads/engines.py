@@ -191,10 +191,12 @@ class FastEngine(EngineBase):
                 hidden = layer_hidden(self.arch.layers[i](hidden, **kwargs_of(i)))
         return hidden
 
-    def _suffix_kwargs(self, batch: RowBatch, cache: PrefixKV | None) -> Callable[[int], dict]:
-        """Layer kwargs for a suffix batch; the captured ones themselves on the fallback path."""
+    def _suffix_kwargs(self, batch: RowBatch, cache: PrefixKV | None, prefix_len: int | None = None) -> Callable[[int], dict]:
+        """Layer kwargs for a suffix batch (tokens from ``prefix_len``, default the engine's prefix length);
+        the captured ones themselves on the fallback path."""
+        P = self.prefix_len if prefix_len is None else prefix_len
         if not self.rows_ok:
-            assert len(batch.prompts) == 1 and self.prefix_len == 0
+            assert len(batch.prompts) == 1 and P == 0
             x = self.layer0[batch.prompts[0]]
             return lambda i: expand_batch(self._layer_kwargs(i, x), batch.rows)
         dtype = self.layer0[0].hidden.dtype
@@ -204,7 +206,7 @@ class FastEngine(EngineBase):
             per = [self._layer_kwargs(i, self.layer0[n]) for n in batch.prompts]
             key = tuple(id(kw) for kw in per)
             if key not in memo:
-                memo[key] = suffix_kwargs(lambda n: per[batch.prompts.index(n)], batch, self.prefix_len, cache, dtype)
+                memo[key] = suffix_kwargs(lambda n: per[batch.prompts.index(n)], batch, P, cache, dtype)
             return memo[key]
 
         return kwargs_of

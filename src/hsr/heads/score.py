@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import time
 from typing import Any, Sequence
@@ -15,7 +16,7 @@ from .. import __version__
 from ..architecture import model_device
 from ..data import Encoded, Sample, encode
 from ..loading import LoadedModel
-from .approx import gships_proxy, ships_proxy
+from .approx import gships_proxy, ships_proxy, ships_proxy_hidden
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
 from .engines import EngineBase, FastEngine, Head, HeadPlan, NaiveEngine
@@ -104,40 +105,72 @@ def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig
     )
 
 
+def _can_stop(exact: dict[Head, float], proxy: torch.Tensor, rest: Sequence[Head], top_h: int, margin: float) -> tuple[bool, float]:
+    """Whether the exact top-``top_h`` set is settled: every unrescored head's bound (its estimate times
+    the largest exact/estimate ratio measured on the rescored heads, times ``margin``) is below the
+    ``top_h``-th exact score. Returns (settled, that ratio)."""
+    ratios = [v / float(proxy[c]) for c, v in exact.items() if float(proxy[c]) > 0]
+    ratio = max(ratios, default=math.inf) * margin
+    if len(exact) < top_h or any(float(proxy[c]) <= 0 for c in exact):
+        return not rest, ratio
+    if not rest:
+        return True, ratio
+    kth = sorted(exact.values(), reverse=True)[top_h - 1]
+    return kth > max(float(proxy[c]) for c in rest) * ratio, ratio
+
+
+def _rescore(engine: EngineBase, proxy: torch.Tensor, config: HeadScoreConfig, checkpoint: LayerCheckpoint | None) -> tuple[dict[Head, float], dict[str, Any]]:
+    """Exact scores of heads in the estimate's order, in rounds, until the top-h set is settled
+    (``approx_adaptive``) or ``approx_top_k`` heads are rescored."""
+    L, H = engine.arch.num_layers, engine.arch.num_heads
+    order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))
+    cap = min(config.approx_top_k, L * H)
+    top_h = min(config.approx_top_h, cap)
+    step = cap if not config.approx_adaptive else max(2, (top_h + 1) // 2)
+    done: dict[Head, float] = {}
+    settled, ratio, start = False, math.inf, 0
+    while start < cap and not settled:
+        size = top_h if start == 0 and config.approx_adaptive else step
+        chunk = order[start : min(start + size, cap)]
+        plan: dict[int, list[int]] = {}
+        for l, h in sorted(chunk):
+            plan.setdefault(l, []).append(h)
+        done.update(exact_scores(engine, plan, config.score, config.rank, checkpoint, tag=f"rescore{start}"))
+        start += len(chunk)
+        settled, ratio = _can_stop(done, proxy, order[start:], top_h, config.approx_margin)
+        settled = settled and config.approx_adaptive
+    report = {"rescored": [[l, h] for l, h in order[:start]], "top_h": top_h, "settled": bool(settled),
+              "error_ratio": ratio if math.isfinite(ratio) else None, "cap": cap}
+    return done, report
+
+
 def _approximate_scores(
     engine: Any, config: HeadScoreConfig, checkpoint: LayerCheckpoint | None, bar: Any, timings: dict[str, float]
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """One-backward proxy for every head, then exact rescoring of the ``approx_top_k`` best by the proxy.
+    """One-backward proxy for every head, then exact rescoring in the proxy's order (see :func:`_rescore`).
 
     Returns (scores, exact mask, report): rescored heads carry exact scores, the rest their proxy.
     """
     L, H = engine.arch.num_layers, engine.arch.num_heads
     t0 = time.perf_counter()
-    if config.score == "ships":
+    if config.score == "ships" and config.approx_fisher == "hidden":
+        proxy = ships_proxy_hidden(engine, config.approx_fisher_rank)
+    elif config.score == "ships":
         proxy = ships_proxy(engine, config.approx_tokens, config.approx_probes, seed=config.seed)
     else:
         proxy = gships_proxy(engine, config.rank, config.approx_directions)
     timings["gradient_s"] = time.perf_counter() - t0
-    k = min(config.approx_top_k, L * H)
-    chosen = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))[:k]
-    plan: dict[int, list[int]] = {}
-    for l, h in sorted(chosen):
-        plan.setdefault(l, []).append(h)
     t1 = time.perf_counter()
-    rescored = exact_scores(engine, plan, config.score, config.rank, checkpoint, tag="rescore")
-    bar.update(len(engine.encoded) * (L - len(plan)))
+    rescored, report = _rescore(engine, proxy, config, checkpoint)
+    bar.update(max(0, bar.total - bar.n) if bar.total else 0)
     timings["rescore_s"] = time.perf_counter() - t1
     scores = proxy.clone()
     exact = torch.zeros(L, H, dtype=torch.bool)
     for (l, h), value in rescored.items():
         scores[l, h] = value
         exact[l, h] = True
-    report = {
-        "proxy": "fisher" if config.score == "ships" else "first-order-subspace",
-        "top_k": k,
-        "rescored": [[l, h] for l, h in chosen],
-        "proxy_scores": proxy.tolist(),
-    }
+    report.update({"proxy": f"fisher-{config.approx_fisher}" if config.score == "ships" else "first-order-subspace",
+                   "top_k": len(rescored), "proxy_scores": proxy.tolist()})
     return scores, exact, report
 
 
