@@ -9,7 +9,9 @@ distribution and/or the final normed hidden state of the last prompt token; the 
   are captured once), the residual stream entering layer ``l`` is cached so that heads of layer
   ``l`` only run layers ``l..L-1``, and many heads share one batched forward (one batch row per
   head, each row with its own head gate). Only the last position goes through the norm and
-  ``lm_head``.
+  ``lm_head``. Where exact (:mod:`hsr.heads.rows`), the prompts' shared template prefix runs once
+  per head batch and each prompt's own suffix runs on its keys/values, and several prompts'
+  suffixes share one forward (rows = heads x prompts, sized by ``max_batch_tokens``).
 """
 
 from __future__ import annotations
