@@ -153,9 +153,14 @@ def main() -> None:
             from hsr.testing.tiny import build_tiny_model
 
             model, proc = build_tiny_model("llava")
+            with torch.no_grad():  # sharper attention and outputs, so ablations matter (as in the tests)
+                for layer in model.model.language_model.layers:
+                    layer.self_attn.q_proj.weight.mul_(4.0)
+                    layer.self_attn.o_proj.weight.mul_(4.0)
+                model.lm_head.weight.mul_(4.0)
             loaded = LoadedModel(model, proc, describe(model), "tiny-llava")
             samples = _samples(args.prompts, args.data, True, tmp)
-            bench("tiny LLaVA (random weights, images on half the prompts)", loaded, samples,
+            bench("tiny LLaVA (random weights, sharpened x4; images on half the prompts)", loaded, samples,
                   argparse.Namespace(**{**vars(args), "naive_layers": 0, "top_h": 2}), top_k=4, k=2)
         if not args.skip_smollm:
             from hsr.loading import load_model

@@ -368,7 +368,7 @@ def test_eager_attention_reuses_with_its_own_mask_format(tmp_path):
 
 
 def test_adaptive_rescoring_follows_the_estimate_and_its_stopping_rule(tmp_path):
-    from hsr.heads.score import _can_stop
+    from hsr.heads.score import _expected_misses
 
     loaded = _sharpened("llama")
     samples = _samples(tmp_path)
@@ -383,11 +383,12 @@ def test_adaptive_rescoring_follows_the_estimate_and_its_stopping_rule(tmp_path)
     assert [c for c in order if approx.exact[c]] == rescored
     torch.testing.assert_close(approx.scores[approx.exact], exact.scores[approx.exact], rtol=0, atol=1e-6)
     done = {c: float(approx.scores[c]) for c in rescored}
-    assert report["settled"] == _can_stop(done, proxy, order[len(rescored):], 2, 1.5)[0]
+    misses = _expected_misses(done, proxy, order[len(rescored):], 2)
+    assert report["settled"] == (misses <= 0.5)
     if report["settled"]:
         assert len(rescored) < L * H
     # an error bound that never settles rescoring everything: the top-h set is then exact
-    careful = _score(loaded, samples, score="ships", engine="approx", approx_top_k=L * H, approx_top_h=2, approx_margin=1e9)
+    careful = _score(loaded, samples, score="ships", engine="approx", approx_top_k=L * H, approx_top_h=2, approx_tolerance=0.0)
     assert int(careful.exact.sum()) == L * H
     assert set(careful.ranking()[:2]) == set(exact.ranking()[:2])
     fixed = _score(loaded, samples, score="ships", engine="approx", approx_top_k=5, approx_adaptive=False)
@@ -395,15 +396,21 @@ def test_adaptive_rescoring_follows_the_estimate_and_its_stopping_rule(tmp_path)
 
 
 def test_stopping_rule():
-    from hsr.heads.score import _can_stop
+    """Expected misses: an unrescored head's chance to beat the h-th exact score, under the error of the
+    estimate measured on the rescored heads (log-normal exact/estimate ratio; at least 5 of them)."""
+    from hsr.heads.score import _expected_misses
 
-    proxy = torch.tensor([[4.0, 3.0, 1.0, 0.5]])
-    # ratio exact/estimate measured on rescored heads: at most 1.25; next estimate 1.0 -> bound 1.25 * margin
-    exact = {(0, 0): 5.0, (0, 1): 3.0}
-    assert _can_stop(exact, proxy, [(0, 2), (0, 3)], 2, 1.0) == (True, 1.25)
-    assert _can_stop(exact, proxy, [(0, 2), (0, 3)], 2, 3.0)[0] is False  # 3.0 < 1.0 * 1.25 * 3
-    assert _can_stop({(0, 0): 5.0}, proxy, [(0, 1)], 2, 1.0)[0] is False  # fewer than top_h rescored
-    assert _can_stop(exact, proxy, [], 2, 1.0)[0] is True
+    proxy = torch.tensor([[4.0, 3.0, 2.5, 2.2, 2.0, 1.0, 0.01]])
+    est = [(0, i) for i in range(5)]
+    good = {c: float(proxy[c]) * f for c, f in zip(est, (1.1, 0.9, 1.05, 0.95, 1.0))}
+    assert _expected_misses(good, proxy, [(0, 6)], 2) < 1e-6  # far below the 2nd exact score
+    near = _expected_misses(good, proxy, [(0, 5)], 2)  # estimate 1.0 vs 2nd exact score 2.7
+    assert 0 <= near < 1e-3
+    poor = {c: float(proxy[c]) * f for c, f in zip(est, (3.0, 0.3, 1.0, 2.5, 0.4))}
+    assert _expected_misses(poor, proxy, [(0, 5)], 2) > 0.02 > near
+    assert _expected_misses(poor, proxy, [(0, 5), (0, 6)], 2) > _expected_misses(poor, proxy, [(0, 5)], 2)
+    assert _expected_misses(dict(list(good.items())[:4]), proxy, [(0, 5)], 2) == float("inf")  # too few rescored
+    assert _expected_misses(good, proxy, [], 2) == 0.0
 
 
 def test_hidden_fisher_proxy_equals_the_token_fisher_at_full_rank(tmp_path):

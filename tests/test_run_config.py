@@ -103,7 +103,7 @@ def test_yaml_values_keep_the_meaning_a_user_writes(tmp_path):
         ("heads.mode=half", "mode"),
         ("heads.max_batch_tokens=-1", "max_batch_tokens must be 0"),
         ("heads.max_batch_tokens=lots", "max_batch_tokens must be an integer"),
-        ("heads.approx_margin=0.5", "approx_margin must be at least 1"),
+        ("heads.approx_tolerance=-1", "approx_tolerance must be 0 or more"),
         ('heads.prefix_reuse="no"', "heads.prefix_reuse' must be true or false"),
         ("heads.approx_top_h=0", "approx_top_h must be at least 1"),
         ("realign.budget=-1", "budget"),

@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-heads", type=int, default=16, help="ablated heads per batched forward (fast engine)")
     p.add_argument("--approx-top-k", type=int, default=40, help="most candidates the approx engine rescores exactly")
     p.add_argument("--approx-top-h", type=int, default=10, help="approx engine: rescore until the exact top-h set is settled")
-    p.add_argument("--approx-margin", type=float, default=1.5, help="approx engine: factor (>= 1) on the estimate's "
-                   "measured error bound before rescoring stops")
+    p.add_argument("--approx-tolerance", type=float, default=0.5, help="approx engine: stop rescoring once the "
+                   "expected number of top-h heads still missed (error model fitted on rescored heads) is at most this")
     p.add_argument("--no-approx-adaptive", dest="approx_adaptive", action="store_false",
                    help="approx engine: always rescore --approx-top-k candidates")
     p.add_argument("--no-prefix-reuse", dest="prefix_reuse", action="store_false",
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         approx_top_k=args.approx_top_k,
         approx_top_h=args.approx_top_h,
-        approx_margin=args.approx_margin,
+        approx_tolerance=args.approx_tolerance,
         approx_adaptive=args.approx_adaptive,
         prefix_reuse=args.prefix_reuse,
         max_batch_tokens=args.max_batch_tokens,

@@ -42,9 +42,10 @@ class HeadScoreConfig:
     :data:`DEFAULT_BATCH_TOKENS`).
 
     Approximate engine: candidates are rescored exactly in the order of the estimate, in rounds;
-    with ``approx_adaptive`` it stops once the exact top ``approx_top_h`` set can no longer change
-    given the estimate's error (the largest exact/estimate ratio seen on rescored heads, times
-    ``approx_margin``), and never rescores more than ``approx_top_k``.
+    with ``approx_adaptive`` it stops once the exact top ``approx_top_h`` set is settled: the
+    expected number of unrescored heads that would still enter it, under the estimate's error
+    measured on the rescored heads (a log-normal fit of exact/estimate), is at most
+    ``approx_tolerance``. It never rescores more than ``approx_top_k``.
     """
 
     score: str = "ships"
@@ -60,10 +61,10 @@ class HeadScoreConfig:
     approx_probes: int = 1
     approx_directions: int = 4
     approx_fisher: str = "hidden"
-    approx_fisher_rank: int = 4
+    approx_fisher_rank: int = 2
     approx_top_h: int = 10
     approx_adaptive: bool = True
-    approx_margin: float = 1.5
+    approx_tolerance: float = 0.5
     prefix_reuse: bool = True
     max_batch_tokens: int | None = None
     seed: int = 0
@@ -102,8 +103,8 @@ class HeadScoreConfig:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}.")
         if self.max_batch_tokens is not None and int(self.max_batch_tokens) < 0:
             raise ConfigError(f"max_batch_tokens must be 0 (one prompt per forward) or more, got {self.max_batch_tokens}.")
-        if not math.isfinite(float(self.approx_margin)) or float(self.approx_margin) < 1:
-            raise ConfigError(f"approx_margin must be at least 1 (a factor on the measured error bound), got {self.approx_margin}.")
+        if not math.isfinite(float(self.approx_tolerance)) or float(self.approx_tolerance) < 0:
+            raise ConfigError(f"approx_tolerance must be 0 or more (expected top-h heads missed), got {self.approx_tolerance}.")
 
     def check_against(self, n_prompts: int, num_layers: int, num_heads: int) -> None:
         """Checks that need the data and the model."""

@@ -105,30 +105,36 @@ def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig
     )
 
 
-def _can_stop(exact: dict[Head, float], proxy: torch.Tensor, rest: Sequence[Head], top_h: int, margin: float) -> tuple[bool, float]:
-    """Whether the exact top-``top_h`` set is settled: every unrescored head's bound (its estimate times
-    the largest exact/estimate ratio measured on the rescored heads, times ``margin``) is below the
-    ``top_h``-th exact score. Returns (settled, that ratio)."""
-    ratios = [v / float(proxy[c]) for c, v in exact.items() if float(proxy[c]) > 0]
-    ratio = max(ratios, default=math.inf) * margin
-    if len(exact) < top_h or any(float(proxy[c]) <= 0 for c in exact):
-        return not rest, ratio
+def _expected_misses(exact: dict[Head, float], proxy: torch.Tensor, rest: Sequence[Head], top_h: int) -> float:
+    """Expected number of unrescored heads whose exact score beats the ``top_h``-th exact score so far.
+
+    The estimate's error is measured on the rescored heads: ``log(exact / estimate)`` is fitted by a
+    normal distribution, and each unrescored head's chance to exceed that score follows from its
+    estimate. Infinite while fewer than ``top_h`` (or 5) heads (or a non-positive estimate) were rescored.
+    """
     if not rest:
-        return True, ratio
-    kth = sorted(exact.values(), reverse=True)[top_h - 1]
-    return kth > max(float(proxy[c]) for c in rest) * ratio, ratio
+        return 0.0
+    pairs = [(v, float(proxy[c])) for c, v in exact.items()]
+    if len(pairs) < max(top_h, 5) or any(p <= 0 or v <= 0 for v, p in pairs):
+        return math.inf
+    kth = sorted((v for v, _ in pairs), reverse=True)[top_h - 1]
+    logs = torch.tensor([math.log(v / p) for v, p in pairs], dtype=torch.float64)
+    mu, sd = float(logs.mean()), max(float(logs.std()), 1e-6)
+    est = torch.tensor([float(proxy[c]) for c in rest], dtype=torch.float64).clamp_min(1e-300)
+    z = (math.log(kth) - est.log() - mu) / sd
+    return float((0.5 * torch.erfc(z / math.sqrt(2.0))).sum())
 
 
 def _rescore(engine: EngineBase, proxy: torch.Tensor, config: HeadScoreConfig, checkpoint: LayerCheckpoint | None) -> tuple[dict[Head, float], dict[str, Any]]:
     """Exact scores of heads in the estimate's order, in rounds, until the top-h set is settled
-    (``approx_adaptive``) or ``approx_top_k`` heads are rescored."""
+    (``approx_adaptive``: expected misses at most ``approx_tolerance``) or ``approx_top_k`` heads are rescored."""
     L, H = engine.arch.num_layers, engine.arch.num_heads
     order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))
     cap = min(config.approx_top_k, L * H)
     top_h = min(config.approx_top_h, cap)
     step = cap if not config.approx_adaptive else max(2, (top_h + 1) // 2)
     done: dict[Head, float] = {}
-    settled, ratio, start = False, math.inf, 0
+    settled, misses, start = False, math.inf, 0
     while start < cap and not settled:
         size = top_h if start == 0 and config.approx_adaptive else step
         chunk = order[start : min(start + size, cap)]
@@ -137,10 +143,10 @@ def _rescore(engine: EngineBase, proxy: torch.Tensor, config: HeadScoreConfig, c
             plan.setdefault(l, []).append(h)
         done.update(exact_scores(engine, plan, config.score, config.rank, checkpoint, tag=f"rescore{start}"))
         start += len(chunk)
-        settled, ratio = _can_stop(done, proxy, order[start:], top_h, config.approx_margin)
-        settled = settled and config.approx_adaptive
+        misses = _expected_misses(done, proxy, order[start:], top_h)
+        settled = config.approx_adaptive and misses <= config.approx_tolerance
     report = {"rescored": [[l, h] for l, h in order[:start]], "top_h": top_h, "settled": bool(settled),
-              "error_ratio": ratio if math.isfinite(ratio) else None, "cap": cap}
+              "expected_misses": misses if math.isfinite(misses) else None, "cap": cap}
     return done, report
 
 

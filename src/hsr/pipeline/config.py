@@ -256,7 +256,7 @@ def head_options(config: dict[str, Any]):
         sahara_steps=cfg["sahara_steps"], max_length=config["max_length"], eps=cfg["eps"],
         batch_heads=cfg["batch_heads"], approx_top_k=cfg["approx_top_k"], seed=config["seed"],
         approx_top_h=cfg["approx_top_h"] if cfg["approx_top_h"] is not None else config["realign"]["top_h"],
-        approx_margin=cfg["approx_margin"], approx_adaptive=bool(cfg["approx_adaptive"]),
+        approx_tolerance=cfg["approx_tolerance"], approx_adaptive=bool(cfg["approx_adaptive"]),
         prefix_reuse=bool(cfg["prefix_reuse"]), max_batch_tokens=cfg["max_batch_tokens"],
     )
     options.validate()
