@@ -424,3 +424,30 @@ def test_hidden_fisher_proxy_equals_the_token_fisher_at_full_rank(tmp_path):
     torch.testing.assert_close(hidden, tokens, rtol=1e-3, atol=1e-12)
     low = ships_proxy_hidden(engine, rank=2)
     assert bool((low <= hidden * (1 + 1e-6)).all())  # fewer directions: a part of the same sum
+
+
+@pytest.mark.parametrize("arch_name", ["qwen2_vl", "llama"])
+def test_merged_rows_equal_the_layer_by_layer_run(arch_name, tmp_path, monkeypatch):
+    """Small plans over several layers run layer-major in one forward per layer (heads of later layers
+    join the unablated row); same outputs as the per-layer path."""
+    from hsr.heads.engines import MergedRows
+    from hsr.heads.score import exact_scores
+
+    loaded = _sharpened(arch_name)
+    samples = _samples(tmp_path, with_images=loaded.is_vlm)
+    plan = {0: [1, 3], 1: [0, 2, 3]}
+    used = []
+    real = MergedRows.run
+
+    def spy(self, p):
+        used.append(sorted(p))
+        yield from real(self, p)
+
+    monkeypatch.setattr(MergedRows, "run", spy)
+    merged = _engine_for(loaded, samples, max_batch_tokens=10_000)
+    a = exact_scores(merged, plan, "ships", 1)
+    assert used == [[0, 1]]
+    plain = _engine_for(loaded, samples, max_batch_tokens=0)
+    b = exact_scores(plain, plan, "ships", 1)
+    assert used == [[0, 1]] and a.keys() == b.keys()
+    assert max(abs(a[k] - b[k]) for k in a) < 1e-6 and max(a.values()) > 1e-4

@@ -290,6 +290,10 @@ class FastEngine(EngineBase):
         wanted = sorted(layer for layer, heads in plan.items() if len(heads))
         if not wanted:
             return
+        merged = MergedRows(self)
+        if not fixed and merged.fits(sum(len(plan[layer]) for layer in wanted)):
+            yield from merged.run(plan)
+            return
         first, stream = self.stream_at(wanted[0], fixed_gates)
         for layer in range(first, wanted[-1] + 1):
             if layer in plan and len(plan[layer]):
@@ -306,6 +310,78 @@ class FastEngine(EngineBase):
                 stream = self._advance(layer, stream, fixed_gates.get(layer))
                 if self.keep_streams and not fixed_gates:
                     self.streams[layer + 1] = stream
+
+
+class MergedRows:
+    """Layer-major scoring of a few heads spread over many layers (the approximate engine's rescoring):
+    one unablated row walks the stack, and at each planned layer copies of it join as that layer's
+    ablated rows, so every layer runs once for all rows that pass through it, in one forward."""
+
+    def __init__(self, engine: FastEngine) -> None:
+        self.engine = engine
+        self.P = engine.prefix_len
+        self.lengths = engine.lengths
+        self.width = max(self.lengths)
+
+    def fits(self, n_heads: int) -> bool:
+        """Whether all rows (one per head plus the unablated one) x all prompts fit the token budget."""
+        e = self.engine
+        return e.rows_ok and (1 + n_heads) * (e.n_prompts * self.width + self.P) <= e.max_batch_tokens
+
+    def _layer(self, i: int, prefix: torch.Tensor | None, suffix: torch.Tensor, gate: torch.Tensor | None):
+        """Run layer ``i`` on rows ``[R, P, d]`` and ``[N, R, W, d]`` under the per-row ``gate`` ``[R, H]``."""
+        e, (N, R) = self.engine, suffix.shape[:2]
+        gates = {i: gate} if gate is not None else {}
+        cache = None
+        if prefix is not None:
+            prefix, cache = self._prefix(i, prefix, gates)
+        batch = RowBatch(list(range(N)), self.lengths, R)
+        tiled = {k: v.repeat(N, 1) for k, v in gates.items()}
+        kv = cache.replay(N) if cache is not None else None
+        out = e._forward(i, i + 1, suffix.reshape(N * R, *suffix.shape[2:]), e._suffix_kwargs(batch, kv), tiled)
+        return prefix, out.reshape(N, R, *out.shape[1:])
+
+    def _prefix(self, i: int, prefix: torch.Tensor, gates: Mapping[int, torch.Tensor]) -> tuple[torch.Tensor, PrefixKV]:
+        e = self.engine
+        cache = PrefixKV()
+        kw = prefix_kwargs(e._layer_kwargs(i, e.layer0[0]), self.P, prefix.shape[0], cache, prefix.dtype)
+        return e._forward(i, i + 1, prefix, lambda _i: kw, gates), cache
+
+    @torch.no_grad()
+    def run(self, plan: HeadPlan) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Yield ``(layer, outputs)`` like :meth:`FastEngine.run` (no fixed heads)."""
+        e, H = self.engine, self.engine.arch.num_heads
+        layers = sorted(layer for layer, heads in plan.items() if len(heads))
+        first, stream = e.stream_at(layers[0], {})
+        prefix = stream.prefix
+        suffix = _pad_rows(list(stream.suffix), self.width, 1)[:, None]  # [N, 1, W, d]
+        owners: list[tuple[int, int]] = [(-1, -1)]  # (layer, head) per row; row 0 is unablated
+        for i in range(first, e.arch.num_layers):
+            gate = None
+            if i in plan and len(plan[i]):
+                heads = list(plan[i])
+                prefix = None if prefix is None else torch.cat([prefix, prefix[:1].expand(len(heads), -1, -1)])
+                suffix = torch.cat([suffix, suffix[:, :1].expand(-1, len(heads), -1, -1)], dim=1)
+                owners += [(i, h) for h in heads]
+                gate = torch.ones(len(owners), H, device=suffix.device)
+                gate[torch.arange(len(owners) - len(heads), len(owners)), torch.as_tensor(heads)] = e.eps
+            prefix, suffix = self._layer(i, prefix, suffix, gate)
+        yield from self._collect(plan, layers, owners, suffix)
+
+    def _collect(self, plan: HeadPlan, layers: list[int], owners: list[tuple[int, int]], suffix: torch.Tensor):
+        e, N = self.engine, self.engine.n_prompts
+        ends = torch.as_tensor(self.lengths, device=suffix.device) - 1
+        last = suffix[torch.arange(N, device=suffix.device), :, ends]  # [N, R, d]
+        res = e._finish(final_norm(e.arch)(last.reshape(-1, 1, last.shape[-1]))[:, 0, :])
+        R = len(owners)
+        for layer in layers:
+            rows = [r for r, (l, _h) in enumerate(owners) if l == layer]
+            outs = []
+            for n in range(N):
+                idx = torch.as_tensor([n * R + r for r in rows])
+                outs.append([LastPosition(res.hidden[idx], None if res.logp is None else res.logp[idx])])
+            e.progress(N)
+            yield layer, e._record(outs, len(rows))
 
 
 class NaiveEngine(EngineBase):
