@@ -111,6 +111,15 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
     top_h = args.top_h
     cfg = HeadScoreConfig(**{**base.__dict__, "engine": "approx", "approx_top_k": top_k, "approx_top_h": top_h,
                              "max_batch_tokens": args.max_batch_tokens})
+    _approx(exact, loaded, samples, cfg, t_naive, k, "approx (adaptive)")
+    fixed = HeadScoreConfig(**{**cfg.__dict__, "approx_top_k": max(top_h, top_k // 2), "approx_adaptive": False})
+    _approx(exact, loaded, samples, fixed, t_naive, k, f"approx (top {fixed.approx_top_k})")
+
+
+def _approx(exact: torch.Tensor, loaded: LoadedModel, samples: list[Sample], cfg: HeadScoreConfig, t_naive: float,
+            k: int, label: str) -> None:
+    L, H = loaded.arch.num_layers, loaded.arch.num_heads
+    top_h = cfg.approx_top_h
     approx, t_approx = _timed(loaded, samples, cfg)
     rep = approx.extras["approx"]
     recall = top_k_recall(exact, approx.ranking(), k)
@@ -118,7 +127,7 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
     proxy_only = torch.tensor(rep["proxy_scores"], dtype=torch.float64)
     order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy_only[c]), c))
     print(
-        f"{'approx':25s}: {t_approx:8.2f} s   {t_naive / t_approx:6.1f}x naive   recall@{k} = {recall:.2f}, "
+        f"{label:25s}: {t_approx:8.2f} s   {t_naive / t_approx:6.1f}x naive   recall@{k} = {recall:.2f}, "
         f"recall@top_h={top_h}: {recall_h:.2f} (estimate alone: {top_k_recall(exact, order, k):.2f}; "
         f"{len(rep['rescored'])} rescored of at most {rep['cap']}, settled={rep['settled']})"
     )
@@ -136,7 +145,7 @@ def main() -> None:
     p.add_argument("--naive-layers", type=int, default=4, help="layers the naive loop is timed on (0 = all)")
     p.add_argument("--approx-top-k", type=int, default=40)
     p.add_argument("--batch-heads", type=int, default=16)
-    p.add_argument("--max-batch-tokens", type=int, default=2048, help="token budget of the prompt-batching variants")
+    p.add_argument("--max-batch-tokens", type=int, default=1024, help="token budget of the prompt-batching variants")
     p.add_argument("--top-h", type=int, default=10, help="top-h set the approx engine settles exactly")
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default); 1 gives steadier "
