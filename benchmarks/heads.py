@@ -94,10 +94,10 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
     naive, t_naive = _naive(loaded, samples, base, layers)
     mask = ~torch.isnan(naive)
     variants = {
-        "fast (heads batched)": dict(prefix_reuse=False, max_batch_tokens=0),
-        "fast + prefix reuse": dict(prefix_reuse=True, max_batch_tokens=0),
-        "fast + prompt batching": dict(prefix_reuse=False, max_batch_tokens=args.max_batch_tokens),
-        "fast + prefix + batching": dict(prefix_reuse=True, max_batch_tokens=args.max_batch_tokens),
+        "fast (heads batched)": {"prefix_reuse": False, "max_batch_tokens": 0},
+        "fast + prefix reuse": {"prefix_reuse": True, "max_batch_tokens": 0},
+        "fast + prompt batching": {"prefix_reuse": False, "max_batch_tokens": args.max_batch_tokens},
+        "fast + prefix + batching": {"prefix_reuse": True, "max_batch_tokens": args.max_batch_tokens},
     }
     naive_note = "" if len(layers) == L else f" (timed on {len(layers)} of {L} layers, extrapolated)"
     print(f"\n== {name}: {L} layers x {H} heads, {len(samples)} prompts, score={args.score}, mode={args.mode}")

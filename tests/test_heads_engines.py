@@ -261,7 +261,7 @@ def test_prefix_reuse_and_prompt_batching_equal_naive(arch_name, score, mode, tm
     naive = _score(loaded, samples, score=score, mode=mode, engine="naive")
     assert float(naive.scores.abs().max()) > 1e-4
     for prefix_reuse, budget in _VARIANTS:
-        kw = dict(score=score, mode=mode, batch_heads=3, prefix_reuse=prefix_reuse, max_batch_tokens=budget)
+        kw = {"score": score, "mode": mode, "batch_heads": 3, "prefix_reuse": prefix_reuse, "max_batch_tokens": budget}
         engine = _engine_for(loaded, samples, **kw)
         assert engine.reuse_note is None and engine.rows_ok
         assert (engine.prefix_len > 0) == prefix_reuse  # the chat template's prefix is shared

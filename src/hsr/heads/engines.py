@@ -27,7 +27,16 @@ from ..calibration import LayerInput, capture_layer0_inputs
 from ..data import Encoded
 from ..loading import LoadedModel
 from .ablation import gates_for, head_gates
-from .rows import PrefixKV, RowBatch, _pad_rows, common_prefix, group_prompts, prefix_kwargs, suffix_kwargs, unsafe_reason
+from .rows import (
+    PrefixKV,
+    RowBatch,
+    _pad_rows,
+    common_prefix,
+    group_prompts,
+    prefix_kwargs,
+    suffix_kwargs,
+    unsafe_reason,
+)
 
 Head = tuple[int, int]
 #: ``{layer: [head, ...]}``: which heads to ablate one at a time.

@@ -36,7 +36,7 @@ class PrefixKV:
         self.tiled: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.recording = True
 
-    def replay(self, repeat: int) -> "PrefixKV":
+    def replay(self, repeat: int) -> PrefixKV:
         """Stop recording; later forwards see the prefix tiled ``repeat`` times (prompt-major rows)."""
         self.recording = False
         self.tiled = {i: (k.repeat(repeat, 1, 1, 1), v.repeat(repeat, 1, 1, 1)) for i, (k, v) in self.kv.items()}
