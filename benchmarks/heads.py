@@ -1,14 +1,16 @@
 """Benchmark head attribution engines: naive reference loop vs fast exact vs approximate.
 
-    .venv/bin/python benchmarks/heads.py                 # SmolLM2-135M-Instruct + tiny LLaVA, 8 prompts
+    .venv/bin/python benchmarks/heads.py --threads 1      # SmolLM2-135M-Instruct + tiny LLaVA, 8 prompts
     .venv/bin/python benchmarks/heads.py --prompts 16 --score gships --naive-layers 0
 
 Prints, in one run on the same prompts: the naive loop, the fast exact engine without and with
-shared-prefix reuse and prompt batching, and the approximate engine; each with its speed-up over
-the naive loop, the largest score difference to the naive reference, and the approximate
-engine's recall of the exact top-k and top-h heads. The naive loop
-costs the same for every layer (a full forward per head and prompt), so by default it runs on a
-few evenly spaced layers and its time is extrapolated to all layers (``--naive-layers 0`` = all).
+shared-prefix reuse and prompt batching, and the approximate engine (adaptive, and with a fixed
+rescoring budget); each with its speed-up over the naive loop, the largest score difference to the
+naive reference, and the approximate engine's recall of the exact top-10 and top-h heads. The naive
+loop costs the same for every layer (a full forward per head and prompt), so by default it runs on
+a few evenly spaced layers and its time is extrapolated to all layers (``--naive-layers 0`` = all).
+Times are process CPU seconds (``--wall`` for wall clock): on a machine shared with other jobs wall
+time swings with their load, CPU time much less; ``--threads 1`` makes CPU time the compute time.
 """
 
 from __future__ import annotations
@@ -65,24 +67,33 @@ def _naive(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig, 
     from tqdm import tqdm
 
     cfg = HeadScoreConfig(**{**config.__dict__, "engine": "naive"})
-    t0 = time.perf_counter()
+    t0 = _clock()
     enc = [encode(loaded.processor, s, max_length=cfg.max_length) for s in samples]
     engine = _engine(loaded, enc, cfg, tqdm(disable=True))
     engine.prepare()
-    t_prep = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t_prep = _clock() - t0
+    t0 = _clock()
     values = exact_scores(engine, {l: list(range(loaded.arch.num_heads)) for l in layers}, cfg.score, cfg.rank)
-    t_layers = time.perf_counter() - t0
+    t_layers = _clock() - t0
     scores = torch.full((loaded.arch.num_layers, loaded.arch.num_heads), float("nan"), dtype=torch.float64)
     for (l, h), v in values.items():
         scores[l, h] = v
     return scores, t_prep + t_layers * loaded.arch.num_layers / len(layers)
 
 
+def _clock() -> float:
+    """Seconds on the clock the ratios use: process CPU time (steady on a shared machine; with
+    ``--threads 1`` it is the compute time) or wall time (``--wall``)."""
+    return time.perf_counter() if WALL else time.process_time()
+
+
+WALL = False
+
+
 def _timed(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig):
-    t0 = time.perf_counter()
+    t0 = _clock()
     result = score_heads(loaded, samples, config, progress=False)
-    return result, time.perf_counter() - t0
+    return result, _clock() - t0
 
 
 def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.Namespace, top_k: int, k: int) -> None:
@@ -100,7 +111,9 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
         "fast + prefix + batching": {"prefix_reuse": True, "max_batch_tokens": args.max_batch_tokens},
     }
     naive_note = "" if len(layers) == L else f" (timed on {len(layers)} of {L} layers, extrapolated)"
-    print(f"\n== {name}: {L} layers x {H} heads, {len(samples)} prompts, score={args.score}, mode={args.mode}")
+    clock = "wall" if WALL else "CPU"
+    print(f"\n== {name}: {L} layers x {H} heads, {len(samples)} prompts, score={args.score}, mode={args.mode}, "
+          f"{clock} seconds")
     print(f"naive exact              : {t_naive:8.2f} s{naive_note}")
     exact = None
     for label, kw in variants.items():
@@ -131,7 +144,7 @@ def _approx(exact: torch.Tensor, loaded: LoadedModel, samples: list[Sample], cfg
         f"recall@top_h={top_h}: {recall_h:.2f} (estimate alone: {top_k_recall(exact, order, k):.2f}; "
         f"{len(rep['rescored'])} rescored of at most {rep['cap']}, settled={rep['settled']})"
     )
-    print(f"approx phases: {', '.join(f'{key}={v:.2f}s' for key, v in approx.extras['timings'].items())}")
+    print(f"approx phases (wall): {', '.join(f'{key}={v:.2f}s' for key, v in approx.extras['timings'].items())}")
 
 
 def main() -> None:
@@ -152,7 +165,10 @@ def main() -> None:
                    "timings on a shared machine")
     p.add_argument("--skip-smollm", action="store_true")
     p.add_argument("--skip-tiny", action="store_true")
+    p.add_argument("--wall", action="store_true", help="time wall clock instead of process CPU time")
     args = p.parse_args()
+    global WALL
+    WALL = args.wall
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
