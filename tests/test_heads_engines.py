@@ -392,6 +392,9 @@ def test_adaptive_rescoring_follows_the_estimate_and_its_stopping_rule(tmp_path)
     assert int(careful.exact.sum()) == L * H
     assert set(careful.ranking()[:2]) == set(exact.ranking()[:2])
     fixed = _score(loaded, samples, score="ships", engine="approx", approx_top_k=5, approx_adaptive=False)
+    assert HeadScoreConfig(score="gships").effective_prefix_reuse is False
+    assert HeadScoreConfig(score="ships", sahara_steps=2).effective_prefix_reuse is False
+    assert HeadScoreConfig(score="gships", prefix_reuse=True).effective_prefix_reuse is True
     assert int(fixed.exact.sum()) == 5 and not fixed.extras["approx"]["settled"]
 
 

@@ -104,7 +104,7 @@ def test_yaml_values_keep_the_meaning_a_user_writes(tmp_path):
         ("heads.max_batch_tokens=-1", "max_batch_tokens must be 0"),
         ("heads.max_batch_tokens=lots", "max_batch_tokens must be an integer"),
         ("heads.approx_tolerance=-1", "approx_tolerance must be 0 or more"),
-        ('heads.prefix_reuse="no"', "heads.prefix_reuse' must be true or false"),
+        ('heads.prefix_reuse="no"', "prefix_reuse must be true, false or null"),
         ("heads.approx_top_h=0", "approx_top_h must be at least 1"),
         ("realign.budget=-1", "budget"),
         ("seed=null", "cannot be null"),
@@ -132,4 +132,5 @@ def test_head_speed_options_reach_the_scorer():
     assert options.max_batch_tokens == 0 and options.prefix_reuse is False
     assert options.approx_top_h == 7  # null: the top-h realignment uses
     defaults = head_options(load_run_config(None, ["heads.approx_top_h=3"]))
-    assert defaults.max_batch_tokens is None and defaults.prefix_reuse is True and defaults.approx_top_h == 3
+    assert defaults.max_batch_tokens is None and defaults.prefix_reuse is None and defaults.approx_top_h == 3
+    assert defaults.effective_prefix_reuse  # ships

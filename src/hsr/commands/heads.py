@@ -35,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "expected number of top-h heads still missed (error model fitted on rescored heads) is at most this")
     p.add_argument("--no-approx-adaptive", dest="approx_adaptive", action="store_false",
                    help="approx engine: always rescore --approx-top-k candidates")
-    p.add_argument("--no-prefix-reuse", dest="prefix_reuse", action="store_false",
-                   help="fast engine: run every prompt's shared template prefix again for each prompt")
+    p.add_argument("--prefix-reuse", action=argparse.BooleanOptionalAction, default=None,
+                   help="fast engine: run the prompts' shared template prefix once per head batch "
+                   "(default: on for ships, off for gships/Sahara)")
     p.add_argument("--max-batch-tokens", type=int, default=None, help="fast engine: tokens per forward batching "
                    "prompts with heads (0: one prompt per forward; default: the measured best for the device)")
     p.add_argument("--checkpoint-dir", default=None,

@@ -37,7 +37,9 @@ class HeadScoreConfig:
     ``tokens`` (``approx_tokens`` exact token rows plus ``approx_probes`` random tail probes).
 
     Exact speed-ups of the fast engine (scores unchanged; each falls back by itself where it would
-    not be exact): ``prefix_reuse`` runs the prompts' shared template prefix once per head batch;
+    not be exact): ``prefix_reuse`` runs the prompts' shared template prefix once per head batch
+    (None: on for Ships, off for generalized Ships and Sahara, whose angles in degrees amplify the
+    float32 rounding of the separate prefix pass to ~1e-5 on SmolLM2);
     ``max_batch_tokens`` sizes forwards that batch several prompts with the heads (rows x padded
     suffix tokens; 0 = one prompt per forward; None = the measured best for the device, see
     :data:`DEFAULT_BATCH_TOKENS`).
@@ -66,9 +68,15 @@ class HeadScoreConfig:
     approx_top_h: int = 10
     approx_adaptive: bool = True
     approx_tolerance: float = 0.5
-    prefix_reuse: bool = True
+    prefix_reuse: bool | None = None
     max_batch_tokens: int | None = None
     seed: int = 0
+
+    @property
+    def effective_prefix_reuse(self) -> bool:
+        if self.prefix_reuse is not None:
+            return bool(self.prefix_reuse)
+        return self.score == "ships" and not self.sahara_steps
 
     def batch_tokens_for(self, device: torch.device) -> int:
         """``max_batch_tokens``, or the measured best for ``device``'s type when None."""
@@ -89,6 +97,8 @@ class HeadScoreConfig:
             raise ConfigError(f"Unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}.")
         if self.eps is not None and (not math.isfinite(float(self.eps)) or float(self.eps) < 0 or float(self.eps) > 1):
             raise ConfigError(f"eps must be in [0, 1] (the factor an ablated head is scaled by), got {self.eps}.")
+        if self.prefix_reuse is not None and not isinstance(self.prefix_reuse, bool):
+            raise ConfigError(f"prefix_reuse must be true, false or null (automatic), got {self.prefix_reuse!r}.")
         if self.approx_fisher not in FISHER:
             raise ConfigError(f"Unknown approx_fisher {self.approx_fisher!r}; choose one of {', '.join(FISHER)}.")
         for name in ("approx_top_h", "max_batch_tokens"):

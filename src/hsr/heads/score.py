@@ -98,7 +98,7 @@ def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig
         want_kl=config.score == "ships",
         want_hidden=config.score == "gships" or config.sahara_steps > 0,
         batch_heads=config.batch_heads,
-        prefix_reuse=config.prefix_reuse,
+        prefix_reuse=config.effective_prefix_reuse,
         max_batch_tokens=config.batch_tokens_for(model_device(loaded.model)),
         keep_streams=config.engine == "approx",
         progress=bar.update,

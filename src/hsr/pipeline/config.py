@@ -257,7 +257,7 @@ def head_options(config: dict[str, Any]):
         batch_heads=cfg["batch_heads"], approx_top_k=cfg["approx_top_k"], seed=config["seed"],
         approx_top_h=cfg["approx_top_h"] if cfg["approx_top_h"] is not None else config["realign"]["top_h"],
         approx_tolerance=cfg["approx_tolerance"], approx_adaptive=bool(cfg["approx_adaptive"]),
-        prefix_reuse=bool(cfg["prefix_reuse"]), max_batch_tokens=cfg["max_batch_tokens"],
+        prefix_reuse=cfg["prefix_reuse"], max_batch_tokens=cfg["max_batch_tokens"],
     )
     options.validate()
     return options
