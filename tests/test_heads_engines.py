@@ -454,3 +454,19 @@ def test_merged_rows_equal_the_layer_by_layer_run(arch_name, tmp_path, monkeypat
     b = exact_scores(plain, plan, "ships", 1)
     assert used == [[0, 1]] and a.keys() == b.keys()
     assert max(abs(a[k] - b[k]) for k in a) < 1e-6 and max(a.values()) > 1e-4
+
+
+def test_rescoring_rounds_reuse_the_kept_streams(tmp_path):
+    """Merged rounds keep the unablated stream per layer; a later round starts from it, same scores."""
+    from hsr.heads.score import exact_scores
+
+    loaded = _sharpened("qwen2")
+    samples = _samples(tmp_path)
+    engine = _engine_for(loaded, samples, engine="approx", max_batch_tokens=10_000)
+    assert engine.keep_streams
+    first = exact_scores(engine, {0: [0], 1: [1]}, "ships", 1)
+    assert 1 in engine.streams
+    again = exact_scores(engine, {1: [1, 2]}, "ships", 1)  # starts at the kept stream of layer 1
+    fresh = exact_scores(_engine_for(loaded, samples, max_batch_tokens=0), {0: [0], 1: [1, 2]}, "ships", 1)
+    assert abs(first[(1, 1)] - fresh[(1, 1)]) < 1e-6 and abs(again[(1, 2)] - fresh[(1, 2)]) < 1e-6
+    assert abs(first[(0, 0)] - fresh[(0, 0)]) < 1e-6

@@ -375,7 +375,15 @@ class MergedRows:
                 gate = torch.ones(len(owners), H, device=suffix.device)
                 gate[torch.arange(len(owners) - len(heads), len(owners)), torch.as_tensor(heads)] = e.eps
             prefix, suffix = self._layer(i, prefix, suffix, gate)
+            self._keep(i + 1, prefix, suffix)
         yield from self._collect(plan, layers, owners, suffix)
+
+    def _keep(self, layer: int, prefix: torch.Tensor | None, suffix: torch.Tensor) -> None:
+        """Keep the unablated row's stream entering ``layer`` for later plans (``keep_streams``)."""
+        e = self.engine
+        if e.keep_streams and layer < e.arch.num_layers and layer not in e.streams:
+            base = [suffix[n, :1, :S].clone() for n, S in enumerate(self.lengths)]
+            e.streams[layer] = Stream(None if prefix is None else prefix[:1].clone(), base)
 
     def _collect(self, plan: HeadPlan, layers: list[int], owners: list[tuple[int, int]], suffix: torch.Tensor):
         e, N = self.engine, self.engine.n_prompts

@@ -132,11 +132,11 @@ def _rescore(engine: EngineBase, proxy: torch.Tensor, config: HeadScoreConfig, c
     order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))
     cap = min(config.approx_top_k, L * H)
     top_h = min(config.approx_top_h, cap)
-    step = cap if not config.approx_adaptive else max(2, (top_h + 1) // 2)
+    step = cap if not config.approx_adaptive else max(2, (top_h + 1) // 2)  # small rounds share forwards (MergedRows)
     done: dict[Head, float] = {}
     settled, misses, start = False, math.inf, 0
     while start < cap and not settled:
-        size = top_h if start == 0 and config.approx_adaptive else step
+        size = step
         chunk = order[start : min(start + size, cap)]
         plan: dict[int, list[int]] = {}
         for l, h in sorted(chunk):
