@@ -1,12 +1,16 @@
 """Benchmark head attribution engines: naive reference loop vs fast exact vs approximate.
 
-    .venv/bin/python benchmarks/heads.py                 # SmolLM2-135M-Instruct + tiny LLaVA, 8 prompts
+    .venv/bin/python benchmarks/heads.py --threads 1      # SmolLM2-135M-Instruct + tiny LLaVA, 8 prompts
     .venv/bin/python benchmarks/heads.py --prompts 16 --score gships --naive-layers 0
 
-Prints wall time per engine, speed-up over the naive loop, the largest score difference to the
-naive reference, and the approximate engine's recall of the exact top-k heads. The naive loop
-costs the same for every layer (a full forward per head and prompt), so by default it runs on a
-few evenly spaced layers and its time is extrapolated to all layers (``--naive-layers 0`` = all).
+Prints, in one run on the same prompts: the naive loop, the fast exact engine without and with
+shared-prefix reuse and prompt batching, and the approximate engine (adaptive, and with a fixed
+rescoring budget); each with its speed-up over the naive loop, the largest score difference to the
+naive reference, and the approximate engine's recall of the exact top-10 and top-h heads. The naive
+loop costs the same for every layer (a full forward per head and prompt), so by default it runs on
+a few evenly spaced layers and its time is extrapolated to all layers (``--naive-layers 0`` = all).
+Times are process CPU seconds (``--wall`` for wall clock): on a machine shared with other jobs wall
+time swings with their load, CPU time much less; ``--threads 1`` makes CPU time the compute time.
 """
 
 from __future__ import annotations
@@ -63,49 +67,84 @@ def _naive(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig, 
     from tqdm import tqdm
 
     cfg = HeadScoreConfig(**{**config.__dict__, "engine": "naive"})
-    t0 = time.perf_counter()
+    t0 = _clock()
     enc = [encode(loaded.processor, s, max_length=cfg.max_length) for s in samples]
     engine = _engine(loaded, enc, cfg, tqdm(disable=True))
     engine.prepare()
-    t_prep = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t_prep = _clock() - t0
+    t0 = _clock()
     values = exact_scores(engine, {l: list(range(loaded.arch.num_heads)) for l in layers}, cfg.score, cfg.rank)
-    t_layers = time.perf_counter() - t0
+    t_layers = _clock() - t0
     scores = torch.full((loaded.arch.num_layers, loaded.arch.num_heads), float("nan"), dtype=torch.float64)
     for (l, h), v in values.items():
         scores[l, h] = v
     return scores, t_prep + t_layers * loaded.arch.num_layers / len(layers)
 
 
+def _clock() -> float:
+    """Seconds on the clock the ratios use: process CPU time (steady on a shared machine; with
+    ``--threads 1`` it is the compute time) or wall time (``--wall``)."""
+    return time.perf_counter() if WALL else time.process_time()
+
+
+WALL = False
+
+
+def _timed(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig):
+    t0 = _clock()
+    result = score_heads(loaded, samples, config, progress=False)
+    return result, _clock() - t0
+
+
 def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.Namespace, top_k: int, k: int) -> None:
+    """Every engine and exact variant on the same prompts, side by side, with ratios to the naive loop."""
     L, H = loaded.arch.num_layers, loaded.arch.num_heads
     n_naive = L if args.naive_layers <= 0 else min(args.naive_layers, L)
     layers = sorted({round(i * (L - 1) / max(n_naive - 1, 1)) for i in range(n_naive)})
     base = HeadScoreConfig(score=args.score, mode=args.mode, max_length=args.max_length, batch_heads=args.batch_heads)
     naive, t_naive = _naive(loaded, samples, base, layers)
-    t0 = time.perf_counter()
-    fast = score_heads(loaded, samples, HeadScoreConfig(**{**base.__dict__, "engine": "fast"}), progress=False)
-    t_fast = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    approx = score_heads(
-        loaded, samples, HeadScoreConfig(**{**base.__dict__, "engine": "approx", "approx_top_k": top_k}), progress=False
-    )
-    t_approx = time.perf_counter() - t0
     mask = ~torch.isnan(naive)
-    diff = float((fast.scores[mask] - naive[mask]).abs().max())
-    recall = top_k_recall(fast.scores, approx.ranking(), k)
-    proxy_only = torch.tensor(approx.extras["approx"]["proxy_scores"], dtype=torch.float64)
-    order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy_only[c]), c))
-    recall_proxy = top_k_recall(fast.scores, order, k)
+    variants = {
+        "fast (heads batched)": {"prefix_reuse": False, "max_batch_tokens": 0},
+        "fast + prefix reuse": {"prefix_reuse": True, "max_batch_tokens": 0},
+        "fast + prompt batching": {"prefix_reuse": False, "max_batch_tokens": args.max_batch_tokens},
+        "fast + prefix + batching": {"prefix_reuse": True, "max_batch_tokens": args.max_batch_tokens},
+    }
     naive_note = "" if len(layers) == L else f" (timed on {len(layers)} of {L} layers, extrapolated)"
-    print(f"\n== {name}: {L} layers x {H} heads, {len(samples)} prompts, score={args.score}, mode={args.mode}")
-    print(f"naive  exact : {t_naive:8.2f} s{naive_note}")
-    print(f"fast   exact : {t_fast:8.2f} s   {t_naive / t_fast:6.1f}x naive   max |fast - naive| = {diff:.2e}")
+    clock = "wall" if WALL else "CPU"
+    print(f"\n== {name}: {L} layers x {H} heads, {len(samples)} prompts, score={args.score}, mode={args.mode}, "
+          f"{clock} seconds")
+    print(f"naive exact              : {t_naive:8.2f} s{naive_note}")
+    exact = None
+    for label, kw in variants.items():
+        result, t = _timed(loaded, samples, HeadScoreConfig(**{**base.__dict__, "engine": "fast", **kw}))
+        exact = result.scores if exact is None else exact
+        diff = float((result.scores[mask] - naive[mask]).abs().max())
+        print(f"{label:25s}: {t:8.2f} s   {t_naive / t:6.1f}x naive   max |exact - naive| = {diff:.2e}")
+    top_h = args.top_h
+    cfg = HeadScoreConfig(**{**base.__dict__, "engine": "approx", "approx_top_k": top_k, "approx_top_h": top_h,
+                             "max_batch_tokens": args.max_batch_tokens})
+    _approx(exact, loaded, samples, cfg, t_naive, k, "approx (adaptive)")
+    fixed = HeadScoreConfig(**{**cfg.__dict__, "approx_top_k": max(top_h, top_k // 2), "approx_adaptive": False})
+    _approx(exact, loaded, samples, fixed, t_naive, k, f"approx (top {fixed.approx_top_k})")
+
+
+def _approx(exact: torch.Tensor, loaded: LoadedModel, samples: list[Sample], cfg: HeadScoreConfig, t_naive: float,
+            k: int, label: str) -> None:
+    L, H = loaded.arch.num_layers, loaded.arch.num_heads
+    top_h = cfg.approx_top_h
+    approx, t_approx = _timed(loaded, samples, cfg)
+    rep = approx.extras["approx"]
+    recall = top_k_recall(exact, approx.ranking(), k)
+    recall_h = top_k_recall(exact, approx.ranking(), min(top_h, L * H))
+    proxy_only = torch.tensor(rep["proxy_scores"], dtype=torch.float64)
+    order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy_only[c]), c))
     print(
-        f"approx       : {t_approx:8.2f} s   {t_naive / t_approx:6.1f}x naive   {t_fast / t_approx:5.1f}x fast   "
-        f"recall@{k} = {recall:.2f} (gradient proxy alone: {recall_proxy:.2f}; {top_k} rescored exactly)"
+        f"{label:25s}: {t_approx:8.2f} s   {t_naive / t_approx:6.1f}x naive   recall@{k} = {recall:.2f}, "
+        f"recall@top_h={top_h}: {recall_h:.2f} (estimate alone: {top_k_recall(exact, order, k):.2f}; "
+        f"{len(rep['rescored'])} rescored of at most {rep['cap']}, settled={rep['settled']})"
     )
-    print(f"approx phases: {', '.join(f'{key}={v:.2f}s' for key, v in approx.extras['timings'].items())}")
+    print(f"approx phases (wall): {', '.join(f'{key}={v:.2f}s' for key, v in approx.extras['timings'].items())}")
 
 
 def main() -> None:
@@ -119,12 +158,17 @@ def main() -> None:
     p.add_argument("--naive-layers", type=int, default=4, help="layers the naive loop is timed on (0 = all)")
     p.add_argument("--approx-top-k", type=int, default=40)
     p.add_argument("--batch-heads", type=int, default=16)
+    p.add_argument("--max-batch-tokens", type=int, default=1024, help="token budget of the prompt-batching variants")
+    p.add_argument("--top-h", type=int, default=10, help="top-h set the approx engine settles exactly")
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default); 1 gives steadier "
                    "timings on a shared machine")
     p.add_argument("--skip-smollm", action="store_true")
     p.add_argument("--skip-tiny", action="store_true")
+    p.add_argument("--wall", action="store_true", help="time wall clock instead of process CPU time")
     args = p.parse_args()
+    global WALL
+    WALL = args.wall
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -134,10 +178,15 @@ def main() -> None:
             from hsr.testing.tiny import build_tiny_model
 
             model, proc = build_tiny_model("llava")
+            with torch.no_grad():  # sharper attention and outputs, so ablations matter (as in the tests)
+                for layer in model.model.language_model.layers:
+                    layer.self_attn.q_proj.weight.mul_(4.0)
+                    layer.self_attn.o_proj.weight.mul_(4.0)
+                model.lm_head.weight.mul_(4.0)
             loaded = LoadedModel(model, proc, describe(model), "tiny-llava")
             samples = _samples(args.prompts, args.data, True, tmp)
-            bench("tiny LLaVA (random weights, images on half the prompts)", loaded, samples,
-                  argparse.Namespace(**{**vars(args), "naive_layers": 0}), top_k=2, k=2)
+            bench("tiny LLaVA (random weights, sharpened x4; images on half the prompts)", loaded, samples,
+                  argparse.Namespace(**{**vars(args), "naive_layers": 0, "top_h": 2}), top_k=4, k=2)
         if not args.skip_smollm:
             from hsr.loading import load_model
 

@@ -69,6 +69,9 @@ def test_cli_heads_end_to_end(tmp_path, capsys):
         (["--limit", "0"], "--limit must be at least 1"),
         (["--eps", "2"], "eps must be in [0, 1]"),
         (["--batch-heads", "0"], "--batch-heads must be at least 1"),
+        (["--max-batch-tokens", "-1"], "--max-batch-tokens must be at least 0"),
+        (["--approx-tolerance", "-0.5"], "--approx-tolerance must be at least 0"),
+        (["--approx-top-h", "0"], "--approx-top-h must be at least 1"),
         (["--sahara-steps", "99"], "exceeds the 8 heads"),
         (["--data", "MISSING"], "Data file not found"),
     ],
@@ -88,3 +91,15 @@ def test_cli_rejects_unknown_choices(capsys):
         main(["heads", "--engine", "turbo", "--out", "x"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_cli_heads_speed_flags_reach_the_config(tmp_path, capsys):
+    model_dir = save_tiny_model("llama", tmp_path / "model")
+    out = tmp_path / "h"
+    rc = main(["heads", "--model", str(model_dir), "--data", str(_jsonl(tmp_path)), "--engine", "approx",
+               "--approx-top-h", "2", "--approx-tolerance", "2", "--no-approx-adaptive", "--no-prefix-reuse",
+               "--max-batch-tokens", "0", "--no-progress", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    cfg = json.loads((out / "heads.json").read_text())["config"]
+    assert cfg["approx_top_h"] == 2 and cfg["approx_tolerance"] == 2.0 and cfg["approx_adaptive"] is False
+    assert cfg["prefix_reuse"] is False and cfg["max_batch_tokens"] == 0

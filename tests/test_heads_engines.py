@@ -224,3 +224,251 @@ def test_top_k_recall_counts_the_overlap_with_the_exact_top_k():
     assert top_k_recall(scores, [(0, 0), (1, 2), (0, 1)], 3) == pytest.approx(1 / 3)
     assert top_k_recall(scores, [(1, 0), (1, 2), (0, 1)], 3) == 0.0
     assert top_k_recall(scores, [(0, 2), (0, 0)], 2) == 1.0
+
+
+def _engine_for(loaded, samples, **kw):
+    from tqdm import tqdm
+
+    from hsr.data import encode
+    from hsr.heads.score import _engine
+
+    config = HeadScoreConfig(**kw)
+    encoded = [encode(loaded.processor, s, include_response=False) for s in samples]
+    engine = _engine(loaded, encoded, config, tqdm(disable=True))
+    engine.prepare()
+    return engine
+
+
+# (prefix reuse, max batch tokens): prefix only, prompt batching only, both (small budget: several groups)
+_VARIANTS = [(True, 0), (False, 10_000), (True, 10_000), (True, 120)]
+
+
+@pytest.mark.parametrize(
+    "arch_name,score,mode",
+    [
+        ("llava", "ships", "zero"),
+        ("qwen2", "gships", "uniform"),
+        ("llama", "ships", "uniform"),
+        ("qwen2_vl", "ships", "zero"),  # M-RoPE, images on half the prompts
+        ("qwen2_5_vl", "gships", "zero"),
+        ("llava_next", "ships", "zero"),
+        ("idefics3", "ships", "uniform"),
+        ("smolvlm", "gships", "zero"),
+    ],
+)
+def test_prefix_reuse_and_prompt_batching_equal_naive(arch_name, score, mode, tmp_path):
+    """Every exact speed-up, alone and together, stays within 1e-5 of the naive reference."""
+    loaded = _sharpened(arch_name)
+    samples = _samples(tmp_path, with_images=loaded.is_vlm)
+    naive = _score(loaded, samples, score=score, mode=mode, engine="naive")
+    assert float(naive.scores.abs().max()) > 1e-4
+    for prefix_reuse, budget in _VARIANTS:
+        kw = {"score": score, "mode": mode, "batch_heads": 3, "prefix_reuse": prefix_reuse, "max_batch_tokens": budget}
+        engine = _engine_for(loaded, samples, **kw)
+        assert engine.reuse_note is None and engine.rows_ok
+        assert (engine.prefix_len > 0) == prefix_reuse  # the chat template's prefix is shared
+        if budget:
+            assert any(len(g) > 1 for g in engine._groups(3)) or budget < 200
+        fast = _score(loaded, samples, **kw)
+        torch.testing.assert_close(fast.scores, naive.scores, rtol=0, atol=1e-5, msg=f"{prefix_reuse=} {budget=}")
+
+
+def test_prefix_stops_at_the_first_difference(tmp_path):
+    """The shared prefix ends where the prompts' layer-0 inputs first differ: token ids, or image features
+    behind identical placeholder ids."""
+    loaded = tiny_loaded("qwen2_vl")
+    samples = _samples(tmp_path, with_images=True)
+    engine = _engine_for(loaded, samples)
+    ids = [s["input_ids"][0] for s in (e.inputs for e in engine.encoded)]
+    first_diff = min(int((a[: len(b)] != b[: len(a)]).nonzero()[0]) if bool((a[: len(b)] != b[: len(a)]).any()) else min(len(a), len(b)) for a in ids for b in ids if a is not b)
+    assert 0 < engine.prefix_len <= first_diff
+    hidden = [x.hidden[0] for x in engine.layer0]
+    P = engine.prefix_len
+    assert all(torch.equal(h[:P], hidden[0][:P]) for h in hidden)
+    assert not all(torch.equal(h[P], hidden[0][P]) for h in hidden[1:])
+    # same ids, different images: the placeholder tokens are identical but their features are not
+    same_text = [Sample("Describe it.", image=tmp_path / "a.png"), Sample("Describe it.", image=tmp_path / "b.png")]
+    tiny_image(seed=1).save(tmp_path / "a.png")
+    tiny_image(seed=2).save(tmp_path / "b.png")
+    engine = _engine_for(loaded, same_text)
+    a, b = (e.inputs["input_ids"][0] for e in engine.encoded)
+    assert torch.equal(a, b)
+    assert 0 < engine.prefix_len < len(a) - 1
+    image_token = loaded.model.config.image_token_id
+    assert int((a == image_token).nonzero()[0]) == engine.prefix_len
+
+
+def test_unknown_layer_kwargs_fall_back_to_the_plain_path(tmp_path, monkeypatch):
+    """A layer kwarg the row code does not understand disables reuse and batching; scores stay exact."""
+    from hsr.heads.engines import FastEngine
+
+    loaded = _sharpened("qwen2")
+    samples = _samples(tmp_path)
+    real = FastEngine._layer_kwargs
+
+    def odd(self, i, x):
+        kw = dict(real(self, i, x))
+        kw["odd_tensor"] = torch.zeros(1)  # not understood: may hold per-token data
+        return kw
+
+    monkeypatch.setattr(FastEngine, "_layer_kwargs", odd)
+    monkeypatch.setattr(loaded.arch.layers[0].__class__, "forward", _dropping("odd_tensor", loaded.arch.layers[0].__class__.forward))
+    engine = _engine_for(loaded, samples, max_batch_tokens=10_000)
+    assert engine.reuse_note and "odd_tensor" in engine.reuse_note
+    assert engine.prefix_len == 0 and all(len(g) == 1 for g in engine._groups(4))
+    fast = _score(loaded, samples, max_batch_tokens=10_000)
+    monkeypatch.undo()
+    naive = _score(loaded, samples, engine="naive")
+    torch.testing.assert_close(fast.scores, naive.scores, rtol=0, atol=1e-5)
+
+
+def _dropping(key, forward):
+    def wrapped(self, *args, **kwargs):
+        kwargs.pop(key, None)
+        return forward(self, *args, **kwargs)
+
+    return wrapped
+
+
+def test_sliding_window_models_fall_back_and_stay_exact(tmp_path):
+    """A window shorter than the prompts: reusing a prefix or building a plain causal mask would be wrong."""
+    from hsr.architecture import describe
+    from hsr.loading import LoadedModel
+
+    tiny = _sharpened("qwen2")
+    cfg = tiny.model.config.to_dict()
+    cfg.update(use_sliding_window=True, sliding_window=4, max_window_layers=0, layer_types=None)
+    model = type(tiny.model)(type(tiny.model.config)(**cfg)).eval()
+    model.load_state_dict(tiny.model.state_dict())
+    loaded = LoadedModel(model, tiny.processor, describe(model), "tiny-qwen2-sliding")
+    samples = _samples(tmp_path)
+    engine = _engine_for(loaded, samples, max_batch_tokens=10_000)
+    assert engine.reuse_note and engine.prefix_len == 0 and not engine.rows_ok
+    fast = _score(loaded, samples, max_batch_tokens=10_000)
+    naive = _score(loaded, samples, engine="naive")
+    torch.testing.assert_close(fast.scores, naive.scores, rtol=0, atol=1e-5)
+    plain = _score(tiny, samples, engine="naive")
+    assert float((plain.scores - naive.scores).abs().max()) > 1e-4  # the window matters here
+
+
+def test_eager_attention_reuses_with_its_own_mask_format(tmp_path):
+    from hsr.architecture import describe
+    from hsr.loading import LoadedModel
+    from hsr.testing.tiny import build_tiny_model
+
+    model, tok = build_tiny_model("llama", attn_implementation="eager")
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(4.0)
+    loaded = LoadedModel(model, tok, describe(model), "tiny-llama-eager")
+    samples = _samples(tmp_path)
+    engine = _engine_for(loaded, samples, max_batch_tokens=10_000)
+    assert engine.reuse_note is None and engine.prefix_len > 0
+    fast = _score(loaded, samples, max_batch_tokens=10_000)
+    naive = _score(loaded, samples, engine="naive")
+    torch.testing.assert_close(fast.scores, naive.scores, rtol=0, atol=1e-5)
+
+
+def test_adaptive_rescoring_follows_the_estimate_and_its_stopping_rule(tmp_path):
+    from hsr.heads.score import _expected_misses
+
+    loaded = _sharpened("llama")
+    samples = _samples(tmp_path)
+    exact = _score(loaded, samples, score="ships")
+    L, H = exact.scores.shape
+    approx = _score(loaded, samples, score="ships", engine="approx", approx_top_k=L * H, approx_top_h=2)
+    report = approx.extras["approx"]
+    proxy = torch.tensor(report["proxy_scores"], dtype=torch.float64)
+    order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))
+    rescored = [tuple(c) for c in report["rescored"]]
+    assert rescored == order[: len(rescored)]  # in the estimate's order
+    assert [c for c in order if approx.exact[c]] == rescored
+    torch.testing.assert_close(approx.scores[approx.exact], exact.scores[approx.exact], rtol=0, atol=1e-6)
+    done = {c: float(approx.scores[c]) for c in rescored}
+    misses = _expected_misses(done, proxy, order[len(rescored):], 2)
+    assert report["settled"] == (misses <= 0.5)
+    if report["settled"]:
+        assert len(rescored) < L * H
+    # an error bound that never settles rescoring everything: the top-h set is then exact
+    careful = _score(loaded, samples, score="ships", engine="approx", approx_top_k=L * H, approx_top_h=2, approx_tolerance=0.0)
+    assert int(careful.exact.sum()) == L * H
+    assert set(careful.ranking()[:2]) == set(exact.ranking()[:2])
+    fixed = _score(loaded, samples, score="ships", engine="approx", approx_top_k=5, approx_adaptive=False)
+    assert HeadScoreConfig(score="gships").effective_prefix_reuse is False
+    assert HeadScoreConfig(score="ships", sahara_steps=2).effective_prefix_reuse is False
+    assert HeadScoreConfig(score="gships", prefix_reuse=True).effective_prefix_reuse is True
+    assert int(fixed.exact.sum()) == 5 and not fixed.extras["approx"]["settled"]
+
+
+def test_stopping_rule():
+    """Expected misses: an unrescored head's chance to beat the h-th exact score, under the error of the
+    estimate measured on the rescored heads (log-normal exact/estimate ratio; at least 5 of them)."""
+    from hsr.heads.score import _expected_misses
+
+    proxy = torch.tensor([[4.0, 3.0, 2.5, 2.2, 2.0, 1.0, 0.01]])
+    est = [(0, i) for i in range(5)]
+    good = {c: float(proxy[c]) * f for c, f in zip(est, (1.1, 0.9, 1.05, 0.95, 1.0))}
+    assert _expected_misses(good, proxy, [(0, 6)], 2) < 1e-6  # far below the 2nd exact score
+    near = _expected_misses(good, proxy, [(0, 5)], 2)  # estimate 1.0 vs 2nd exact score 2.7
+    assert 0 <= near < 1e-3
+    poor = {c: float(proxy[c]) * f for c, f in zip(est, (3.0, 0.3, 1.0, 2.5, 0.4))}
+    assert _expected_misses(poor, proxy, [(0, 5)], 2) > 0.02 > near
+    assert _expected_misses(poor, proxy, [(0, 5), (0, 6)], 2) > _expected_misses(poor, proxy, [(0, 5)], 2)
+    assert _expected_misses(dict(list(good.items())[:4]), proxy, [(0, 5)], 2) == float("inf")  # too few rescored
+    assert _expected_misses(good, proxy, [], 2) == 0.0
+
+
+def test_hidden_fisher_proxy_equals_the_token_fisher_at_full_rank(tmp_path):
+    """All eigen-directions of the hidden-state Fisher give the exact Fisher diagonal, as all token rows do."""
+    from hsr.heads.approx import ships_proxy, ships_proxy_hidden
+
+    loaded = _sharpened("qwen2")
+    engine = _engine_for(loaded, _samples(tmp_path), eps=0.9, max_batch_tokens=10_000)
+    tokens = ships_proxy(engine, tokens=engine.base_logp.shape[1], probes=0)
+    hidden = ships_proxy_hidden(engine, rank=loaded.model.config.hidden_size)
+    torch.testing.assert_close(hidden, tokens, rtol=1e-3, atol=1e-12)
+    low = ships_proxy_hidden(engine, rank=2)
+    assert bool((low <= hidden * (1 + 1e-6)).all())  # fewer directions: a part of the same sum
+
+
+@pytest.mark.parametrize("arch_name", ["qwen2_vl", "llama"])
+def test_merged_rows_equal_the_layer_by_layer_run(arch_name, tmp_path, monkeypatch):
+    """Small plans over several layers run layer-major in one forward per layer (heads of later layers
+    join the unablated row); same outputs as the per-layer path."""
+    from hsr.heads.engines import MergedRows
+    from hsr.heads.score import exact_scores
+
+    loaded = _sharpened(arch_name)
+    samples = _samples(tmp_path, with_images=loaded.is_vlm)
+    plan = {0: [1, 3], 1: [0, 2, 3]}
+    used = []
+    real = MergedRows.run
+
+    def spy(self, p):
+        used.append(sorted(p))
+        yield from real(self, p)
+
+    monkeypatch.setattr(MergedRows, "run", spy)
+    merged = _engine_for(loaded, samples, max_batch_tokens=10_000)
+    a = exact_scores(merged, plan, "ships", 1)
+    assert used == [[0, 1]]
+    plain = _engine_for(loaded, samples, max_batch_tokens=0)
+    b = exact_scores(plain, plan, "ships", 1)
+    assert used == [[0, 1]] and a.keys() == b.keys()
+    assert max(abs(a[k] - b[k]) for k in a) < 1e-6 and max(a.values()) > 1e-4
+
+
+def test_rescoring_rounds_reuse_the_kept_streams(tmp_path):
+    """Merged rounds keep the unablated stream per layer; a later round starts from it, same scores."""
+    from hsr.heads.score import exact_scores
+
+    loaded = _sharpened("qwen2")
+    samples = _samples(tmp_path)
+    engine = _engine_for(loaded, samples, engine="approx", max_batch_tokens=10_000)
+    assert engine.keep_streams
+    first = exact_scores(engine, {0: [0], 1: [1]}, "ships", 1)
+    assert 1 in engine.streams
+    again = exact_scores(engine, {1: [1, 2]}, "ships", 1)  # starts at the kept stream of layer 1
+    fresh = exact_scores(_engine_for(loaded, samples, max_batch_tokens=0), {0: [0], 1: [1, 2]}, "ships", 1)
+    assert abs(first[(1, 1)] - fresh[(1, 1)]) < 1e-6 and abs(again[(1, 2)] - fresh[(1, 2)]) < 1e-6
+    assert abs(first[(0, 0)] - fresh[(0, 0)]) < 1e-6

@@ -101,6 +101,11 @@ def test_yaml_values_keep_the_meaning_a_user_writes(tmp_path):
         ("evaluate.judge=keyword:nolist", "nolist"),
         ("heads.engine=turbo", "engine"),
         ("heads.mode=half", "mode"),
+        ("heads.max_batch_tokens=-1", "max_batch_tokens' must be at least 0"),
+        ("heads.max_batch_tokens=lots", "max_batch_tokens' must be a number"),
+        ("heads.approx_tolerance=-1", "approx_tolerance' must be at least 0"),
+        ('heads.prefix_reuse="no"', "prefix_reuse' must be true or false"),
+        ("heads.approx_top_h=0", "approx_top_h' must be at least 1"),
         ("realign.budget=-1", "budget"),
         ("seed=null", "cannot be null"),
         ("device=3", "'device' must be text"),
@@ -118,3 +123,14 @@ def test_non_utf8_config_is_a_config_error(tmp_path):
     path.write_bytes(b"model: caf\xe9\n")
     with pytest.raises(ConfigError, match="UTF-8"):
         load_run_config(path)
+
+
+def test_head_speed_options_reach_the_scorer():
+    from hsr.pipeline.config import head_options
+
+    options = head_options(load_run_config(None, ["heads.max_batch_tokens=0", "heads.prefix_reuse=false", "realign.top_h=7"]))
+    assert options.max_batch_tokens == 0 and options.prefix_reuse is False
+    assert options.approx_top_h == 7  # null: the top-h realignment uses
+    defaults = head_options(load_run_config(None, ["heads.approx_top_h=3"]))
+    assert defaults.max_batch_tokens is None and defaults.prefix_reuse is None and defaults.approx_top_h == 3
+    assert defaults.effective_prefix_reuse  # ships

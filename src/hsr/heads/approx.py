@@ -24,36 +24,62 @@ The top ``approx_top_k`` heads by proxy are then rescored exactly (see ``score_h
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
-from ..architecture import final_norm, layer_hidden, lm_head
-from .ablation import head_gates
-from .engines import FastEngine, expand_batch
+from ..architecture import final_norm, lm_head
+from .engines import FastEngine
+from .rows import RowBatch, _pad_rows, group_prompts
 
 
-def _gated_last_hidden(engine: FastEngine, n: int, gates: torch.Tensor) -> torch.Tensor:
-    """Final normed last-token state ``[R, d]`` of prompt ``n`` with per-row gates ``[R, L, H]``."""
+def _gated_last_hidden(engine: FastEngine, batch: RowBatch, gates: torch.Tensor) -> torch.Tensor:
+    """Final normed last-token states ``[R, d]`` of ``batch``'s rows (whole prompts) under per-row gates ``[R, L, H]``."""
     arch = engine.arch
-    x = engine.layer0[n]
-    rows = gates.shape[0]
-    hidden = x.hidden.expand(rows, *x.hidden.shape[1:]).contiguous()
-    kwargs = expand_batch(x.kwargs, rows)
-    with head_gates(arch, {layer: gates[:, layer, :] for layer in range(arch.num_layers)}, engine.mode):
-        for layer in arch.layers:
-            hidden = layer_hidden(layer(hidden, **kwargs))
-    return final_norm(arch)(hidden[:, -1:, :])[:, 0, :]
+    parts = [engine.layer0[n].hidden for n in batch.prompts]
+    hidden = _pad_rows(parts, batch.width, batch.heads) if len(parts) > 1 else parts[0].expand(batch.rows, -1, -1)
+    kwargs_of = engine._suffix_kwargs(batch, None, prefix_len=0)
+    gate_map = {layer: gates[:, layer, :] for layer in range(arch.num_layers)}
+    hidden = engine._forward(0, arch.num_layers, hidden.contiguous(), kwargs_of, gate_map)
+    ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(batch.heads) - 1
+    last = hidden[torch.arange(batch.rows, device=hidden.device), ends]
+    return final_norm(arch)(last[:, None, :])[:, 0, :]
 
 
-def _gate_grads(engine: FastEngine, n: int, rows: int, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _gate_grads(
+    engine: FastEngine, rows: int, loss_fn: Callable[[torch.Tensor, list[int]], torch.Tensor]
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Per-row gate gradients ``[g * rows, L, H]`` for groups of prompts sharing one forward/backward.
+
+    ``loss_fn(y, prompts)``: the summed loss of the rows (prompt-major, ``rows`` per prompt).
+    """
     arch = engine.arch
-    device = engine.layer0[n].hidden.device
-    gates = torch.ones(rows, arch.num_layers, arch.num_heads, device=device, requires_grad=True)
-    with torch.enable_grad():
-        y = _gated_last_hidden(engine, n, gates)
-        (grad,) = torch.autograd.grad(loss_fn(y), gates)
-    return grad.double().cpu()
+    lengths = [x.hidden.shape[1] for x in engine.layer0]
+    budget = engine.max_batch_tokens if engine.rows_ok else 0
+    for group in group_prompts(lengths, rows, budget):
+        batch = RowBatch(group, [lengths[n] for n in group], rows)
+        device = engine.layer0[group[0]].hidden.device
+        gates = torch.ones(batch.rows, arch.num_layers, arch.num_heads, device=device, requires_grad=True)
+        with torch.enable_grad():
+            y = _gated_last_hidden(engine, batch, gates)
+            (grad,) = torch.autograd.grad(loss_fn(y, group), gates)
+        yield group, grad.double().cpu()
+
+
+def _fisher_coefficients(engine: FastEngine, n: int, tokens: int, probes: int, seed: int) -> torch.Tensor:
+    """Rows ``[tokens + probes, V]`` whose log-prob gradients' squares sum to prompt ``n``'s Fisher diagonal."""
+    p = engine.base_logp[n].double().exp()
+    k = min(tokens, p.numel())
+    top = torch.topk(p, k).indices
+    coef = torch.zeros(k + probes, p.numel(), dtype=torch.float64)
+    coef[torch.arange(k), top] = p[top].sqrt()
+    if probes:
+        tail = torch.ones_like(p, dtype=torch.bool)
+        tail[top] = False
+        gen = torch.Generator().manual_seed(seed * 100003 + n)
+        z = torch.randn(probes, p.numel(), generator=gen, dtype=torch.float64)
+        coef[k:] = (p.sqrt() * tail) * z / math.sqrt(probes)
+    return coef.float()
 
 
 def ships_proxy(engine: FastEngine, tokens: int, probes: int, seed: int = 0) -> torch.Tensor:
@@ -61,27 +87,58 @@ def ships_proxy(engine: FastEngine, tokens: int, probes: int, seed: int = 0) -> 
     delta = engine.eps - 1.0
     total = torch.zeros(engine.arch.num_layers, engine.arch.num_heads, dtype=torch.float64)
     head = lm_head(engine.loaded.model)
-    for n in range(engine.n_prompts):
-        p = engine.base_logp[n].double().exp()
-        k = min(tokens, p.numel())
-        top = torch.topk(p, k).indices
-        coef = torch.zeros(k + probes, p.numel(), dtype=torch.float64)
-        coef[torch.arange(k), top] = p[top].sqrt()
-        if probes:
-            tail = torch.ones_like(p, dtype=torch.bool)
-            tail[top] = False
-            gen = torch.Generator().manual_seed(seed * 100003 + n)
-            z = torch.randn(probes, p.numel(), generator=gen, dtype=torch.float64)
-            coef[k:] = (p.sqrt() * tail) * z / math.sqrt(probes)
-        coef = coef.float().to(engine.layer0[n].hidden.device)
+    rows = min(tokens, engine.base_logp.shape[1]) + probes
+    coefs = [_fisher_coefficients(engine, n, tokens, probes, seed) for n in range(engine.n_prompts)]
 
-        def loss(y: torch.Tensor) -> torch.Tensor:
-            logp = torch.log_softmax(engine.arch.softcap(head(y)).float(), dim=-1)
-            return (coef * logp).sum()
+    def loss(y: torch.Tensor, group: list[int]) -> torch.Tensor:
+        coef = torch.cat([coefs[n] for n in group]).to(y.device)
+        logp = torch.log_softmax(engine.arch.softcap(head(y)).float(), dim=-1)
+        return (coef * logp).sum()
 
-        grads = _gate_grads(engine, n, k + probes, loss)
+    for group, grads in _gate_grads(engine, rows, loss):
         total += (grads**2).sum(0)
-        engine.progress(1)
+        engine.progress(len(group))
+    return 0.5 * delta**2 * total / engine.n_prompts
+
+
+def _hidden_fisher(engine: FastEngine, n: int, mass: float = 0.9999, max_tokens: int = 8192) -> torch.Tensor:
+    """Fisher information ``[d, d]`` of prompt ``n``'s next-token distribution with respect to its final
+    normed last-token state: ``W^T (diag p - p p^T) W`` over the tokens holding ``mass`` of the
+    probability (the rest is dropped), with ``W`` the lm_head rows scaled by any logit softcap's slope."""
+    head = lm_head(engine.loaded.model)
+    p = engine.base_logp[n].double().exp()
+    order = torch.argsort(p, descending=True)
+    K = min(int((p[order].cumsum(0) < mass).sum()) + 1, max_tokens, p.numel())
+    idx = order[:K].to(head.weight.device)
+    W = head.weight[idx].double()
+    cap = engine.arch.logit_softcap
+    if cap:
+        z = W @ engine.base_hidden[n].to(W.device)
+        W = W * (1 - torch.tanh(z / cap) ** 2)[:, None]
+    pk = p[idx.cpu()].to(W.device)
+    Wp = W.T @ pk
+    return ((W * pk[:, None]).T @ W - torch.outer(Wp, Wp)).cpu()
+
+
+def ships_proxy_hidden(engine: FastEngine, rank: int) -> torch.Tensor:
+    """Second-order (Fisher) estimate of each head's Ships score, ``[L, H]``, from ``rank`` gradient rows per
+    prompt: the top eigen-directions of the Fisher information in hidden-state space (deterministic; no
+    lm_head or softmax in the backward)."""
+    delta = engine.eps - 1.0
+    total = torch.zeros(engine.arch.num_layers, engine.arch.num_heads, dtype=torch.float64)
+    dirs = []
+    for n in range(engine.n_prompts):
+        evals, evecs = torch.linalg.eigh(_hidden_fisher(engine, n))
+        m = min(rank, evals.numel())
+        dirs.append((evecs[:, -m:] * evals[-m:].clamp_min(0).sqrt()).T.float())  # [m, d]
+    m = dirs[0].shape[0]
+
+    def loss(y: torch.Tensor, group: list[int]) -> torch.Tensor:
+        return (y * torch.cat([dirs[n] for n in group]).to(y.device, y.dtype)).sum()
+
+    for group, grads in _gate_grads(engine, m, loss):
+        total += (grads**2).sum(0)
+        engine.progress(len(group))
     return 0.5 * delta**2 * total / engine.n_prompts
 
 
@@ -98,11 +155,15 @@ def gships_proxy(engine: FastEngine, rank: int, directions: int | None = None) -
     K = min(N, base.shape[1])
     m = K if directions is None else max(rank, min(int(directions), K))
     dirs_all = vh[:m].to(engine.layer0[0].hidden.dtype)  # [m, d]
-    per_prompt = []
-    for n in range(engine.n_prompts):
-        dirs = dirs_all.to(engine.layer0[n].hidden.device)
-        per_prompt.append(_gate_grads(engine, n, m, lambda y: (y * dirs).sum()))  # [m, L, H]
-        engine.progress(1)
+    per_prompt: list[torch.Tensor] = [torch.empty(0)] * N
+
+    def loss(y: torch.Tensor, group: list[int]) -> torch.Tensor:
+        return (y * dirs_all.to(y.device).repeat(len(group), 1)).sum()
+
+    for group, grads in _gate_grads(engine, m, loss):
+        for j, n in enumerate(group):
+            per_prompt[n] = grads[j * m : (j + 1) * m]  # [m, L, H]
+        engine.progress(len(group))
     dmv = (engine.eps - 1.0) * torch.stack(per_prompt)  # [N, m, L, H]: columns of dM V_m per head
     dmv = dmv.permute(2, 3, 0, 1).reshape(L * H, N, m)
     proj = u.T @ dmv  # [LH, N, m]: u_j^T dM v_k

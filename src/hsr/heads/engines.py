@@ -9,12 +9,13 @@ distribution and/or the final normed hidden state of the last prompt token; the 
   are captured once), the residual stream entering layer ``l`` is cached so that heads of layer
   ``l`` only run layers ``l..L-1``, and many heads share one batched forward (one batch row per
   head, each row with its own head gate). Only the last position goes through the norm and
-  ``lm_head``.
+  ``lm_head``. Where exact (:mod:`hsr.heads.rows`), the prompts' shared template prefix runs once
+  per head batch and each prompt's own suffix runs on its keys/values, and several prompts'
+  suffixes share one forward (rows = heads x prompts, sized by ``max_batch_tokens``).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -22,10 +23,20 @@ import torch
 from torch import nn
 
 from ..architecture import final_norm, layer_hidden, lm_head, model_device
-from ..calibration import LayerInput, capture_inputs, walk_layers
+from ..calibration import LayerInput, capture_inputs
 from ..data import Encoded
 from ..loading import LoadedModel
 from .ablation import gates_for, head_gates
+from .rows import (
+    PrefixKV,
+    RowBatch,
+    _pad_rows,
+    common_prefix,
+    group_prompts,
+    prefix_kwargs,
+    suffix_kwargs,
+    unsafe_reason,
+)
 
 Head = tuple[int, int]
 #: ``{layer: [head, ...]}``: which heads to ablate one at a time.
@@ -72,6 +83,9 @@ class EngineBase:
     want_kl: bool = True
     want_hidden: bool = True
     batch_heads: int = 16
+    prefix_reuse: bool = True
+    max_batch_tokens: int = 0
+    keep_streams: bool = False
     progress: Callable[[int], None] = lambda n: None
     base_hidden: torch.Tensor | None = field(default=None, init=False)  # [N, d] float64
     base_logp: torch.Tensor | None = field(default=None, init=False)  # [N, V] float32
@@ -116,35 +130,145 @@ def _kl(base_logp: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return kl_divergence(base_logp.expand_as(other), other)
 
 
+@dataclass
+class Stream:
+    """The residual stream entering one layer: the shared prefix ``[1, P, d]`` (None when not reused)
+    and each prompt's own tokens ``[1, S_n, d]``."""
+
+    prefix: torch.Tensor | None
+    suffix: list[torch.Tensor]
+
+
 class FastEngine(EngineBase):
-    """Exact scores from cached per-layer residual streams and batched per-row head gates."""
+    """Exact scores from cached per-layer residual streams and batched per-row head gates.
+
+    With ``prefix_reuse`` the prompts' shared template prefix runs once per head batch and only each
+    prompt's suffix runs on top of its keys/values; with ``max_batch_tokens > 0`` several prompts'
+    suffixes share a forward (rows = heads x prompts). Both are used only where exact
+    (:func:`hsr.heads.rows.unsafe_reason`); ``reuse_note`` says why not otherwise.
+    """
 
     layer0: list[LayerInput]
+    prefix_len: int = 0
+    rows_ok: bool = False
+    reuse_note: str | None = None
+
+    def _layer_kwargs(self, i: int, x: LayerInput) -> dict[str, Any]:
+        """The kwargs decoder layer ``i`` gets for prompt ``x`` (its own: masks differ between attention types)."""
+        return x.layer_kwargs[i]
 
     @torch.no_grad()
     def prepare(self) -> None:
         """Run the embeddings / vision side once per prompt and compute the unablated outputs."""
-        model = self.loaded.model
-        self.layer0 = capture_inputs(model, self.arch, self.encoded)
-        base = [self.run_from(0, x, {}) for x in self.layer0]
+        self.layer0 = capture_inputs(self.loaded.model, self.arch, self.encoded)
+        self._setup_rows()
+        self.streams: dict[int, Stream] = {0: self._initial_stream()}
+        base = self._run_rows(0, self.streams[0], {}, 1)
         self.base_hidden = torch.cat([b.hidden for b in base])
         self.base_logp = torch.cat([b.logp for b in base]) if self.want_kl else None
 
-    def run_from(
-        self, start: int, x: LayerInput, gates: Mapping[int, torch.Tensor], rows: int = 1
-    ) -> LastPosition:
-        """Run layers ``start..L-1`` on ``x`` expanded to ``rows`` rows under ``gates``."""
-        arch = self.arch
-        hidden = x.hidden.expand(rows, *x.hidden.shape[1:]).contiguous()
-        with head_gates(arch, gates, self.mode):
-            for i in range(start, arch.num_layers):
-                hidden = layer_hidden(arch.layers[i](hidden, **expand_batch(self._layer_kwargs(i, x), rows)))
-        return self._finish(final_norm(arch)(hidden[:, -1:, :])[:, 0, :])
+    def _setup_rows(self) -> None:
+        """Decide whether prefix reuse and prompt batching are exact here, and the prefix length."""
+        L = self.arch.num_layers
+        per_layer = [[self._layer_kwargs(i, x) for x in self.layer0] for i in range(L)]
+        self.reuse_note = unsafe_reason(self.loaded.model, [kw for layer in per_layer for kw in layer])
+        self.rows_ok = self.reuse_note is None
+        self.prefix_len = 0
+        if self.rows_ok and self.prefix_reuse:
+            self.prefix_len = min(common_prefix(self.layer0, kws) for kws in per_layer)
+        self.lengths = [x.hidden.shape[1] - self.prefix_len for x in self.layer0]
+        self._group_cache: dict[int, list[list[int]]] = {}
 
-    @staticmethod
-    def _layer_kwargs(i: int, x: LayerInput) -> dict[str, Any]:
-        """Layer ``i``'s own keyword arguments for this prompt (masks differ between attention types)."""
-        return x.layer_kwargs[i]
+    def _initial_stream(self) -> Stream:
+        P = self.prefix_len
+        prefix = self.layer0[0].hidden[:, :P] if P else None
+        return Stream(prefix, [x.hidden[:, P:] for x in self.layer0])
+
+    def _groups(self, heads: int) -> list[list[int]]:
+        if heads not in self._group_cache:
+            budget = self.max_batch_tokens if self.rows_ok else 0
+            self._group_cache[heads] = group_prompts(self.lengths, heads, budget)
+        return self._group_cache[heads]
+
+    def _forward(self, start: int, stop: int, hidden: torch.Tensor, kwargs_of: Callable[[int], dict], gates: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """Layers ``start..stop-1`` on ``hidden`` under ``gates``."""
+        with head_gates(self.arch, gates, self.mode):
+            for i in range(start, stop):
+                hidden = layer_hidden(self.arch.layers[i](hidden, **kwargs_of(i)))
+        return hidden
+
+    def _suffix_kwargs(self, batch: RowBatch, cache: PrefixKV | None, prefix_len: int | None = None) -> Callable[[int], dict]:
+        """Layer kwargs for a suffix batch (tokens from ``prefix_len``, default the engine's prefix length);
+        the captured ones themselves on the fallback path."""
+        P = self.prefix_len if prefix_len is None else prefix_len
+        if not self.rows_ok:
+            assert len(batch.prompts) == 1 and P == 0
+            x = self.layer0[batch.prompts[0]]
+            return lambda i: expand_batch(self._layer_kwargs(i, x), batch.rows)
+        dtype = self.layer0[0].hidden.dtype
+        memo: dict[tuple[int, ...], dict] = {}
+
+        def kwargs_of(i: int) -> dict:
+            per = [self._layer_kwargs(i, self.layer0[n]) for n in batch.prompts]
+            key = tuple(id(kw) for kw in per)
+            if key not in memo:
+                memo[key] = suffix_kwargs(lambda n: per[batch.prompts.index(n)], batch, P, cache, dtype)
+            return memo[key]
+
+        return kwargs_of
+
+    def _prefix_pass(self, start: int, stop: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int) -> tuple[torch.Tensor, PrefixKV]:
+        """Run the shared prefix on ``rows`` rows, recording its keys/values for the suffixes."""
+        cache = PrefixKV()
+        x0, P, dtype = self.layer0[0], self.prefix_len, self.layer0[0].hidden.dtype
+        memo: dict[int, dict] = {}
+
+        def kwargs_of(i: int) -> dict:
+            kw = self._layer_kwargs(i, x0)
+            if id(kw) not in memo:
+                memo[id(kw)] = prefix_kwargs(kw, P, rows, cache, dtype)
+            return memo[id(kw)]
+
+        hidden = stream.prefix.expand(rows, *stream.prefix.shape[1:]).contiguous()
+        return self._forward(start, stop, hidden, kwargs_of, gates), cache
+
+    def _suffix_passes(
+        self, start: int, stop: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int, cache: PrefixKV | None
+    ) -> Iterator[tuple[RowBatch, torch.Tensor]]:
+        """Each prompt group's suffix rows (prompt-major, ``rows`` per prompt) after layers ``start..stop-1``."""
+        for group in self._groups(rows):
+            batch = RowBatch(group, [self.lengths[n] for n in group], rows)
+            parts = [stream.suffix[n] for n in group]
+            hidden = parts[0].expand(rows, *parts[0].shape[1:]) if len(group) == 1 else _pad_rows(parts, batch.width, rows)
+            tiled = {k: v.repeat(len(group), 1) if v.dim() == 2 else v for k, v in gates.items()}
+            kv = cache.replay(len(group)) if cache is not None else None
+            yield batch, self._forward(start, stop, hidden.contiguous(), self._suffix_kwargs(batch, kv), tiled)
+
+    def _run_rows(self, start: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int) -> list[LastPosition]:
+        """Run layers ``start..L-1`` on every prompt with ``rows`` rows each; per-prompt last positions."""
+        L = self.arch.num_layers
+        cache = self._prefix_pass(start, L, stream, gates, rows)[1] if stream.prefix is not None else None
+        outs: list[LastPosition | None] = [None] * self.n_prompts
+        for batch, hidden in self._suffix_passes(start, L, stream, gates, rows, cache):
+            ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(rows) - 1
+            last = hidden[torch.arange(batch.rows, device=hidden.device), ends]
+            res = self._finish(final_norm(self.arch)(last[:, None, :])[:, 0, :])
+            for j, n in enumerate(batch.prompts):
+                sl = slice(j * rows, (j + 1) * rows)
+                outs[n] = LastPosition(res.hidden[sl], None if res.logp is None else res.logp[sl])
+        return outs  # type: ignore[return-value]
+
+    def _advance(self, layer: int, stream: Stream, gate: torch.Tensor | None) -> Stream:
+        """The stream entering ``layer + 1`` (``gate``: the fixed ablation of ``layer``, if any)."""
+        gates = {layer: gate} if gate is not None else {}
+        prefix, cache = None, None
+        if stream.prefix is not None:
+            prefix, cache = self._prefix_pass(layer, layer + 1, stream, gates, 1)
+        suffix: list[torch.Tensor] = [stream.suffix[0]] * self.n_prompts
+        for batch, hidden in self._suffix_passes(layer, layer + 1, stream, gates, 1, cache):
+            for j, n in enumerate(batch.prompts):
+                suffix[n] = hidden[j : j + 1, : batch.lengths[j]]
+        return Stream(prefix, suffix)
 
     def _layer_gates(self, layer: int, heads: Sequence[int], fixed: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         H = self.arch.num_heads
@@ -156,31 +280,120 @@ class FastEngine(EngineBase):
         gates[layer] = row.to(model_device(self.loaded.model))
         return gates
 
+    def stream_at(self, layer: int, fixed_gates: Mapping[int, torch.Tensor]) -> tuple[int, Stream]:
+        """The nearest kept stream at or below ``layer`` (only unablated streams are kept)."""
+        if fixed_gates:
+            return 0, self.streams[0]
+        below = max(k for k in self.streams if k <= layer)
+        return below, self.streams[below]
+
     @torch.no_grad()
     def run(self, plan: HeadPlan, fixed: Sequence[Head] = ()) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         """Yield ``(layer, outputs)`` for each planned layer, ablating ``fixed`` heads throughout."""
-        arch = self.arch
-        fixed_gates = gates_for(arch, fixed, self.eps)
+        fixed_gates = gates_for(self.arch, fixed, self.eps)
         wanted = sorted(layer for layer, heads in plan.items() if len(heads))
         if not wanted:
             return
-        def around(layer: int):  # fixed heads stay ablated while the stream moves on
-            return head_gates(arch, {layer: fixed_gates[layer]}, self.mode) if layer in fixed_gates else contextlib.nullcontext()
-
-        for step in walk_layers(arch, self.layer0, stop=wanted[-1] + 1, around=around):
-            layer = step.index
+        merged = MergedRows(self)
+        if not fixed and merged.fits(sum(len(plan[layer]) for layer in wanted)):
+            yield from merged.run(plan)
+            return
+        first, stream = self.stream_at(wanted[0], fixed_gates)
+        for layer in range(first, wanted[-1] + 1):
             if layer in plan and len(plan[layer]):
                 heads = list(plan[layer])
-                outs: list[list[LastPosition]] = []
-                for x in step.inputs:
-                    chunks = []
-                    for s in range(0, len(heads), self.batch_heads):
-                        chunk = heads[s : s + self.batch_heads]
-                        gates = self._layer_gates(layer, chunk, fixed_gates)
-                        chunks.append(self.run_from(layer, x, gates, rows=len(chunk)))
-                    outs.append(chunks)
-                    self.progress(1)
+                outs: list[list[LastPosition]] = [[] for _ in range(self.n_prompts)]
+                for s in range(0, len(heads), self.batch_heads):
+                    chunk = heads[s : s + self.batch_heads]
+                    res = self._run_rows(layer, stream, self._layer_gates(layer, chunk, fixed_gates), len(chunk))
+                    for n, r in enumerate(res):
+                        outs[n].append(r)
+                self.progress(self.n_prompts)
                 yield layer, self._record(outs, len(heads))
+            if layer < wanted[-1]:
+                stream = self._advance(layer, stream, fixed_gates.get(layer))
+                if self.keep_streams and not fixed_gates:
+                    self.streams[layer + 1] = stream
+
+
+class MergedRows:
+    """Layer-major scoring of a few heads spread over many layers (the approximate engine's rescoring):
+    one unablated row walks the stack, and at each planned layer copies of it join as that layer's
+    ablated rows, so every layer runs once for all rows that pass through it, in one forward."""
+
+    def __init__(self, engine: FastEngine) -> None:
+        self.engine = engine
+        self.P = engine.prefix_len
+        self.lengths = engine.lengths
+        self.width = max(self.lengths)
+
+    def fits(self, n_heads: int) -> bool:
+        """Whether all rows (one per head plus the unablated one) x all prompts fit the token budget."""
+        e = self.engine
+        return e.rows_ok and (1 + n_heads) * (e.n_prompts * self.width + self.P) <= e.max_batch_tokens
+
+    def _layer(self, i: int, prefix: torch.Tensor | None, suffix: torch.Tensor, gate: torch.Tensor | None):
+        """Run layer ``i`` on rows ``[R, P, d]`` and ``[N, R, W, d]`` under the per-row ``gate`` ``[R, H]``."""
+        e, (N, R) = self.engine, suffix.shape[:2]
+        gates = {i: gate} if gate is not None else {}
+        cache = None
+        if prefix is not None:
+            prefix, cache = self._prefix(i, prefix, gates)
+        batch = RowBatch(list(range(N)), self.lengths, R)
+        tiled = {k: v.repeat(N, 1) for k, v in gates.items()}
+        kv = cache.replay(N) if cache is not None else None
+        out = e._forward(i, i + 1, suffix.reshape(N * R, *suffix.shape[2:]), e._suffix_kwargs(batch, kv), tiled)
+        return prefix, out.reshape(N, R, *out.shape[1:])
+
+    def _prefix(self, i: int, prefix: torch.Tensor, gates: Mapping[int, torch.Tensor]) -> tuple[torch.Tensor, PrefixKV]:
+        e = self.engine
+        cache = PrefixKV()
+        kw = prefix_kwargs(e._layer_kwargs(i, e.layer0[0]), self.P, prefix.shape[0], cache, prefix.dtype)
+        return e._forward(i, i + 1, prefix, lambda _i: kw, gates), cache
+
+    @torch.no_grad()
+    def run(self, plan: HeadPlan) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Yield ``(layer, outputs)`` like :meth:`FastEngine.run` (no fixed heads)."""
+        e, H = self.engine, self.engine.arch.num_heads
+        layers = sorted(layer for layer, heads in plan.items() if len(heads))
+        first, stream = e.stream_at(layers[0], {})
+        prefix = stream.prefix
+        suffix = _pad_rows(list(stream.suffix), self.width, 1)[:, None]  # [N, 1, W, d]
+        owners: list[tuple[int, int]] = [(-1, -1)]  # (layer, head) per row; row 0 is unablated
+        for i in range(first, e.arch.num_layers):
+            gate = None
+            if i in plan and len(plan[i]):
+                heads = list(plan[i])
+                prefix = None if prefix is None else torch.cat([prefix, prefix[:1].expand(len(heads), -1, -1)])
+                suffix = torch.cat([suffix, suffix[:, :1].expand(-1, len(heads), -1, -1)], dim=1)
+                owners += [(i, h) for h in heads]
+                gate = torch.ones(len(owners), H, device=suffix.device)
+                gate[torch.arange(len(owners) - len(heads), len(owners)), torch.as_tensor(heads)] = e.eps
+            prefix, suffix = self._layer(i, prefix, suffix, gate)
+            self._keep(i + 1, prefix, suffix)
+        yield from self._collect(plan, layers, owners, suffix)
+
+    def _keep(self, layer: int, prefix: torch.Tensor | None, suffix: torch.Tensor) -> None:
+        """Keep the unablated row's stream entering ``layer`` for later plans (``keep_streams``)."""
+        e = self.engine
+        if e.keep_streams and layer < e.arch.num_layers and layer not in e.streams:
+            base = [suffix[n, :1, :S].clone() for n, S in enumerate(self.lengths)]
+            e.streams[layer] = Stream(None if prefix is None else prefix[:1].clone(), base)
+
+    def _collect(self, plan: HeadPlan, layers: list[int], owners: list[tuple[int, int]], suffix: torch.Tensor):
+        e, N = self.engine, self.engine.n_prompts
+        ends = torch.as_tensor(self.lengths, device=suffix.device) - 1
+        last = suffix[torch.arange(N, device=suffix.device), :, ends]  # [N, R, d]
+        res = e._finish(final_norm(e.arch)(last.reshape(-1, 1, last.shape[-1]))[:, 0, :])
+        R = len(owners)
+        for layer in layers:
+            rows = [r for r, (l, _h) in enumerate(owners) if l == layer]
+            outs = []
+            for n in range(N):
+                idx = torch.as_tensor([n * R + r for r in rows])
+                outs.append([LastPosition(res.hidden[idx], None if res.logp is None else res.logp[idx])])
+            e.progress(N)
+            yield layer, e._record(outs, len(rows))
 
 
 class NaiveEngine(EngineBase):

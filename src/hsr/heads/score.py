@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import os
 import time
 from typing import Any, Sequence
@@ -13,10 +14,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..architecture import model_device
 from ..data import Encoded, Sample, encode
 from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel
-from .approx import gships_proxy, ships_proxy
+from .approx import gships_proxy, ships_proxy, ships_proxy_hidden
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
 from .engines import EngineBase, FastEngine, Head, HeadPlan, NaiveEngine
@@ -84,6 +86,9 @@ def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig
         want_kl=config.score == "ships",
         want_hidden=config.score == "gships" or config.sahara_steps > 0,
         batch_heads=config.batch_heads,
+        prefix_reuse=config.effective_prefix_reuse,
+        max_batch_tokens=config.batch_tokens_for(model_device(loaded.model)),
+        keep_streams=config.engine == "approx",
         progress=bar.update,
     )
 
@@ -92,7 +97,9 @@ def _proxy(engine: Any, config: HeadScoreConfig, dist: Dist) -> torch.Tensor:
     """The first-order proxy of every head, computed on rank 0 and shared, so all ranks pick the same candidates."""
     proxy = None
     if dist.is_main:
-        if config.score == "ships":
+        if config.score == "ships" and config.approx_fisher == "hidden":
+            proxy = ships_proxy_hidden(engine, config.approx_fisher_rank)
+        elif config.score == "ships":
             proxy = ships_proxy(engine, config.approx_tokens, config.approx_probes, seed=config.seed)
         else:
             proxy = gships_proxy(engine, config.rank, config.approx_directions)
@@ -100,11 +107,57 @@ def _proxy(engine: Any, config: HeadScoreConfig, dist: Dist) -> torch.Tensor:
     return dist.broadcast_object(proxy)
 
 
+def _expected_misses(exact: dict[Head, float], proxy: torch.Tensor, rest: Sequence[Head], top_h: int) -> float:
+    """Expected number of unrescored heads whose exact score beats the ``top_h``-th exact score so far.
+
+    The estimate's error is measured on the rescored heads: ``log(exact / estimate)`` is fitted by a
+    normal distribution, and each unrescored head's chance to exceed that score follows from its
+    estimate. Infinite while fewer than ``top_h`` (or 5) heads (or a non-positive estimate) were rescored.
+    """
+    if not rest:
+        return 0.0
+    pairs = [(v, float(proxy[c])) for c, v in exact.items()]
+    if len(pairs) < max(top_h, 5) or any(p <= 0 or v <= 0 for v, p in pairs):
+        return math.inf
+    kth = sorted((v for v, _ in pairs), reverse=True)[top_h - 1]
+    logs = torch.tensor([math.log(v / p) for v, p in pairs], dtype=torch.float64)
+    mu, sd = float(logs.mean()), max(float(logs.std()), 1e-6)
+    est = torch.tensor([float(proxy[c]) for c in rest], dtype=torch.float64).clamp_min(1e-300)
+    z = (math.log(kth) - est.log() - mu) / sd
+    return float((0.5 * torch.erfc(z / math.sqrt(2.0))).sum())
+
+
+def _rescore(engine: EngineBase, proxy: torch.Tensor, config: HeadScoreConfig, checkpoint: LayerCheckpoint | None,
+             dist: Dist = SINGLE) -> tuple[dict[Head, float], dict[str, Any]]:
+    """Exact scores of heads in the estimate's order, in rounds, until the top-h set is settled
+    (``approx_adaptive``: expected misses at most ``approx_tolerance``) or ``approx_top_k`` heads are rescored."""
+    L, H = engine.arch.num_layers, engine.arch.num_heads
+    order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))
+    cap = min(config.approx_top_k, L * H)
+    top_h = min(config.effective_approx_top_h, cap)
+    step = cap if not config.approx_adaptive else max(2, (top_h + 1) // 2)  # small rounds share forwards (MergedRows)
+    done: dict[Head, float] = {}
+    settled, misses, start = False, math.inf, 0
+    while start < cap and not settled:
+        size = step
+        chunk = order[start : min(start + size, cap)]
+        plan: dict[int, list[int]] = {}
+        for l, h in sorted(chunk):
+            plan.setdefault(l, []).append(h)
+        done.update(exact_scores(engine, plan, config.score, config.rank, checkpoint, tag=f"rescore{start}", dist=dist))
+        start += len(chunk)
+        misses = _expected_misses(done, proxy, order[start:], top_h)
+        settled = config.approx_adaptive and misses <= config.approx_tolerance
+    report = {"rescored": [[l, h] for l, h in order[:start]], "top_h": top_h, "settled": bool(settled),
+              "expected_misses": misses if math.isfinite(misses) else None, "cap": cap}
+    return done, report
+
+
 def _approximate_scores(
     engine: Any, config: HeadScoreConfig, checkpoint: LayerCheckpoint | None, bar: Any, timings: dict[str, float],
     dist: Dist = SINGLE,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """One-backward proxy for every head, then exact rescoring of the ``approx_top_k`` best by the proxy.
+    """One-backward proxy for every head, then exact rescoring in the proxy's order (see :func:`_rescore`).
 
     Returns (scores, exact mask, report): rescored heads carry exact scores, the rest their proxy.
     The proxy runs on rank 0 only (one backward per prompt); the rescoring is split across ranks.
@@ -113,25 +166,17 @@ def _approximate_scores(
     t0 = time.perf_counter()
     proxy = _proxy(engine, config, dist)
     timings["gradient_s"] = time.perf_counter() - t0
-    k = min(config.approx_top_k, L * H)
-    chosen = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))[:k]
-    plan: dict[int, list[int]] = {}
-    for l, h in sorted(chosen):
-        plan.setdefault(l, []).append(h)
     t1 = time.perf_counter()
-    rescored = exact_scores(engine, plan, config.score, config.rank, checkpoint, tag="rescore", dist=dist, bar=bar)
+    rescored, report = _rescore(engine, proxy, config, checkpoint, dist)
+    bar.update(max(0, bar.total - bar.n) if bar.total else 0)
     timings["rescore_s"] = time.perf_counter() - t1
     scores = proxy.clone()
     exact = torch.zeros(L, H, dtype=torch.bool)
     for (l, h), value in rescored.items():
         scores[l, h] = value
         exact[l, h] = True
-    report = {
-        "proxy": "fisher" if config.score == "ships" else "first-order-subspace",
-        "top_k": k,
-        "rescored": [[l, h] for l, h in chosen],
-        "proxy_scores": proxy.tolist(),
-    }
+    report.update({"proxy": f"fisher-{config.approx_fisher}" if config.score == "ships" else "first-order-subspace",
+                   "top_k": len(rescored), "proxy_scores": proxy.tolist()})
     return scores, exact, report
 
 

@@ -204,7 +204,8 @@ def prune_options(config: dict[str, Any], method: str | None = None, sparsity: s
 def head_options(config: dict[str, Any]):
     from ..heads import HeadScoreConfig
 
-    return _stage(config, "heads", HeadScoreConfig)
+    top_h = config["heads"]["approx_top_h"]
+    return _stage(config, "heads", HeadScoreConfig, approx_top_h=top_h if top_h is not None else config["realign"]["top_h"])
 
 
 def importance_options(config: dict[str, Any]):
