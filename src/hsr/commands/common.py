@@ -20,7 +20,8 @@ def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model", defau
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
-    """--seed, --device, --dtype, --max-length, --trust-remote-code: declared once, in ``RunOptions``."""
+    """--seed, --device, --dtype, --max-memory, --offload-folder, --max-length, --trust-remote-code: declared once,
+    in ``RunOptions``."""
     add_flags(parser, RunOptions, skip=("model", "out"))
     parser.set_defaults(_runtime_defaults=True)
 
@@ -28,7 +29,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
 def runtime(args: argparse.Namespace) -> RunOptions:
     """The runtime flags with their declared defaults filled in (``args`` is updated in place too)."""
     options = from_args(args, RunOptions, fixed={"model": "", "out": ""}, skip=("model", "out"))
-    for name in ("seed", "device", "dtype", "max_length", "trust_remote_code"):
+    for name in ("seed", "device", "dtype", "max_length", "trust_remote_code", "max_memory", "offload_folder"):
         setattr(args, name, getattr(options, name))
     return options
 
@@ -44,6 +45,8 @@ def load_from_args(args: argparse.Namespace, source: str | None = None) -> Loade
         dtype=args.dtype,
         device=args.device,
         trust_remote_code=args.trust_remote_code,
+        max_memory=getattr(args, "max_memory", None),
+        offload_folder=getattr(args, "offload_folder", None),
     )
 
 

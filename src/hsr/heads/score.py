@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..data import Encoded, Sample, encode
 from ..loading import LoadedModel
+from ..placement import onloaded
 from .approx import gships_proxy, ships_proxy
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
@@ -40,8 +41,9 @@ def _prompt_digest(encoded: Sequence[Encoded]) -> str:
 def _weight_digest(loaded: LoadedModel) -> float:
     total = 0.0
     for i in range(loaded.arch.num_layers):
-        attn = loaded.arch.attention(i)
-        total += float(attn.q_proj.weight.double().abs().sum()) + float(attn.o_proj.weight.double().sum())
+        with onloaded(loaded.arch.layers[i]):  # an offloaded layer is read from where accelerate keeps it
+            attn = loaded.arch.attention(i)
+            total += float(attn.q_proj.weight.double().abs().sum()) + float(attn.o_proj.weight.double().sum())
     return total
 
 

@@ -100,7 +100,8 @@ class _Pipeline:
     def load(self, source: str | Path) -> LoadedModel:
         c = self.config
         return load_model(
-            str(source), dtype=c["dtype"], device=c["device"], trust_remote_code=bool(c["trust_remote_code"])
+            str(source), dtype=c["dtype"], device=c["device"], trust_remote_code=bool(c["trust_remote_code"]),
+            max_memory=c.get("max_memory"), offload_folder=c.get("offload_folder"),
         )
 
     def stage(self, name: str, settings: Any, build: Callable[[Path], Any], upstream: list[StageRecord]) -> StageRecord:

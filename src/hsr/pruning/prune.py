@@ -10,7 +10,7 @@ import logging
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..io import atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
 from ..options import option
+from ..placement import onloaded
 from .masks import Sparsity
 from .methods import METHODS, get_method
 
@@ -88,7 +89,7 @@ def prune_model(
     inputs = _calibration_inputs(loaded, samples, config.max_length) if method.needs_data else []
     masks: dict[str, torch.Tensor] = {}
     # Each layer is calibrated on the outputs of the already-pruned layers before it.
-    steps = walk_layers(arch, inputs) if method.needs_data else (LayerStep(i, arch.layers[i], []) for i in range(arch.num_layers))
+    steps = walk_layers(arch, inputs, modifies=True) if method.needs_data else _data_free_steps(arch)
     bar = tqdm(steps, total=arch.num_layers, desc=f"prune[{config.method} {config.sparsity.describe()}]",
                disable=not progress)
     for step in bar:
@@ -101,6 +102,13 @@ def prune_model(
             linear.weight.data.copy_(new)
             masks[arch.full_name(step.index, rel)] = mask.cpu()
     return PruneResult(masks, summarize(loaded, masks, config, n_samples=len(samples)))
+
+
+def _data_free_steps(arch: Any) -> Iterator[LayerStep]:
+    """Layers without inputs (magnitude pruning), each onloaded for its turn and written back after."""
+    for i in range(arch.num_layers):
+        with onloaded(arch.layers[i], write_back=True):
+            yield LayerStep(i, arch.layers[i], [])
 
 
 def summarize(loaded: LoadedModel, masks: dict[str, torch.Tensor], config: PruneConfig, **extra: Any) -> dict[str, Any]:

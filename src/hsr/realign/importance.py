@@ -30,6 +30,7 @@ from ..data import DEFAULT_MAX_LENGTH, Encoded, Sample, encode
 from ..errors import ConfigError, HsrError
 from ..loading import LoadedModel
 from ..options import option
+from ..placement import is_offloaded
 from ..pruning.methods import wanda_scores
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,9 @@ def compute_importance(
     if method not in IMPORTANCE_METHODS:
         raise ConfigError(f"Unknown importance method {method!r}; choose one of {', '.join(IMPORTANCE_METHODS)}.")
     encoded = _encode(loaded, samples, max_length)
+    if method == "snip" and is_offloaded(loaded.model):
+        raise ConfigError("SNIP importance back-propagates through the whole model at once, which offloaded "
+                          "weights do not allow; use --importance wanda or drop --max-memory/--offload-folder.")
     if method == "wanda":
         return _wanda(loaded, encoded, progress)
     return _snip(loaded, encoded, progress)
