@@ -129,7 +129,7 @@ def test_offloaded_layer_is_loaded_once_per_walk_step(tiny_dirs, calib_jsonl, tm
     from hsr.pruning import PruneConfig, prune_model
 
     _, placed = _pair(tiny_dirs["llama"], tmp_path)
-    hook = offload_hook(placed.arch.layers[1])
+    hook = offload_hook(placed.arch.layers[1].self_attn.q_proj)  # accelerate hooks the weight holders
     loader = hook.weights_map.dataset
     reads: list[str] = []
     original = type(loader).__getitem__
@@ -179,7 +179,9 @@ def test_realign_with_disk_offload_restores_identical_weights(tiny_dirs, calib_j
     samples = load_samples(calib_jsonl)
     save_pruned(tmp_path / "pruned", dense, prune_model(dense, samples, PruneConfig(), progress=False))
     dense = load_model(str(tiny_dirs["llama"]))
-    scores = compute_importance(dense, samples, progress=False)
+    utility = compute_importance(dense, samples, progress=False)
+    g = torch.Generator().manual_seed(0)
+    safety = {k: torch.rand(v.shape, generator=g) for k, v in utility.items()}
     ranking = [(layer, head) for layer in range(dense.arch.num_layers) for head in range(dense.arch.num_heads)]
     cfg = RealignConfig(top_h=3)
     outs = []
@@ -187,7 +189,7 @@ def test_realign_with_disk_offload_restores_identical_weights(tiny_dirs, calib_j
         d = load_model(str(tiny_dirs["llama"]), **kw)
         p = load_model(str(tmp_path / "pruned"), **kw)
         masks = load_pruned_masks(tmp_path / "pruned", d.model, p.model)
-        result = realign_pruned(d, p, masks, ranking, scores, scores, cfg)
+        result = realign_pruned(d, p, masks, ranking, utility, safety, cfg)
         save_realigned(tmp_path / label, p, result)
         outs.append(result)
     assert outs[0].summary["restored_params"] > 0
