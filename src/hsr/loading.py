@@ -221,12 +221,14 @@ def load_model(
     attn_implementation: str | None = None,
     max_memory: str | None = None,
     offload_folder: str | None = None,
+    share: int = 1,
 ) -> LoadedModel:
     """Load a model and its processor/tokenizer from a hub id, a local directory or a ``.gguf`` file.
 
     ``source="default"`` gives the embedded SmolLM2-135M-Instruct. Local inputs are only read.
     ``max_memory`` (``"0=20GiB,cpu=64GiB"``) and ``offload_folder`` let accelerate place a model that
     does not fit ``device``: see :mod:`hsr.placement`. Without them the whole model goes to ``device``.
+    ``share``: number of models the caller holds at once; each gets that fraction of the budgets.
     """
     from transformers import (
         AutoConfig,
@@ -240,7 +242,7 @@ def load_model(
 
     src = str(source)
     check_device(device)
-    placement = placement_from(str(device), max_memory, offload_folder)
+    placement = placement_from(str(device), max_memory, offload_folder, share)
     path, gguf_file = locate_model(src)
 
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}

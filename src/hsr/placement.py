@@ -78,9 +78,13 @@ def parse_max_memory(text: str | None) -> dict[int | str, int] | None:
     return out
 
 
-def placement_from(device: str, max_memory: str | None, offload_folder: str | None) -> Placement:
-    """Check the options together before any model loads; the budgets must include ``device``."""
+def placement_from(device: str, max_memory: str | None, offload_folder: str | None, share: int = 1) -> Placement:
+    """Check the options together before any model loads; the budgets must include ``device``.
+    ``share``: how many models are held at once (realign holds the dense and the pruned one), each
+    getting that fraction of every budget, so that together they stay within ``--max-memory``."""
     budget = parse_max_memory(max_memory)
+    if budget is not None and share > 1:
+        budget = {k: v // share for k, v in budget.items()}
     dev = torch.device(device)
     if budget is not None:
         gpus = sorted(k for k in budget if isinstance(k, int))

@@ -39,7 +39,9 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
-def load_from_args(args: argparse.Namespace, source: str | None = None) -> LoadedModel:
+def load_from_args(args: argparse.Namespace, source: str | None = None, share: int = 1) -> LoadedModel:
+    """The model ``source`` (default ``--model``) as the runtime flags say; ``share``: models held at once,
+    which split the ``--max-memory`` budgets."""
     return load_model(
         source if source is not None else args.model,
         dtype=args.dtype,
@@ -47,6 +49,7 @@ def load_from_args(args: argparse.Namespace, source: str | None = None) -> Loade
         trust_remote_code=args.trust_remote_code,
         max_memory=getattr(args, "max_memory", None),
         offload_folder=getattr(args, "offload_folder", None),
+        share=share,
     )
 
 

@@ -59,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
              if getattr(args, f"{kind}_scores")}
     samples = {kind: load_samples(getattr(imp, f"{kind}_data"), limit=imp.limit, seed=args.seed)
                for kind in ("utility", "safety") if needs_scores and kind not in given}
-    dense = load_from_args(args, source=args.dense)
+    dense = load_from_args(args, source=args.dense, share=2)
     ranking = heads_file.check_model(dense.arch.num_layers, dense.arch.num_heads, args.dense).ranking
     scores = {kind: given.get(kind) for kind in ("utility", "safety")}
     for kind, data in samples.items():
         scores[kind] = compute_importance(dense, data, method=imp.method, max_length=imp.max_length)
 
-    pruned = load_from_args(args, source=args.pruned)
+    pruned = load_from_args(args, source=args.pruned, share=2)
     pruned_dir = _local_dir(args.pruned)
     masks = load_pruned_masks(pruned_dir, dense.model, pruned.model)
     result = realign_pruned(dense, pruned, masks, ranking, scores["utility"], scores["safety"], config)

@@ -97,11 +97,12 @@ class _Pipeline:
             eval_options(c).check_data()
             self.digests(c["evaluate"], ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))
 
-    def load(self, source: str | Path) -> LoadedModel:
+    def load(self, source: str | Path, share: int = 1) -> LoadedModel:
+        """``source`` with the run's device, dtype and placement; ``share`` models held at once split the budgets."""
         c = self.config
         return load_model(
             str(source), dtype=c["dtype"], device=c["device"], trust_remote_code=bool(c["trust_remote_code"]),
-            max_memory=c.get("max_memory"), offload_folder=c.get("offload_folder"),
+            max_memory=c.get("max_memory"), offload_folder=c.get("offload_folder"), share=share,
         )
 
     def stage(self, name: str, settings: Any, build: Callable[[Path], Any], upstream: list[StageRecord]) -> StageRecord:
@@ -208,8 +209,8 @@ class _Pipeline:
         settings = {**self.common, **cfg, "random_heads": random_heads}
 
         def build(tmp: Path) -> None:
-            dense = self.load(self.dense)
-            pruned_model = self.load(pruned.path)
+            dense = self.load(self.dense, share=2)
+            pruned_model = self.load(pruned.path, share=2)
             masks = load_pruned_masks(pruned.path, dense.model, pruned_model.model)
             ranking = read_heads(heads.path).check_model(dense.arch.num_layers, dense.arch.num_heads).ranking
             utility = load_importance(importance.path / "utility.safetensors")
