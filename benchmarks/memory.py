@@ -86,8 +86,9 @@ def _stage(args: argparse.Namespace) -> None:
         dense, pruned = _load(work, dense_dir, args, 2), _load(work, work / "pruned", args, 2)
         masks = load_pruned_masks(work / "pruned", dense.model, pruned.model)
         ranking = read_heads(work / "heads").ranking
-        utility = load_importance(work / "importance" / "utility.safetensors")
-        safety = load_importance(work / "importance" / "safety.safetensors")
+        lazy = args.mode == "capped"  # as `hsr realign` with placement options: score tensors read when used
+        utility = load_importance(work / "importance" / "utility.safetensors", lazy=lazy)
+        safety = load_importance(work / "importance" / "safety.safetensors", lazy=lazy)
         result = realign_pruned(dense, pruned, masks, ranking, utility, safety, RealignConfig())
         save_realigned(work / "realigned", pruned, result, overwrite=True)
     seconds = time.perf_counter() - start
@@ -126,6 +127,16 @@ def _run(stage: str, mode: str, args: argparse.Namespace, budget_spec: str) -> d
     return json.loads((Path(args.work) / mode / f"{stage}.json").read_text())
 
 
+def _weights(folder: Path) -> dict:
+    """Every tensor of a saved checkpoint (an offloaded model is saved in shards of about one layer)."""
+    from safetensors.torch import load_file
+
+    out: dict = {}
+    for f in sorted(folder.glob("model*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
 def _compare(work: Path) -> list[str]:
     """Differences between the uncapped and capped runs' outputs (empty when bit-identical)."""
     import torch
@@ -142,8 +153,7 @@ def _compare(work: Path) -> list[str]:
 
     for folder in ("pruned", "realigned"):
         same(load_masks(a / folder / "mask.safetensors"), load_masks(b / folder / "mask.safetensors"), f"{folder} masks")
-        same(load_file(str(a / folder / "model.safetensors")), load_file(str(b / folder / "model.safetensors")),
-             f"{folder} weights")
+        same(_weights(a / folder), _weights(b / folder), f"{folder} weights")
     same(load_masks(a / "realigned" / "restored.safetensors"), load_masks(b / "realigned" / "restored.safetensors"),
          "restored positions")
     for kind in ("utility", "safety"):

@@ -297,3 +297,20 @@ def onloaded_each(models: Sequence[nn.Module], names: Sequence[str], write_back:
         stack.__exit__(*sys.exc_info())  # nothing is written back after an error
         raise
     stack.close()
+
+
+# ---------------------------------------------------------------------------- saving
+def _layer_bytes(model: nn.Module) -> int:
+    from .architecture import describe
+
+    layer = describe(model).layers[0]
+    return sum(t.numel() * t.element_size() for t in layer.state_dict(keep_vars=True).values())
+
+
+def save_model(model: nn.Module, folder: str | Path) -> None:
+    """``save_pretrained`` as safetensors. An offloaded model is written in shards of about one decoder
+    layer: transformers materializes a whole shard of offloaded weights at once (50 GB by default)."""
+    kwargs: dict[str, Any] = {"safe_serialization": True}
+    if is_offloaded(model):
+        kwargs["max_shard_size"] = max(_layer_bytes(model), 1)
+    model.save_pretrained(folder, **kwargs)

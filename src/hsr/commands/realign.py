@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
 
     # Read every input before the first model loads, so a bad file fails in seconds, not after the work.
-    given = {kind: load_importance(getattr(args, f"{kind}_scores")) for kind in ("utility", "safety")
+    lazy = bool(args.max_memory or args.offload_folder)  # placed: read score tensors only when used
+    given = {kind: load_importance(getattr(args, f"{kind}_scores"), lazy=lazy) for kind in ("utility", "safety")
              if getattr(args, f"{kind}_scores")}
     samples = {kind: load_samples(getattr(imp, f"{kind}_data"), limit=imp.limit, seed=args.seed)
                for kind in ("utility", "safety") if needs_scores and kind not in given}

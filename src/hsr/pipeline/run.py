@@ -213,8 +213,9 @@ class _Pipeline:
             pruned_model = self.load(pruned.path, share=2)
             masks = load_pruned_masks(pruned.path, dense.model, pruned_model.model)
             ranking = read_heads(heads.path).check_model(dense.arch.num_layers, dense.arch.num_heads).ranking
-            utility = load_importance(importance.path / "utility.safetensors")
-            safety = load_importance(importance.path / "safety.safetensors")
+            lazy = bool(self.config.get("max_memory") or self.config.get("offload_folder"))  # placed: low memory
+            utility = load_importance(importance.path / "utility.safetensors", lazy=lazy)
+            safety = load_importance(importance.path / "safety.safetensors", lazy=lazy)
             result = realign_pruned(dense, pruned_model, masks, ranking, utility, safety, realign_config)
             del dense
             save_realigned(tmp, pruned_model, result, overwrite=True)

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..io import atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
 from ..options import option
-from ..placement import onloaded
+from ..placement import onloaded, save_model
 from .masks import Sparsity
 from .methods import METHODS, get_method
 
@@ -147,7 +147,7 @@ def summarize(loaded: LoadedModel, masks: dict[str, torch.Tensor], config: Prune
 def save_pruned(out: str | Path, loaded: LoadedModel, result: PruneResult, overwrite: bool = False) -> Path:
     """Write the pruned model, its processor/tokenizer, the mask and summary.json atomically."""
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        loaded.model.save_pretrained(tmp, safe_serialization=True)
+        save_model(loaded.model, tmp)
         loaded.processor.save_pretrained(tmp)
         save_masks(result.masks, tmp / MASK_FILE)
         write_json(tmp / SUMMARY_FILE, result.summary)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
@@ -168,12 +168,39 @@ def save_importance(scores: dict[str, torch.Tensor], path: str | Path, method: s
     save_file(tensors, str(path), metadata=meta)
 
 
-def load_importance(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read scores written by :func:`save_importance`."""
+class LazyScores(Mapping):
+    """Importance scores read from their file one tensor at a time, on access: realigning an offloaded
+    model needs only the matrices of the selected heads' layers, not two model-sized tables in RAM."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with safe_open(str(path), framework="pt") as fh:
+            self._keys = list(fh.keys())
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._keys:
+            raise KeyError(name)
+        with safe_open(str(self.path), framework="pt") as fh:
+            return fh.get_tensor(name).float()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def load_importance(path: str | Path, lazy: bool = False) -> dict[str, torch.Tensor] | LazyScores:
+    """Read scores written by :func:`save_importance`; ``lazy``: read each tensor when it is used."""
     path = Path(path)
     if not path.is_file():
         raise ImportanceError(f"Importance file {path} not found.")
     try:
+        if lazy:
+            return LazyScores(path)
         out: dict[str, torch.Tensor] = {}
         with safe_open(str(path), framework="pt") as fh:
             for name in fh.keys():

@@ -30,7 +30,7 @@ from ..errors import ConfigError, HsrError
 from ..io import atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
 from ..options import option
-from ..placement import onloaded_each
+from ..placement import onloaded_each, save_model
 from ..pruning.masks import Sparsity, nm_of
 from ..pruning.prune import MASK_FILE, SUMMARY_FILE
 from .external import check_compatible, infer_masks
@@ -329,7 +329,7 @@ def realign_pruned(
 def save_realigned(out: str | Path, pruned_loaded: LoadedModel, result: RealignResult, overwrite: bool = False) -> Path:
     """Write the realigned model like a pruned one: weights, processor, new mask, restored positions, summary."""
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        pruned_loaded.model.save_pretrained(tmp, safe_serialization=True)
+        save_model(pruned_loaded.model, tmp)
         pruned_loaded.processor.save_pretrained(tmp)
         save_masks(result.masks_after, tmp / MASK_FILE)
         save_masks(result.restored, tmp / RESTORED_FILE)
