@@ -77,11 +77,15 @@ def _stage(args: argparse.Namespace) -> None:
         save_head_scores(work / "heads", score_heads(loaded, samples, cfg, progress=False), model_label="dense")
     elif args.stage == "importance":
         loaded = _load(work, dense_dir, args)
+        (work / "importance").mkdir(parents=True, exist_ok=True)
         for kind in ("utility", "safety"):
             samples = load_samples(f"builtin:{kind}", limit=args.samples, seed=0)
-            scores = compute_importance(loaded, samples, max_length=args.max_length, progress=False)
-            (work / "importance").mkdir(parents=True, exist_ok=True)
-            save_importance(scores, work / "importance" / f"{kind}.safetensors")
+            target = work / "importance" / f"{kind}.safetensors"
+            stream = target if args.mode == "capped" else None  # as `hsr run` with placement: layer by layer
+            scores = compute_importance(loaded, samples, max_length=args.max_length, progress=False, out=stream)
+            if stream is None:
+                save_importance(scores, target)
+            del scores
     else:
         dense, pruned = _load(work, dense_dir, args, 2), _load(work, work / "pruned", args, 2)
         masks = load_pruned_masks(work / "pruned", dense.model, pruned.model)
@@ -190,7 +194,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--samples", type=int, default=8, help="calibration / importance samples")
-    p.add_argument("--prompts", type=int, default=4, help="harmful prompts for head scores")
+    p.add_argument("--prompts", type=int, default=2, help="harmful prompts for head scores")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--work", default=None, help="keep outputs here (default: a temporary folder)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -163,6 +163,9 @@ def test_importance_with_disk_offload_is_identical(tiny_dirs, calib_jsonl, tmp_p
     lazy = load_importance(tmp_path / "s.safetensors", lazy=True)
     assert set(lazy) == set(scores) and next(iter(scores)) in lazy and "nope" not in lazy
     _assert_same_tensors(scores, {k: lazy[k] for k in lazy})
+    streamed = compute_importance(placed, samples, progress=False, out=tmp_path / "streamed.safetensors")
+    assert set(streamed) == set(scores)  # written layer by layer (out-of-order arrival raises)
+    _assert_same_tensors(scores, load_importance(tmp_path / "streamed.safetensors"))
     with pytest.raises(ConfigError, match="SNIP"):
         compute_importance(placed, samples, method="snip", progress=False)
 

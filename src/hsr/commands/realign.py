@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from ..data import load_samples
@@ -63,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
     dense = load_from_args(args, source=args.dense, share=2)
     ranking = heads_file.check_model(dense.arch.num_layers, dense.arch.num_heads, args.dense).ranking
     scores = {kind: given.get(kind) for kind in ("utility", "safety")}
+    if lazy and args.offload_folder:
+        Path(args.offload_folder).expanduser().mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.TemporaryDirectory(prefix="hsr-importance-", dir=args.offload_folder and str(Path(args.offload_folder).expanduser())) if lazy else None
     for kind, data in samples.items():
-        scores[kind] = compute_importance(dense, data, method=imp.method, max_length=imp.max_length)
+        stream = Path(scratch.name) / f"{kind}.safetensors" if scratch and imp.method == "wanda" else None
+        scores[kind] = compute_importance(dense, data, method=imp.method, max_length=imp.max_length, out=stream)
 
     pruned = load_from_args(args, source=args.pruned, share=2)
     pruned_dir = _local_dir(args.pruned)

@@ -193,10 +193,14 @@ class _Pipeline:
             loaded = self.load(self.dense)
             for kind in ("utility", "safety"):
                 samples = load_samples(cfg[f"{kind}_data"], limit=cfg["limit"], seed=self.config["seed"])
-                scores = compute_importance(
-                    loaded, samples, method=cfg["method"], max_length=self.config["max_length"], progress=self.progress
-                )
-                save_importance(scores, tmp / f"{kind}.safetensors")
+                target = tmp / f"{kind}.safetensors"
+                placed = self.config.get("max_memory") or self.config.get("offload_folder")
+                stream = target if placed and cfg["method"] == "wanda" else None  # bounded: written layer by layer
+                scores = compute_importance(loaded, samples, method=cfg["method"], max_length=self.config["max_length"],
+                                            progress=self.progress, out=stream)
+                if stream is None:
+                    save_importance(scores, target)
+                del scores
 
         return self.stage(IMPORTANCE, settings, build, self.dense_upstream)
 
