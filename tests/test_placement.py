@@ -221,3 +221,36 @@ def test_generation_and_perplexity_with_disk_offload_are_identical(arch, tiny_di
     assert generate(plain, samples, **kw) == generate(placed, samples, **kw)
     text = "The quick brown fox jumps over the lazy dog. " * 4
     assert perplexity(plain, text, max_length=16) == perplexity(placed, text, max_length=16)
+
+
+# ---------------------------------------------------------------------------- CLI and run config
+def test_cli_prune_with_offload_saves_the_same_model(tiny_dirs, calib_jsonl, tmp_path):
+    from hsr.cli import main
+
+    common = ["prune", "--model", str(tiny_dirs["llama"]), "--data", str(calib_jsonl), "--sparsity", "0.5"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--max-memory", "cpu=200000",
+                 "--offload-folder", str(tmp_path / "off")]) == 0
+    _assert_same_tensors(_saved_weights(tmp_path / "a"), _saved_weights(tmp_path / "b"))
+    import gc
+
+    gc.collect()
+    assert not any((tmp_path / "off").iterdir())  # the per-model offload folder is removed with the model
+
+
+def test_cli_bad_max_memory_is_one_line_before_any_work(tiny_dirs, tmp_path, capsys):
+    from hsr.cli import main
+
+    rc = main(["prune", "--model", str(tiny_dirs["llama"]), "--out", str(tmp_path / "a"), "--max-memory", "cpu=lots"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "not a size" in err and "\n" not in err
+    assert not (tmp_path / "a").exists()
+
+
+def test_run_config_takes_placement_keys():
+    from hsr.pipeline.config import load_run_config
+
+    config = load_run_config(None, ["max_memory=cpu=1GiB", "offload_folder=/tmp/x"])
+    assert (config["max_memory"], config["offload_folder"]) == ("cpu=1GiB", "/tmp/x")
+    with pytest.raises(ConfigError, match="max_memory"):
+        load_run_config(None, ["max_memory=cpu=lots"])

@@ -60,20 +60,20 @@ def parse_max_memory(text: str | None) -> dict[int | str, int] | None:
         key, sep, size = part.strip().partition("=")
         key, size = key.strip().lower(), size.strip()
         if not sep or not key or not size:
-            raise ConfigError(f"--max-memory: {part.strip()!r} is not DEVICE=SIZE (e.g. 0=20GiB,cpu=64GiB).")
+            raise ConfigError(f"--max-memory (max_memory): {part.strip()!r} is not DEVICE=SIZE (e.g. 0=20GiB,cpu=64GiB).")
         gpu = _GPU_KEY.match(key)
         if gpu is None and key not in ("cpu", "mps"):
-            raise ConfigError(f"--max-memory: unknown device {key!r}; use a GPU index (0, cuda:1), cpu or mps "
+            raise ConfigError(f"--max-memory (max_memory): unknown device {key!r}; use a GPU index (0, cuda:1), cpu or mps "
                               "(disk is --offload-folder).")
         try:
             value = int(size) if size.isdigit() else convert_file_size_to_int(size)
         except ValueError:
             value = -1
         if value <= 0:
-            raise ConfigError(f"--max-memory: {size!r} is not a size such as 20GiB, 500MB or a byte count.")
+            raise ConfigError(f"--max-memory (max_memory): {size!r} is not a size such as 20GiB, 500MB or a byte count.")
         dev: int | str = int(gpu.group(1)) if gpu else key
         if dev in out:
-            raise ConfigError(f"--max-memory names device {key!r} twice.")
+            raise ConfigError(f"--max-memory (max_memory) names device {key!r} twice.")
         out[dev] = value
     return out
 

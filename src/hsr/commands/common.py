@@ -31,6 +31,9 @@ def runtime(args: argparse.Namespace) -> RunOptions:
     options = from_args(args, RunOptions, fixed={"model": "", "out": ""}, skip=("model", "out"))
     for name in ("seed", "device", "dtype", "max_length", "trust_remote_code", "max_memory", "offload_folder"):
         setattr(args, name, getattr(options, name))
+    from ..placement import placement_from
+
+    placement_from(options.device, options.max_memory, options.offload_folder)  # bad specs fail before any work
     return options
 
 
