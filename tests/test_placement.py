@@ -254,3 +254,11 @@ def test_run_config_takes_placement_keys():
     assert (config["max_memory"], config["offload_folder"]) == ("cpu=1GiB", "/tmp/x")
     with pytest.raises(ConfigError, match="max_memory"):
         load_run_config(None, ["max_memory=cpu=lots"])
+
+
+def test_align_refuses_an_offloaded_model(tiny_dirs, tmp_path):
+    from hsr.align import AlignConfig, align_model
+
+    _, placed = _pair(tiny_dirs["llama"], tmp_path)
+    with pytest.raises(ConfigError, match="offloaded"):
+        align_model(placed, AlignConfig())
