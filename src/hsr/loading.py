@@ -212,6 +212,18 @@ def _placement_kwargs(model_cls: type, path: Path | str, placement: Any, kwargs:
     return out
 
 
+def _place(model: nn.Module, placement: Any, offload_folder: str | None) -> None:
+    """Eval mode, then the whole model onto the device, unless accelerate already dispatched it (whose
+    per-model offload folder is then removed with the model)."""
+    model.eval()
+    if placement.dispatched:
+        from .placement import remove_with
+
+        remove_with(model, offload_folder)
+    else:
+        model.to(placement.device)
+
+
 def load_model(
     source: str | os.PathLike = DEFAULT_MODEL,
     *,
@@ -273,13 +285,7 @@ def load_model(
         raise ModelLoadError(f"Could not load model {src!r} from {where}: {exc}") from exc
     if gguf_file:
         _drop_gguf_quantizer(model)
-    model.eval()
-    if placement.dispatched:
-        from .placement import remove_with
-
-        remove_with(model, kwargs.get("offload_folder"))
-    else:
-        model.to(device)
+    _place(model, placement, kwargs.get("offload_folder"))
     tok = getattr(processor, "tokenizer", processor)
     if getattr(tok, "pad_token", None) is None and getattr(tok, "eos_token", None) is not None:
         tok.pad_token = tok.eos_token

@@ -83,9 +83,13 @@ def placement_from(device: str, max_memory: str | None, offload_folder: str | No
     ``share``: how many models are held at once (realign holds the dense and the pruned one), each
     getting that fraction of every budget, so that together they stay within ``--max-memory``."""
     budget = parse_max_memory(max_memory)
+    if budget is None and offload_folder is None:
+        return Placement(str(device))  # the default: no placement, devices checked where models load
     if budget is not None and share > 1:
         budget = {k: v // share for k, v in budget.items()}
-    dev = torch.device(device)
+    from .loading import check_device
+
+    dev = check_device(device)
     if budget is not None:
         gpus = sorted(k for k in budget if isinstance(k, int))
         if gpus and not torch.cuda.is_available():
