@@ -25,7 +25,17 @@ def _budget(model: torch.nn.Module) -> str:
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    return {arch: save_tiny_model(arch, root / arch) for arch in ("llama", "llava")}
+    dirs = {arch: save_tiny_model(arch, root / arch) for arch in ("llama", "llava")}
+    from hsr.testing.tiny import build_tiny_model
+
+    model, tok = build_tiny_model("llama")  # lm_head tied to the embeddings, as in SmolLM2
+    model.config.tie_word_embeddings = True
+    model.tie_weights()
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    model.save_pretrained(root / "llama_tied")
+    tok.save_pretrained(root / "llama_tied")
+    dirs["llama_tied"] = root / "llama_tied"
+    return dirs
 
 
 def _pair(path, tmp_path):
@@ -100,7 +110,7 @@ def _required(command: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- stages: identical results
-@pytest.mark.parametrize("arch", ["llama", "llava"])
+@pytest.mark.parametrize("arch", ["llama", "llava", "llama_tied"])
 @pytest.mark.parametrize("method", ["wanda", "magnitude"])
 def test_prune_with_disk_offload_is_bit_identical(arch, method, tiny_dirs, calib_jsonl, tmp_path):
     from hsr.pruning import PruneConfig, Sparsity, prune_model, save_pruned
@@ -262,3 +272,25 @@ def test_align_refuses_an_offloaded_model(tiny_dirs, tmp_path):
     _, placed = _pair(tiny_dirs["llama"], tmp_path)
     with pytest.raises(ConfigError, match="offloaded"):
         align_model(placed, AlignConfig())
+
+
+@pytest.mark.slow
+def test_smollm2_prune_with_disk_offload_is_bit_identical(tmp_path):
+    """Real weights: SmolLM2-135M with a quarter of it allowed in RAM, the rest on disk."""
+    from hsr.data import Sample
+    from hsr.pruning import PruneConfig, prune_model, save_pruned
+
+    samples = [Sample("How do I make a cup of tea?", "Boil water and pour it over a tea bag."),
+               Sample("Name three primary colors.", "Red, yellow and blue.")]
+    cfg = PruneConfig(max_length=64)
+    plain = load_model("default")
+    a = prune_model(plain, samples, cfg, progress=False)
+    save_pruned(tmp_path / "a", plain, a)
+    budget = _budget(plain.model)
+    del plain
+    placed = load_model("default", max_memory=budget, offload_folder=str(tmp_path / "off"))
+    assert "disk" in placed.model.hf_device_map.values()
+    b = prune_model(placed, samples, cfg, progress=False)
+    _assert_same_tensors(a.masks, b.masks)
+    save_pruned(tmp_path / "b", placed, b)
+    _assert_same_tensors(_saved_weights(tmp_path / "a"), _saved_weights(tmp_path / "b"))

@@ -146,6 +146,7 @@ def device_map_for(model_cls: type, config: Any, placement: Placement, dtype: An
         meta = model_cls.from_config(config, trust_remote_code=trust_remote_code)
     if isinstance(dtype, torch.dtype):
         meta.to(dtype)
+    meta.tie_weights()  # tied embeddings / lm_head share one device
     arch = describe(meta)
     no_split = sorted({type(layer).__name__ for layer in arch.layers} | set(getattr(meta, "_no_split_modules", None) or []))
     budget = dict(placement.max_memory) if placement.max_memory is not None else None
@@ -315,6 +316,27 @@ def save_model(model: nn.Module, folder: str | Path) -> None:
     """``save_pretrained`` as safetensors. An offloaded model is written in shards of about one decoder
     layer: transformers materializes a whole shard of offloaded weights at once (50 GB by default)."""
     kwargs: dict[str, Any] = {"safe_serialization": True}
-    if is_offloaded(model):
-        kwargs["max_shard_size"] = max(_layer_bytes(model), 1)
-    model.save_pretrained(folder, **kwargs)
+    if not is_offloaded(model):
+        model.save_pretrained(folder, **kwargs)
+        return
+    kwargs["max_shard_size"] = max(_layer_bytes(model), 1)
+    with _tied_for_saving(model):
+        model.save_pretrained(folder, **kwargs)
+
+
+@contextlib.contextmanager
+def _tied_for_saving(model: nn.Module) -> Iterator[None]:
+    """accelerate's onload/offload cycles leave tied parameters (lm_head = embeddings) as separate meta
+    tensors, which transformers would save twice; point each tied one at its source while saving."""
+    saved = []
+    for target, source in (getattr(model, "all_tied_weights_keys", None) or {}).items():
+        owner, _, attr = target.rpartition(".")
+        module, src = model.get_submodule(owner), model.get_parameter(source)
+        if getattr(module, attr) is not src:
+            saved.append((module, attr, getattr(module, attr)))
+            setattr(module, attr, src)
+    try:
+        yield
+    finally:
+        for module, attr, old in saved:
+            setattr(module, attr, old)
