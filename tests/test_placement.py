@@ -111,7 +111,7 @@ def _required(command: str) -> list[str]:
 
 # ---------------------------------------------------------------------------- stages: identical results
 @pytest.mark.parametrize("arch", ["llama", "llava", "llama_tied"])
-@pytest.mark.parametrize("method", ["wanda", "magnitude"])
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt", "magnitude"])
 def test_prune_with_disk_offload_is_bit_identical(arch, method, tiny_dirs, calib_jsonl, tmp_path):
     from hsr.pruning import PruneConfig, Sparsity, prune_model, save_pruned
 
@@ -180,13 +180,14 @@ def test_importance_with_disk_offload_is_identical(tiny_dirs, calib_jsonl, tmp_p
         compute_importance(placed, samples, method="snip", progress=False)
 
 
-@pytest.mark.parametrize("score", ["ships", "gships"])
-def test_head_scores_with_disk_offload_are_identical(score, tiny_dirs, calib_jsonl, tmp_path):
+@pytest.mark.parametrize("engine, score", [("fast", "ships"), ("fast", "gships"), ("naive", "ships"),
+                                           ("approx", "gships")])
+def test_head_scores_with_disk_offload_are_identical(engine, score, tiny_dirs, calib_jsonl, tmp_path):
     from hsr.heads import HeadScoreConfig, score_heads
 
     plain, placed = _pair(tiny_dirs["llava"], tmp_path)
     samples = load_samples(calib_jsonl)
-    cfg = HeadScoreConfig(score=score, engine="fast", batch_heads=3)
+    cfg = HeadScoreConfig(score=score, engine=engine, batch_heads=3, approx_top_k=2)
     a = score_heads(plain, samples, cfg, checkpoint_dir=tmp_path / "ca", progress=False)
     b = score_heads(placed, samples, cfg, checkpoint_dir=tmp_path / "cb", progress=False)
     assert torch.equal(a.scores, b.scores)
