@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from hsr.data import load_samples
 from hsr.errors import ConfigError
+from hsr.io import PackedMasks, load_masks
 from hsr.loading import load_model
 from hsr.placement import is_offloaded, parse_max_memory, placement_from
 from hsr.testing.tiny import save_tiny_model
@@ -121,8 +122,10 @@ def test_prune_with_disk_offload_is_bit_identical(arch, method, tiny_dirs, calib
     a = prune_model(plain, samples, cfg, progress=False)
     b = prune_model(placed, samples, cfg, progress=False)
     _assert_same_tensors(a.masks, b.masks)
+    assert isinstance(b.masks, PackedMasks)  # an offloaded model's masks are held bit-packed
     save_pruned(tmp_path / "a", plain, a)
     save_pruned(tmp_path / "b", placed, b)
+    _assert_same_tensors(load_masks(tmp_path / "a" / "mask.safetensors"), load_masks(tmp_path / "b" / "mask.safetensors"))
     saved_a, saved_b = _saved_weights(tmp_path / "a"), _saved_weights(tmp_path / "b")
     assert len(list((tmp_path / "b").glob("model*.safetensors"))) > 1  # offloaded: saved a layer at a time
     _assert_same_tensors(saved_a, saved_b)

@@ -20,10 +20,10 @@ from .. import __version__
 from ..calibration import LayerInput, LayerStep, capture_inputs, collect_layer_statistics, walk_layers
 from ..data import DEFAULT_MAX_LENGTH, Sample, encode
 from ..errors import ConfigError
-from ..io import atomic_output_dir, save_masks, write_json
+from ..io import PackedMasks, atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
 from ..options import option
-from ..placement import onloaded, save_model
+from ..placement import is_offloaded, onloaded, save_model
 from .masks import Sparsity
 from .methods import METHODS, get_method
 
@@ -58,7 +58,7 @@ class PruneConfig:
 
 @dataclass
 class PruneResult:
-    masks: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor] | PackedMasks  # PackedMasks (bit-packed, same mapping) for offloaded models
     summary: dict[str, Any]
 
 
@@ -87,7 +87,8 @@ def prune_model(
     if method.needs_data and not samples:
         raise ConfigError(f"{config.method} needs calibration data; pass --data.")
     inputs = _calibration_inputs(loaded, samples, config.max_length) if method.needs_data else []
-    masks: dict[str, torch.Tensor] = {}
+    # An offloaded model's masks are kept bit-packed: as bool tensors they would be a quarter of its fp32 size.
+    masks: dict[str, torch.Tensor] | PackedMasks = PackedMasks() if is_offloaded(loaded.model) else {}
     # Each layer is calibrated on the outputs of the already-pruned layers before it.
     steps = walk_layers(arch, inputs, modifies=True) if method.needs_data else _data_free_steps(arch)
     bar = tqdm(steps, total=arch.num_layers, desc=f"prune[{config.method} {config.sparsity.describe()}]",
