@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,12 +33,26 @@ STAGES = ("prune", "heads", "importance", "realign")
 MB = 2**20
 
 
-def _rss_now() -> int:
-    """Current resident set size in bytes (Linux)."""
+def _rss_now(field: str = "VmRSS") -> int:
+    """Current resident set size in bytes (Linux): all of it, or ``RssAnon`` (heap) / ``RssFile`` (mapped files)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+class _Sampler(threading.Thread):
+    """Peak anonymous (heap) RSS, sampled every 20 ms: unlike pages of memory-mapped checkpoint files,
+    which the kernel can drop at any time, this is memory the process really holds."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_anon = _rss_now("RssAnon")
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.02):
+            self.peak_anon = max(self.peak_anon, _rss_now("RssAnon"))
 
 
 # ---------------------------------------------------------------------------- one stage (child process)
@@ -63,7 +78,9 @@ def _stage(args: argparse.Namespace) -> None:
 
     work = Path(args.work) / args.mode
     dense_dir = default_model_dir()
-    floor = _rss_now()
+    floor, floor_anon = _rss_now(), _rss_now("RssAnon")
+    sampler = _Sampler()
+    sampler.start()
     start = time.perf_counter()
     if args.stage == "prune":
         loaded = _load(work, dense_dir, args)
@@ -98,8 +115,11 @@ def _stage(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_available() and args.device.startswith("cuda") else None
-    (work / f"{args.stage}.json").write_text(json.dumps({"peak_rss": peak, "floor_rss": floor, "seconds": seconds,
-                                                           "peak_gpu": gpu}))
+    sampler.stop.set()
+    sampler.join()
+    (work / f"{args.stage}.json").write_text(json.dumps({
+        "peak_rss": peak, "floor_rss": floor, "seconds": seconds, "peak_gpu": gpu,
+        "peak_anon": max(sampler.peak_anon, _rss_now("RssAnon")), "floor_anon": floor_anon}))
 
 
 # ---------------------------------------------------------------------------- driver
@@ -171,23 +191,25 @@ def _compare(work: Path) -> list[str]:
 
 def _report(results: dict, budget: int, model_bytes: int, layer_bytes: int, n_layers: int, device: str) -> None:
     print(f"SmolLM2-135M-Instruct fp32: {model_bytes / MB:.0f} MiB, {n_layers} decoder layers of "
-          f"{layer_bytes / MB:.1f} MiB; capped run: --max-memory {device.split(':')[0] if device == 'cpu' else device}"
-          f"={budget / MB:.0f} MiB (a quarter) + --offload-folder")
+          f"{layer_bytes / MB:.1f} MiB; capped run: --max-memory {'cpu' if device == 'cpu' else device}"
+          f"={budget / MB:.0f} MiB (a quarter) + --offload-folder; realign splits it between its two models")
     gpu = any(r["peak_gpu"] is not None for r in results.values())
-    head = f"{'stage':<11}{'floor':>8}{'uncapped':>10}{'capped':>9}{'ratio':>7}{'above floor u/c':>18}{'slowdown':>10}"
-    print(head + (f"{'GPU u/c MiB':>16}" if gpu else ""))
+    print(f"{'':<11}{'peak RSS (MiB)':>27}{'heap above floor (MiB)':>30}{'time (s)':>22}")
+    print(f"{'stage':<11}{'floor':>7}{'uncapped':>10}{'capped':>8}{'ratio':>7}{'uncapped':>10}{'capped':>8}"
+          f"{'ratio':>7}{'uncapped':>10}{'capped':>8}{'slowdown':>9}" + (f"{'GPU MiB u/c':>14}" if gpu else ""))
     for stage in STAGES:
         u, c = results[(stage, "uncapped")], results[(stage, "capped")]
-        line = (f"{stage:<11}{c['floor_rss'] / MB:>7.0f}M{u['peak_rss'] / MB:>9.0f}M{c['peak_rss'] / MB:>8.0f}M"
-                f"{c['peak_rss'] / u['peak_rss']:>7.2f}"
-                f"{(u['peak_rss'] - u['floor_rss']) / MB:>10.0f}/{(c['peak_rss'] - c['floor_rss']) / MB:<6.0f}M"
-                f"{c['seconds'] / u['seconds']:>9.2f}x")
+        hu, hc = (r["peak_anon"] - r["floor_anon"] for r in (u, c))
+        line = (f"{stage:<11}{c['floor_rss'] / MB:>7.0f}{u['peak_rss'] / MB:>10.0f}{c['peak_rss'] / MB:>8.0f}"
+                f"{c['peak_rss'] / u['peak_rss']:>7.2f}{hu / MB:>10.0f}{hc / MB:>8.0f}{hc / hu:>7.2f}"
+                f"{u['seconds']:>10.1f}{c['seconds']:>8.1f}{c['seconds'] / u['seconds']:>8.2f}x")
         if gpu:
-            line += f"{u['peak_gpu'] / MB:>9.0f}/{c['peak_gpu'] / MB:<6.0f}"
+            line += f"{u['peak_gpu'] / MB:>8.0f}/{c['peak_gpu'] / MB:<6.0f}"
         print(line)
-    print("(floor = RSS of the interpreter with torch/transformers imported, before any model loads; "
-          "times: uncapped " + ", ".join(f"{s} {results[(s, 'uncapped')]['seconds']:.1f}s" for s in STAGES) +
-          "; capped " + ", ".join(f"{s} {results[(s, 'capped')]['seconds']:.1f}s" for s in STAGES) + ")")
+    print("peak RSS: getrusage maxrss, incl. pages of memory-mapped checkpoint files; floor: RSS with torch and "
+          "transformers imported, before any model loads; heap: peak anonymous RSS (sampled every 20 ms) minus "
+          "the floor's. Goal for the capped heap: budget + one layer + activations = "
+          f"{(budget + layer_bytes) / MB:.0f} MiB + activations.")
 
 
 def main() -> int:
