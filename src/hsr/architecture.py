@@ -302,7 +302,11 @@ def lm_head(model: nn.Module) -> nn.Module:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    """Where inputs go: the parameters' device, or the execution device of a model placed by accelerate
+    (whose offloaded parameters sit on ``meta``)."""
+    from .placement import execution_device
+
+    return execution_device(model)
 
 
 def layer_hidden(out: object) -> torch.Tensor:

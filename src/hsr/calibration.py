@@ -9,7 +9,10 @@ arguments: models that mix attention types across layers (sliding-window and glo
 :func:`walk_layers` is the one loop over decoder layers that pruning, importance scores and the
 fast head engine share: it yields each layer with its inputs, lets the caller read or modify the
 layer, then maps the inputs through the layer (as the caller left it) to the next one. Only one
-layer's activations (for all samples) are alive at a time.
+layer's activations (for all samples) are alive at a time. It is also the one place that onloads:
+a layer accelerate keeps on CPU or disk (:mod:`hsr.placement`) is materialized on the execution
+device once for the caller's turn and the propagation of every sample, and offloaded again after,
+with the caller's changes written back when the walk ``modifies`` weights.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import nn
 
 from .architecture import ArchInfo, layer_hidden, model_device
 from .data import Encoded
+from .placement import onloaded
 
 #: Cache arguments a replayed layer must not see (layers run without a KV cache here).
 _CACHE_KWARGS = ("past_key_values", "past_key_value", "cache")
@@ -153,19 +157,24 @@ def walk_layers(
     inputs: list[LayerInput],
     stop: int | None = None,
     around: Callable[[int], ContextManager[Any]] | None = None,
+    modifies: bool = False,
 ) -> Iterator[LayerStep]:
     """Yield layers ``0..stop-1`` (default: all) with their inputs; after the caller's turn, the layer as
     the caller left it (e.g. pruned) maps the inputs to the next layer, inside ``around(index)`` if given.
 
     The only loop over decoder layers: pruning, importance and the fast head engine all walk with it.
+    An offloaded layer stays materialized from its turn to the end of its propagation (one load per
+    layer, not per sample); ``modifies=True`` stores the caller's changes of offloaded layers where
+    accelerate keeps them (the walk must then run to its end).
     """
     stop = arch.num_layers if stop is None else stop
     for i in range(stop):
         layer = arch.layers[i]
-        yield LayerStep(i, layer, inputs)
-        if i + 1 < stop:
-            with around(i) if around is not None else contextlib.nullcontext():
-                inputs = run_layer(layer, inputs)
+        with onloaded(layer, write_back=modifies):
+            yield LayerStep(i, layer, inputs)
+            if i + 1 < stop:
+                with around(i) if around is not None else contextlib.nullcontext():
+                    inputs = run_layer(layer, inputs)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -92,14 +93,45 @@ def read_json_checked(path: str | os.PathLike, error: type[Exception], what: str
         raise error(f"{path}: cannot read {what} ({exc}).") from None
 
 
-def save_masks(masks: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+class PackedMasks(MutableMapping):
+    """Boolean masks held bit-packed (1 bit per weight instead of torch's 1 byte) and unpacked on access:
+    pruning an offloaded model would otherwise keep a quarter of its fp32 size in RAM as masks."""
+
+    def __init__(self) -> None:
+        self._bits: dict[str, tuple[np.ndarray, tuple[int, ...]]] = {}
+
+    def __setitem__(self, name: str, mask: torch.Tensor) -> None:
+        self._bits[name] = (np.packbits(mask.detach().cpu().numpy().astype(bool).reshape(-1)), tuple(mask.shape))
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        bits, shape = self._bits[name]
+        return torch.from_numpy(np.unpackbits(bits)[: int(np.prod(shape))].astype(bool).reshape(shape))
+
+    def __delitem__(self, name: str) -> None:
+        del self._bits[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bits)
+
+    def __len__(self) -> int:
+        return len(self._bits)
+
+    def packed(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        return self._bits[name]
+
+
+def save_masks(masks: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Save boolean masks (True = pruned) bit-packed: 1 bit per weight, shapes in the metadata."""
     tensors: dict[str, torch.Tensor] = {}
     shapes: dict[str, list[int]] = {}
-    for name, mask in masks.items():
-        bits = np.packbits(mask.detach().cpu().numpy().astype(bool).reshape(-1))
+    for name in masks:
+        if isinstance(masks, PackedMasks):
+            bits, shape = masks.packed(name)
+        else:
+            mask = masks[name]
+            bits, shape = np.packbits(mask.detach().cpu().numpy().astype(bool).reshape(-1)), tuple(mask.shape)
         tensors[name] = torch.from_numpy(bits)
-        shapes[name] = list(mask.shape)
+        shapes[name] = list(shape)
     # One metadata entry: safetensors writes several in hash order, which would make equal masks differ in bytes.
     save_file(tensors, str(path), metadata={"shapes": json.dumps(shapes, sort_keys=True)})
 

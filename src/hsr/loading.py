@@ -25,7 +25,7 @@ from torch import nn
 
 from .architecture import ArchInfo, describe
 from .compat import install_no_video_processor_workaround
-from .errors import HsrError
+from .errors import ConfigError, HsrError
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,35 @@ def locate_model(source: str | os.PathLike, convert_default: bool = True) -> tup
     raise ModelLoadError(f"Model path not found: {p} (and it is not a hub id like 'org/name').")
 
 
+def _placement_kwargs(model_cls: type, path: Path | str, placement: Any, kwargs: dict[str, Any],
+                      gguf_file: str | None) -> dict[str, Any]:
+    """``from_pretrained``'s device_map / offload_folder for a placed model; nothing for the default path."""
+    if not placement.dispatched:
+        return {}
+    from transformers import AutoConfig
+
+    from .placement import device_map_for, offload_dir
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"], gguf_file=gguf_file)
+    device_map = device_map_for(model_cls, config, placement, kwargs["dtype"], kwargs["trust_remote_code"])
+    out: dict[str, Any] = {"device_map": device_map}
+    if "disk" in device_map.values():
+        out["offload_folder"] = offload_dir(placement)
+    return out
+
+
+def _place(model: nn.Module, placement: Any, offload_folder: str | None) -> None:
+    """Eval mode, then the whole model onto the device, unless accelerate already dispatched it (whose
+    per-model offload folder is then removed with the model)."""
+    model.eval()
+    if placement.dispatched:
+        from .placement import remove_with
+
+        remove_with(model, offload_folder)
+    else:
+        model.to(placement.device)
+
+
 def load_model(
     source: str | os.PathLike = DEFAULT_MODEL,
     *,
@@ -202,10 +231,16 @@ def load_model(
     device: str | torch.device = "cpu",
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
+    max_memory: str | None = None,
+    offload_folder: str | None = None,
+    share: int = 1,
 ) -> LoadedModel:
     """Load a model and its processor/tokenizer from a hub id, a local directory or a ``.gguf`` file.
 
     ``source="default"`` gives the embedded SmolLM2-135M-Instruct. Local inputs are only read.
+    ``max_memory`` (``"0=20GiB,cpu=64GiB"``) and ``offload_folder`` let accelerate place a model that
+    does not fit ``device``: see :mod:`hsr.placement`. Without them the whole model goes to ``device``.
+    ``share``: number of models the caller holds at once; each gets that fraction of the budgets.
     """
     from transformers import (
         AutoConfig,
@@ -215,8 +250,11 @@ def load_model(
         AutoTokenizer,
     )
 
+    from .placement import placement_from
+
     src = str(source)
     check_device(device)
+    placement = placement_from(str(device), max_memory, offload_folder, share)
     path, gguf_file = locate_model(src)
 
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
@@ -231,6 +269,8 @@ def load_model(
             cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, gguf_file=gguf_file)
             is_vlm = hasattr(cfg, "vision_config")
         model_cls = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
+        offload = _placement_kwargs(model_cls, path, placement, kwargs, gguf_file)
+        kwargs.update(offload)
         model = model_cls.from_pretrained(path, **kwargs)
         proc_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
         if gguf_file:
@@ -238,15 +278,14 @@ def load_model(
         if is_vlm:
             install_no_video_processor_workaround()
         processor = (AutoProcessor if is_vlm else AutoTokenizer).from_pretrained(path, **proc_kwargs)
-    except ModelLoadError:
+    except (ModelLoadError, ConfigError):
         raise
     except (OSError, ValueError, KeyError, EOFError, struct.error, SafetensorError) as exc:
         where = "the Hugging Face Hub (is the network reachable and the id right?)" if isinstance(path, str) else path
         raise ModelLoadError(f"Could not load model {src!r} from {where}: {exc}") from exc
     if gguf_file:
         _drop_gguf_quantizer(model)
-    model.eval()
-    model.to(device)
+    _place(model, placement, kwargs.get("offload_folder"))
     tok = getattr(processor, "tokenizer", processor)
     if getattr(tok, "pad_token", None) is None and getattr(tok, "eos_token", None) is not None:
         tok.pad_token = tok.eos_token

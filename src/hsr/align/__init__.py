@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..io import atomic_output_dir, write_json
 from ..loading import LoadedModel
 from .config import AlignConfig
@@ -25,6 +26,11 @@ __all__ = ["AlignConfig", "align_model", "save_aligned", "build_alignment_set", 
 def align_model(loaded: LoadedModel, config: AlignConfig, progress: bool = False) -> dict[str, Any]:
     """Fine-tune ``loaded`` in place; return a summary (settings, data counts, losses, seconds)."""
     config.validate()
+    from ..placement import is_offloaded
+
+    if is_offloaded(loaded.model):
+        raise ConfigError("align fine-tunes every weight at once, which offloaded weights (CPU or disk) do not allow; "
+                          "drop --offload-folder or raise --max-memory so the model fits its devices.")
     start = time.perf_counter()
     examples = build_alignment_set(loaded, config, progress=progress)
     built = time.perf_counter()

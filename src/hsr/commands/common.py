@@ -20,7 +20,8 @@ def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model", defau
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
-    """--seed, --device, --dtype, --max-length, --trust-remote-code: declared once, in ``RunOptions``."""
+    """--seed, --device, --dtype, --max-memory, --offload-folder, --max-length, --trust-remote-code: declared once,
+    in ``RunOptions``."""
     add_flags(parser, RunOptions, skip=("model", "out"))
     parser.set_defaults(_runtime_defaults=True)
 
@@ -28,8 +29,11 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
 def runtime(args: argparse.Namespace) -> RunOptions:
     """The runtime flags with their declared defaults filled in (``args`` is updated in place too)."""
     options = from_args(args, RunOptions, fixed={"model": "", "out": ""}, skip=("model", "out"))
-    for name in ("seed", "device", "dtype", "max_length", "trust_remote_code"):
+    for name in ("seed", "device", "dtype", "max_length", "trust_remote_code", "max_memory", "offload_folder"):
         setattr(args, name, getattr(options, name))
+    from ..placement import placement_from
+
+    placement_from(options.device, options.max_memory, options.offload_folder)  # bad specs fail before any work
     return options
 
 
@@ -38,12 +42,17 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
-def load_from_args(args: argparse.Namespace, source: str | None = None) -> LoadedModel:
+def load_from_args(args: argparse.Namespace, source: str | None = None, share: int = 1) -> LoadedModel:
+    """The model ``source`` (default ``--model``) as the runtime flags say; ``share``: models held at once,
+    which split the ``--max-memory`` budgets."""
     return load_model(
         source if source is not None else args.model,
         dtype=args.dtype,
         device=args.device,
         trust_remote_code=args.trust_remote_code,
+        max_memory=getattr(args, "max_memory", None),
+        offload_folder=getattr(args, "offload_folder", None),
+        share=share,
     )
 
 

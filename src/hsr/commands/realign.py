@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from ..data import load_samples
@@ -55,17 +56,22 @@ def run(args: argparse.Namespace) -> int:
     needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
 
     # Read every input before the first model loads, so a bad file fails in seconds, not after the work.
-    given = {kind: load_importance(getattr(args, f"{kind}_scores")) for kind in ("utility", "safety")
+    lazy = bool(args.max_memory or args.offload_folder)  # placed: read score tensors only when used
+    given = {kind: load_importance(getattr(args, f"{kind}_scores"), lazy=lazy) for kind in ("utility", "safety")
              if getattr(args, f"{kind}_scores")}
     samples = {kind: load_samples(getattr(imp, f"{kind}_data"), limit=imp.limit, seed=args.seed)
                for kind in ("utility", "safety") if needs_scores and kind not in given}
-    dense = load_from_args(args, source=args.dense)
+    dense = load_from_args(args, source=args.dense, share=2)
     ranking = heads_file.check_model(dense.arch.num_layers, dense.arch.num_heads, args.dense).ranking
     scores = {kind: given.get(kind) for kind in ("utility", "safety")}
+    if lazy and args.offload_folder:
+        Path(args.offload_folder).expanduser().mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.TemporaryDirectory(prefix="hsr-importance-", dir=args.offload_folder and str(Path(args.offload_folder).expanduser())) if lazy else None
     for kind, data in samples.items():
-        scores[kind] = compute_importance(dense, data, method=imp.method, max_length=imp.max_length)
+        stream = Path(scratch.name) / f"{kind}.safetensors" if scratch and imp.method == "wanda" else None
+        scores[kind] = compute_importance(dense, data, method=imp.method, max_length=imp.max_length, out=stream)
 
-    pruned = load_from_args(args, source=args.pruned)
+    pruned = load_from_args(args, source=args.pruned, share=2)
     pruned_dir = _local_dir(args.pruned)
     masks = load_pruned_masks(pruned_dir, dense.model, pruned.model)
     result = realign_pruned(dense, pruned, masks, ranking, scores["utility"], scores["safety"], config)

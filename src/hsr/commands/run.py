@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="override `out` (the run directory)")
     p.add_argument("--device", help="override `device`")
     p.add_argument("--dtype", help="override `dtype`")
+    p.add_argument("--max-memory", help="override `max_memory`, e.g. 0=20GiB,cpu=64GiB")
+    p.add_argument("--offload-folder", help="override `offload_folder`")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override any config key, e.g. --set realign.top_h=5 --set evaluate.limit=64 (repeatable)",
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print(default_config_text(), end="")
         return 0
     overrides = list(args.overrides)
-    for key in ("model", "out", "device", "dtype"):
+    for key in ("model", "out", "device", "dtype", "max_memory", "offload_folder"):
         value = getattr(args, key)
         if value is not None:
             overrides.insert(0, f"{key}={value}")

@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="override `out` (the run directory)")
     p.add_argument("--device", help="override `device`")
     p.add_argument("--dtype", help="override `dtype`")
+    p.add_argument("--max-memory", help="override `max_memory`, e.g. 0=20GiB,cpu=64GiB")
+    p.add_argument("--offload-folder", help="override `offload_folder`")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = [f"sweep.sparsities={_list(args.sparsities)}"]
     if args.methods:
         overrides.append(f"sweep.methods={_list(args.methods)}")
-    for key in ("model", "out", "device", "dtype"):
+    for key in ("model", "out", "device", "dtype", "max_memory", "offload_folder"):
         value = getattr(args, key)
         if value is not None:
             overrides.append(f"{key}={value}")

@@ -18,6 +18,7 @@ from ..architecture import model_device
 from ..data import Encoded, Sample, encode
 from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel
+from ..placement import onloaded
 from .approx import gships_proxy, ships_proxy, ships_proxy_hidden
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
@@ -45,8 +46,9 @@ def _prompt_digest(encoded: Sequence[Encoded]) -> str:
 def _weight_digest(loaded: LoadedModel) -> float:
     total = 0.0
     for i in range(loaded.arch.num_layers):
-        attn = loaded.arch.attention(i)
-        total += float(attn.q_proj.weight.double().abs().sum()) + float(attn.o_proj.weight.double().sum())
+        with onloaded(loaded.arch.layers[i]):  # an offloaded layer is read from where accelerate keeps it
+            attn = loaded.arch.attention(i)
+            total += float(attn.q_proj.weight.double().abs().sum()) + float(attn.o_proj.weight.double().sum())
     return total
 
 

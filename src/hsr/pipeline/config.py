@@ -164,6 +164,9 @@ def validate_run_config(config: dict[str, Any]) -> None:
 
     check_device(config["device"])
     resolve_dtype(config["dtype"])
+    from ..placement import placement_from
+
+    placement_from(str(config["device"]), config.get("max_memory"), config.get("offload_folder"))
     validate_stage_options(config)
 
 

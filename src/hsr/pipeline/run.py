@@ -97,10 +97,12 @@ class _Pipeline:
             eval_options(c).check_data()
             self.digests(c["evaluate"], ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))
 
-    def load(self, source: str | Path) -> LoadedModel:
+    def load(self, source: str | Path, share: int = 1) -> LoadedModel:
+        """``source`` with the run's device, dtype and placement; ``share`` models held at once split the budgets."""
         c = self.config
         return load_model(
-            str(source), dtype=c["dtype"], device=c["device"], trust_remote_code=bool(c["trust_remote_code"])
+            str(source), dtype=c["dtype"], device=c["device"], trust_remote_code=bool(c["trust_remote_code"]),
+            max_memory=c.get("max_memory"), offload_folder=c.get("offload_folder"), share=share,
         )
 
     def stage(self, name: str, settings: Any, build: Callable[[Path], Any], upstream: list[StageRecord]) -> StageRecord:
@@ -191,10 +193,14 @@ class _Pipeline:
             loaded = self.load(self.dense)
             for kind in ("utility", "safety"):
                 samples = load_samples(cfg[f"{kind}_data"], limit=cfg["limit"], seed=self.config["seed"])
-                scores = compute_importance(
-                    loaded, samples, method=cfg["method"], max_length=self.config["max_length"], progress=self.progress
-                )
-                save_importance(scores, tmp / f"{kind}.safetensors")
+                target = tmp / f"{kind}.safetensors"
+                placed = self.config.get("max_memory") or self.config.get("offload_folder")
+                stream = target if placed and cfg["method"] == "wanda" else None  # bounded: written layer by layer
+                scores = compute_importance(loaded, samples, method=cfg["method"], max_length=self.config["max_length"],
+                                            progress=self.progress, out=stream)
+                if stream is None:
+                    save_importance(scores, target)
+                del scores
 
         return self.stage(IMPORTANCE, settings, build, self.dense_upstream)
 
@@ -207,12 +213,13 @@ class _Pipeline:
         settings = {**self.common, **cfg, "random_heads": random_heads}
 
         def build(tmp: Path) -> None:
-            dense = self.load(self.dense)
-            pruned_model = self.load(pruned.path)
+            dense = self.load(self.dense, share=2)
+            pruned_model = self.load(pruned.path, share=2)
             masks = load_pruned_masks(pruned.path, dense.model, pruned_model.model)
             ranking = read_heads(heads.path).check_model(dense.arch.num_layers, dense.arch.num_heads).ranking
-            utility = load_importance(importance.path / "utility.safetensors")
-            safety = load_importance(importance.path / "safety.safetensors")
+            lazy = bool(self.config.get("max_memory") or self.config.get("offload_folder"))  # placed: low memory
+            utility = load_importance(importance.path / "utility.safetensors", lazy=lazy)
+            safety = load_importance(importance.path / "safety.safetensors", lazy=lazy)
             result = realign_pruned(dense, pruned_model, masks, ranking, utility, safety, realign_config)
             del dense
             save_realigned(tmp, pruned_model, result, overwrite=True)

@@ -27,6 +27,11 @@ class RunOptions:
     seed: int = option(0, help="random seed (data subsets, ties)")
     device: str = option("cpu", help="torch device, e.g. cpu or cuda:0")
     dtype: str = option("float32", help="float32, bfloat16, float16 or auto")
+    max_memory: str | None = option(None, help="let accelerate place the model within these budgets, e.g. "
+                                    "0=20GiB,cpu=64GiB (layer-wise stages then hold one decoder layer on the device "
+                                    "at a time); none = the whole model on --device")
+    offload_folder: str | None = option(None, help="folder for the weights that fit in no --max-memory budget (disk "
+                                        "offload; a fresh subfolder per loaded model, removed after)")
     max_length: int = option(DEFAULT_MAX_LENGTH, help="cap on tokens per sample", minimum=1)
     trust_remote_code: bool = option(False, help="allow model repos to run their own code")
 

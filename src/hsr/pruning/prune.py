@@ -10,7 +10,7 @@ import logging
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,9 +20,10 @@ from .. import __version__
 from ..calibration import LayerInput, LayerStep, capture_inputs, collect_layer_statistics, walk_layers
 from ..data import DEFAULT_MAX_LENGTH, Sample, encode
 from ..errors import ConfigError
-from ..io import atomic_output_dir, save_masks, write_json
+from ..io import PackedMasks, atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
 from ..options import option
+from ..placement import is_offloaded, onloaded, save_model
 from .masks import Sparsity
 from .methods import METHODS, get_method
 
@@ -57,7 +58,7 @@ class PruneConfig:
 
 @dataclass
 class PruneResult:
-    masks: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor] | PackedMasks  # PackedMasks (bit-packed, same mapping) for offloaded models
     summary: dict[str, Any]
 
 
@@ -86,9 +87,10 @@ def prune_model(
     if method.needs_data and not samples:
         raise ConfigError(f"{config.method} needs calibration data; pass --data.")
     inputs = _calibration_inputs(loaded, samples, config.max_length) if method.needs_data else []
-    masks: dict[str, torch.Tensor] = {}
+    # An offloaded model's masks are kept bit-packed: as bool tensors they would be a quarter of its fp32 size.
+    masks: dict[str, torch.Tensor] | PackedMasks = PackedMasks() if is_offloaded(loaded.model) else {}
     # Each layer is calibrated on the outputs of the already-pruned layers before it.
-    steps = walk_layers(arch, inputs) if method.needs_data else (LayerStep(i, arch.layers[i], []) for i in range(arch.num_layers))
+    steps = walk_layers(arch, inputs, modifies=True) if method.needs_data else _data_free_steps(arch)
     bar = tqdm(steps, total=arch.num_layers, desc=f"prune[{config.method} {config.sparsity.describe()}]",
                disable=not progress)
     for step in bar:
@@ -101,6 +103,13 @@ def prune_model(
             linear.weight.data.copy_(new)
             masks[arch.full_name(step.index, rel)] = mask.cpu()
     return PruneResult(masks, summarize(loaded, masks, config, n_samples=len(samples)))
+
+
+def _data_free_steps(arch: Any) -> Iterator[LayerStep]:
+    """Layers without inputs (magnitude pruning), each onloaded for its turn and written back after."""
+    for i in range(arch.num_layers):
+        with onloaded(arch.layers[i], write_back=True):
+            yield LayerStep(i, arch.layers[i], [])
 
 
 def summarize(loaded: LoadedModel, masks: dict[str, torch.Tensor], config: PruneConfig, **extra: Any) -> dict[str, Any]:
@@ -139,7 +148,7 @@ def summarize(loaded: LoadedModel, masks: dict[str, torch.Tensor], config: Prune
 def save_pruned(out: str | Path, loaded: LoadedModel, result: PruneResult, overwrite: bool = False) -> Path:
     """Write the pruned model, its processor/tokenizer, the mask and summary.json atomically."""
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        loaded.model.save_pretrained(tmp, safe_serialization=True)
+        save_model(loaded.model, tmp)
         loaded.processor.save_pretrained(tmp)
         save_masks(result.masks, tmp / MASK_FILE)
         write_json(tmp / SUMMARY_FILE, result.summary)

@@ -18,6 +18,7 @@ from torch import nn
 from ..architecture import describe
 from ..errors import HsrError
 from ..io import load_masks
+from ..placement import onloaded_each
 from ..pruning.prune import MASK_FILE
 
 log = logging.getLogger(__name__)
@@ -68,21 +69,24 @@ def infer_mask(dense_weight: torch.Tensor, pruned_weight: torch.Tensor) -> torch
 def infer_masks(dense: nn.Module, pruned: nn.Module) -> dict[str, torch.Tensor]:
     """Masks (True = pruned) of every decoder linear, read off the weights."""
     pairs = check_compatible(dense, pruned)
-    masks = {name: infer_mask(d.weight, p.weight) for name, (d, p) in pairs.items()}
+    masks = {name: infer_mask(pairs[name][0].weight, pairs[name][1].weight)
+             for name in onloaded_each((dense, pruned), list(pairs))}
     total = sum(int(m.sum()) for m in masks.values())
     if total == 0:
         log.warning("The pruned model has no weights zeroed relative to the dense model; nothing can be restored.")
     return masks
 
 
-def _mask_fits(masks: dict[str, torch.Tensor], pairs: dict[str, tuple[nn.Linear, nn.Linear]]) -> str | None:
+def _mask_fits(masks: dict[str, torch.Tensor], pairs: dict[str, tuple[nn.Linear, nn.Linear]],
+               pruned: nn.Module) -> str | None:
     """None when the saved mask matches the pruned weights; else why not."""
     for name, mask in masks.items():
         if name not in pairs:
             return f"it names {name}, which is not a decoder linear of the model"
-        pw = pairs[name][1].weight
-        if tuple(mask.shape) != tuple(pw.shape):
-            return f"{name}: mask shape {tuple(mask.shape)} but weight shape {tuple(pw.shape)}"
+        if tuple(mask.shape) != tuple(pairs[name][1].weight.shape):
+            return f"{name}: mask shape {tuple(mask.shape)} but weight shape {tuple(pairs[name][1].weight.shape)}"
+    for name in onloaded_each((pruned,), list(masks)):  # offloaded layers are read one at a time
+        pw, mask = pairs[name][1].weight, masks[name]
         if bool((pw.detach().cpu()[mask] != 0).any()):
             return f"{name}: weights marked pruned are nonzero in the pruned model"
     return None
@@ -112,14 +116,13 @@ def load_pruned_masks(pruned_dir: str | Path | None, dense_model: nn.Module, pru
     except Exception as exc:  # corrupt or foreign file: fall back to the weights
         log.warning("Could not read %s (%s); inferring the mask from the weights instead.", path, exc)
         return PrunedMasks(infer_masks(dense_model, pruned_model), "inferred")
-    problem = _mask_fits(saved, pairs)
+    problem = _mask_fits(saved, pairs, pruned_model)
     if problem is not None:
         log.warning("%s does not match the pruned model (%s); inferring the mask from the weights.", path, problem)
         return PrunedMasks(infer_masks(dense_model, pruned_model), "inferred")
     masks = dict(saved)
     source = "mask file"
-    for name, (d, p) in pairs.items():
-        if name not in masks:
-            masks[name] = infer_mask(d.weight, p.weight)
-            source = "mask file + inferred"
+    for name in onloaded_each((dense_model, pruned_model), [n for n in pairs if n not in masks]):
+        masks[name] = infer_mask(pairs[name][0].weight, pairs[name][1].weight)
+        source = "mask file + inferred"
     return PrunedMasks(masks, source)

@@ -13,10 +13,13 @@ Scores are float32 CPU tensors shaped like the weights, keyed by full linear nam
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from safetensors import safe_open
@@ -30,6 +33,7 @@ from ..data import DEFAULT_MAX_LENGTH, Encoded, Sample, encode
 from ..errors import ConfigError, HsrError
 from ..loading import LoadedModel
 from ..options import option
+from ..placement import is_offloaded
 from ..pruning.methods import wanda_scores
 
 log = logging.getLogger(__name__)
@@ -67,11 +71,43 @@ def _encode(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> 
     return encoded
 
 
+class StreamingScores:
+    """Writes float32 scores into one safetensors file as the walk produces them, layer after layer, so
+    a placed model's importance never holds more than one layer's scores in RAM. The header is written
+    first (names and shapes are known from the model); tensors must arrive in that order."""
+
+    def __init__(self, path: Path, shapes: dict[str, tuple[int, ...]], method: str | None = None) -> None:
+        header: dict[str, Any] = {"__metadata__": {"format": f"{_FORMAT}:{method}" if method else _FORMAT}}
+        offset = 0
+        for name, shape in shapes.items():
+            size = 4 * math.prod(shape)
+            header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
+            offset += size
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)
+        self.order = list(shapes)
+        self.path = path
+        self._fh = open(path, "wb")
+        self._fh.write(struct.pack("<Q", len(text)) + text)
+
+    def __setitem__(self, name: str, tensor: torch.Tensor) -> None:
+        if not self.order or self.order[0] != name:
+            raise ImportanceError(f"{name} arrived out of order while streaming importance scores.")
+        self.order.pop(0)
+        self._fh.write(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+
+    def close(self) -> "LazyScores":
+        self._fh.close()
+        if self.order:
+            raise ImportanceError(f"Streaming importance stopped before {self.order[0]}.")
+        return LazyScores(self.path)
+
+
 @torch.no_grad()
-def _wanda(loaded: LoadedModel, encoded: list[Encoded], progress: bool) -> dict[str, torch.Tensor]:
+def _wanda(loaded: LoadedModel, encoded: list[Encoded], progress: bool, scores: Any = None) -> Any:
     arch = loaded.arch
     inputs = capture_inputs(loaded.model, arch, encoded, response_only=True)
-    scores: dict[str, torch.Tensor] = {}
+    scores = {} if scores is None else scores
     for step in tqdm(walk_layers(arch, inputs), total=arch.num_layers, desc="importance[wanda]", disable=not progress):
         linears = arch.layer_linears(step.index, include_mlp=True)
         stats = InputNormAccumulator()
@@ -143,14 +179,28 @@ def compute_importance(
     method: str = "wanda",
     max_length: int = DEFAULT_MAX_LENGTH,
     progress: bool = True,
-) -> dict[str, torch.Tensor]:
+    out: str | Path | None = None,
+) -> dict[str, torch.Tensor] | "LazyScores":
     """Importance of every decoder-linear weight of ``loaded`` (the dense model) on ``samples``.
 
-    Only response tokens count, so every sample needs a response. Returns float32 CPU tensors.
+    Only response tokens count, so every sample needs a response. Returns float32 CPU tensors; with
+    ``out`` (Wanda), they are streamed into that safetensors file layer by layer instead and read back
+    lazily (bounded memory for offloaded models).
     """
     if method not in IMPORTANCE_METHODS:
         raise ConfigError(f"Unknown importance method {method!r}; choose one of {', '.join(IMPORTANCE_METHODS)}.")
     encoded = _encode(loaded, samples, max_length)
+    if out is not None and method == "wanda":
+        shapes = {n: tuple(lin.weight.shape) for n, lin in loaded.arch.decoder_linears(include_mlp=True).items()}
+        stream = StreamingScores(Path(out), shapes, method)
+        try:
+            _wanda(loaded, encoded, progress, stream)
+        finally:
+            stream._fh.close()
+        return stream.close()
+    if method == "snip" and is_offloaded(loaded.model):
+        raise ConfigError("SNIP importance back-propagates through the whole model at once, which offloaded "
+                          "weights do not allow; use --importance wanda or drop --max-memory/--offload-folder.")
     if method == "wanda":
         return _wanda(loaded, encoded, progress)
     return _snip(loaded, encoded, progress)
@@ -164,12 +214,39 @@ def save_importance(scores: dict[str, torch.Tensor], path: str | Path, method: s
     save_file(tensors, str(path), metadata=meta)
 
 
-def load_importance(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read scores written by :func:`save_importance`."""
+class LazyScores(Mapping):
+    """Importance scores read from their file one tensor at a time, on access: realigning an offloaded
+    model needs only the matrices of the selected heads' layers, not two model-sized tables in RAM."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with safe_open(str(path), framework="pt") as fh:
+            self._keys = list(fh.keys())
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._keys:
+            raise KeyError(name)
+        with safe_open(str(self.path), framework="pt") as fh:
+            return fh.get_tensor(name).float()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def load_importance(path: str | Path, lazy: bool = False) -> dict[str, torch.Tensor] | LazyScores:
+    """Read scores written by :func:`save_importance`; ``lazy``: read each tensor when it is used."""
     path = Path(path)
     if not path.is_file():
         raise ImportanceError(f"Importance file {path} not found.")
     try:
+        if lazy:
+            return LazyScores(path)
         out: dict[str, torch.Tensor] = {}
         with safe_open(str(path), framework="pt") as fh:
             for name in fh.keys():

@@ -30,6 +30,7 @@ from ..errors import ConfigError, HsrError
 from ..io import atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
 from ..options import option
+from ..placement import onloaded_each, save_model
 from ..pruning.masks import Sparsity, nm_of
 from ..pruning.prune import MASK_FILE, SUMMARY_FILE
 from .external import check_compatible, infer_masks
@@ -211,14 +212,19 @@ def plan_restore(
 
 @torch.no_grad()
 def apply_restore(
-    pairs: dict[str, tuple[Any, Any]], plan: RestorePlan, masks: dict[str, torch.Tensor], geom: HeadGeometry, whole_head: bool
+    pairs: dict[str, tuple[Any, Any]], plan: RestorePlan, masks: dict[str, torch.Tensor], geom: HeadGeometry, whole_head: bool,
+    models: tuple[Any, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Copy the planned dense values into the pruned model (in place); in N:M mode re-prune the
     least utility-important kept weight of each changed group; bias entries follow their rows.
+    ``models`` (dense, pruned) lets offloaded layers be materialized one at a time and the pruned
+    model's changes be written back (:func:`hsr.placement.onloaded_each`).
     Returns (re-pruned positions, restored bias entries) per matrix."""
     repruned: dict[str, torch.Tensor] = {}
     restored_bias: dict[str, torch.Tensor] = {}
-    for name, r in plan.restore.items():
+    names = onloaded_each(models, list(plan.restore), (False, True)) if models else list(plan.restore)
+    for name in names:
+        r = plan.restore[name]
         dlin, plin = pairs[name]
         pw = plin.weight
         if r.any():
@@ -292,7 +298,7 @@ def realign_pruned(
     geom = arch.geometry
     heads = select_heads(head_ranking, config.top_h, arch.num_layers, arch.num_heads, config.random_heads, config.seed)
     plan = plan_restore(geom, restore_targets(arch, heads, config.include_mlp), masks, utility, safety, config)
-    repruned, restored_bias = apply_restore(pairs, plan, masks, geom, config.whole_head)
+    repruned, restored_bias = apply_restore(pairs, plan, masks, geom, config.whole_head, (dense.model, pruned.model))
     masks_after = masks_after_restore(masks, plan.restore, repruned)
     lm_params = arch.language_model_param_count(pruned.model)
     summary: dict[str, Any] = {
@@ -323,7 +329,7 @@ def realign_pruned(
 def save_realigned(out: str | Path, pruned_loaded: LoadedModel, result: RealignResult, overwrite: bool = False) -> Path:
     """Write the realigned model like a pruned one: weights, processor, new mask, restored positions, summary."""
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        pruned_loaded.model.save_pretrained(tmp, safe_serialization=True)
+        save_model(pruned_loaded.model, tmp)
         pruned_loaded.processor.save_pretrained(tmp)
         save_masks(result.masks_after, tmp / MASK_FILE)
         save_masks(result.restored, tmp / RESTORED_FILE)
