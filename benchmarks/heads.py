@@ -22,7 +22,7 @@ import torch
 
 from hsr.data import Sample, encode, load_samples
 from hsr.heads import HeadScoreConfig, score_heads, top_k_recall
-from hsr.heads.score import _engine, exact_scores
+from hsr.heads.attribution import _engine, exact_scores
 from hsr.loading import LoadedModel
 
 PROMPTS = [

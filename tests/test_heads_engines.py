@@ -171,7 +171,7 @@ def test_approx_engine_rescoring_and_recall(tmp_path):
 def test_first_order_proxy_matches_small_ablations(score, tmp_path):
     """For a small ablation (eps near 1) the gradient proxy must approximate the exact score."""
     from hsr.heads.approx import gships_proxy, ships_proxy
-    from hsr.heads.score import _engine
+    from hsr.heads.attribution import _engine
     from hsr.data import encode
     from tqdm import tqdm
 
@@ -196,7 +196,7 @@ def test_first_order_proxy_matches_small_ablations(score, tmp_path):
 @pytest.mark.slow
 def test_engines_agree_on_smollm2():
     from hsr.data import encode
-    from hsr.heads.score import _engine, exact_scores
+    from hsr.heads.attribution import _engine, exact_scores
     from hsr.loading import load_model
     from tqdm import tqdm
 
@@ -230,7 +230,7 @@ def _engine_for(loaded, samples, **kw):
     from tqdm import tqdm
 
     from hsr.data import encode
-    from hsr.heads.score import _engine
+    from hsr.heads.attribution import _engine
 
     config = HeadScoreConfig(**kw)
     encoded = [encode(loaded.processor, s, include_response=False) for s in samples]
@@ -370,7 +370,7 @@ def test_eager_attention_reuses_with_its_own_mask_format(tmp_path):
 
 
 def test_adaptive_rescoring_follows_the_estimate_and_its_stopping_rule(tmp_path):
-    from hsr.heads.score import _expected_misses
+    from hsr.heads.attribution import _expected_misses
 
     loaded = _sharpened("llama")
     samples = _samples(tmp_path)
@@ -403,7 +403,7 @@ def test_adaptive_rescoring_follows_the_estimate_and_its_stopping_rule(tmp_path)
 def test_stopping_rule():
     """Expected misses: an unrescored head's chance to beat the h-th exact score, under the error of the
     estimate measured on the rescored heads (log-normal exact/estimate ratio; at least 5 of them)."""
-    from hsr.heads.score import _expected_misses
+    from hsr.heads.attribution import _expected_misses
 
     proxy = torch.tensor([[4.0, 3.0, 2.5, 2.2, 2.0, 1.0, 0.01]])
     est = [(0, i) for i in range(5)]
@@ -436,7 +436,7 @@ def test_merged_rows_equal_the_layer_by_layer_run(arch_name, tmp_path, monkeypat
     """Small plans over several layers run layer-major in one forward per layer (heads of later layers
     join the unablated row); same outputs as the per-layer path."""
     from hsr.heads.engines import MergedRows
-    from hsr.heads.score import exact_scores
+    from hsr.heads.attribution import exact_scores
 
     loaded = _sharpened(arch_name)
     samples = _samples(tmp_path, with_images=loaded.is_vlm)
@@ -460,7 +460,7 @@ def test_merged_rows_equal_the_layer_by_layer_run(arch_name, tmp_path, monkeypat
 
 def test_rescoring_rounds_reuse_the_kept_streams(tmp_path):
     """Merged rounds keep the unablated stream per layer; a later round starts from it, same scores."""
-    from hsr.heads.score import exact_scores
+    from hsr.heads.attribution import exact_scores
 
     loaded = _sharpened("qwen2")
     samples = _samples(tmp_path)

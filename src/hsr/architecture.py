@@ -122,6 +122,15 @@ class ArchInfo:
     vision_paths: list[str] = field(default_factory=list)
     model_type: str = ""  # the text config's model_type
     logit_softcap: float | None = None  # final_logit_softcapping (Gemma-2 style), applied after lm_head
+    #: Per decoder layer: "full_attention", "sliding_attention", ... (config.layer_types, or derived
+    #: from a sliding window when the config has none).
+    attention_types: tuple[str, ...] = ()
+    attn_implementation: str = "eager"  # sdpa, eager, flash_attention_2, ...
+
+    @property
+    def plain_causal(self) -> bool:
+        """Every layer attends causally to all earlier tokens (no sliding windows, no local layers)."""
+        return all(t == "full_attention" for t in self.attention_types)
 
     @property
     def geometry(self) -> HeadGeometry:
@@ -275,8 +284,26 @@ def describe(model: nn.Module) -> ArchInfo:
         is_vlm=is_vlm,
         model_type=str(getattr(text_config, "model_type", "") or ""),
         logit_softcap=getattr(text_config, "final_logit_softcapping", None) or None,
+        attention_types=_attention_types(text_config, len(layers)),
+        attn_implementation=str(getattr(config, "_attn_implementation", None) or "eager"),
         vision_paths=uniq,
     )
+
+
+def _attention_types(text_config: object, num_layers: int) -> tuple[str, ...]:
+    types = getattr(text_config, "layer_types", None)
+    if types is not None:
+        return tuple(str(t) for t in types)
+    window = getattr(text_config, "sliding_window", None) and getattr(text_config, "use_sliding_window", True)
+    return ("sliding_attention" if window else "full_attention",) * num_layers
+
+
+def position_ids_batch_dim(ids: torch.Tensor) -> int:
+    """The batch dimension of position ids a decoder layer receives: M-RoPE ids (Qwen2-VL family) are
+    ``[3 or 4, B, T]`` (one row per rotary section), plain ones ``[B, T]``."""
+    if ids.dim() == 3 and ids.shape[0] in (3, 4) and ids.dtype in (torch.long, torch.int):
+        return 1
+    return 0
 
 
 def processor_images(processor: object, images: list) -> list:

@@ -7,7 +7,7 @@ writes ``heads.json`` (the pipeline contract) and a ``heads.png`` heatmap.
 
 from .ablation import MODES, ablate_heads, gates_for, head_gates, scale_heads
 from .config import ENGINES, SCORES, HeadScoreConfig
-from .metrics import kl_divergence, principal_angles, subspace_angle_degrees, top_left_singular
+from .formulas import kl_divergence, principal_angles, subspace_angle_degrees, top_left_singular
 from .results import (
     HEADS_FILE,
     HEATMAP_FILE,
@@ -20,7 +20,7 @@ from .results import (
     save_head_scores,
     top_k_recall,
 )
-from .score import score_heads
+from .attribution import score_heads
 
 __all__ = [
     "ENGINES",

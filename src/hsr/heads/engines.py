@@ -2,7 +2,7 @@
 
 Both engines return, per ablated head, the per-prompt KL(p_base || p_ablated) of the next-token
 distribution and/or the final normed hidden state of the last prompt token; the scores in
-:mod:`hsr.heads.metrics` are computed from these, so they cannot depend on the engine.
+:mod:`hsr.heads.formulas` are computed from these, so they cannot depend on the engine.
 
 * :class:`NaiveEngine` (the reference): one full model forward per head and prompt.
 * :class:`FastEngine` (exact): the vision tower and projector run once per prompt (layer-0 inputs
@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..architecture import final_norm, layer_hidden, lm_head, model_device
+from ..architecture import final_norm, layer_hidden, lm_head, model_device, position_ids_batch_dim
 from ..calibration import LayerInput, capture_inputs
 from ..data import Encoded
 from ..loading import LoadedModel
@@ -46,11 +46,12 @@ HeadPlan = Mapping[int, Sequence[int]]
 def expand_batch(obj: Any, batch: int) -> Any:
     """Broadcast a batch-1 layer kwarg (masks, position ids, rotary cos/sin) to ``batch`` rows.
 
-    Tensors with a leading batch dimension of 1 are expanded (views, no copies); M-RoPE position
-    ids ``[3|4, 1, T]`` are expanded along their second dimension; everything else is kept.
+    Tensors with a leading batch dimension of 1 are expanded (views, no copies); position ids are
+    expanded along their batch dimension (:func:`hsr.architecture.position_ids_batch_dim`: M-RoPE ids
+    keep theirs second); everything else is kept.
     """
     if isinstance(obj, torch.Tensor):
-        if obj.dim() == 3 and obj.shape[0] in (3, 4) and obj.shape[1] == 1 and obj.dtype in (torch.long, torch.int):
+        if position_ids_batch_dim(obj) == 1 and obj.shape[1] == 1:
             return obj.expand(obj.shape[0], batch, obj.shape[2])
         if obj.dim() >= 2 and obj.shape[0] == 1:
             return obj.expand(batch, *obj.shape[1:])
@@ -125,7 +126,7 @@ class EngineBase:
 
 
 def _kl(base_logp: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    from .metrics import kl_divergence
+    from .formulas import kl_divergence
 
     return kl_divergence(base_logp.expand_as(other), other)
 
@@ -171,7 +172,7 @@ class FastEngine(EngineBase):
         """Decide whether prefix reuse and prompt batching are exact here, and the prefix length."""
         L = self.arch.num_layers
         per_layer = [[self._layer_kwargs(i, x) for x in self.layer0] for i in range(L)]
-        self.reuse_note = unsafe_reason(self.loaded.model, [kw for layer in per_layer for kw in layer])
+        self.reuse_note = unsafe_reason(self.arch, [kw for layer in per_layer for kw in layer])
         self.rows_ok = self.reuse_note is None
         self.prefix_len = 0
         if self.rows_ok and self.prefix_reuse:

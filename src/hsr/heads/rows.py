@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..architecture import ArchInfo
 from ..calibration import LayerInput
 
 #: Layer kwargs whose tensors are understood (sliced along the sequence, or rebuilt); any other
@@ -50,11 +51,6 @@ class PrefixKV:
         return torch.cat([pk, key], dim=-2), torch.cat([pv, value], dim=-2)
 
 
-def _text_config(model: torch.nn.Module) -> Any:
-    cfg = model.config
-    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-
-
 def _is_causal_mask(mask: torch.Tensor) -> bool:
     """True when a captured 4D mask is plain causal (no padding, no window)."""
     T = mask.shape[-1]
@@ -63,20 +59,15 @@ def _is_causal_mask(mask: torch.Tensor) -> bool:
     return mask.shape[-2] == T and bool((allowed == tril).all())
 
 
-def unsafe_reason(model: torch.nn.Module, layer_kwargs: Sequence[dict[str, Any]]) -> str | None:
+def unsafe_reason(arch: ArchInfo, layer_kwargs: Sequence[dict[str, Any]]) -> str | None:
     """Why prefix reuse / row batching might not be exact for this model (None: it is exact).
 
     ``layer_kwargs``: every kwargs dict any decoder layer receives (all layers, all prompts).
     """
-    impl = getattr(model.config, "_attn_implementation", None) or "eager"
-    if impl not in ("sdpa", "eager"):
-        return f"attention implementation {impl!r}"
-    text = _text_config(model)
-    types = getattr(text, "layer_types", None)
-    if types is not None and any(t != "full_attention" for t in types):
-        return "layers with non-full attention"
-    if types is None and getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True):
-        return "sliding-window attention"
+    if arch.attn_implementation not in ("sdpa", "eager"):
+        return f"attention implementation {arch.attn_implementation!r}"
+    if not arch.plain_causal:
+        return "layers with sliding-window or local attention"
     for kw in layer_kwargs:
         for key, value in kw.items():
             if key in _CACHE_KEYS or key in _KNOWN or not _has_tensor(value):

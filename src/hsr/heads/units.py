@@ -72,7 +72,7 @@ def engine_rounds(units: list[Unit]) -> Iterator[list[Unit]]:
 
 
 def _unit_scores(engine: EngineBase, unit: Unit, data: dict[str, torch.Tensor], score: str, rank: int) -> dict[Head, float]:
-    from .score import layer_scores
+    from .attribution import layer_scores
 
     values = layer_scores(engine, data, score, rank).tolist()
     return {(unit.layer, h): v for h, v in zip(unit.heads, values)}

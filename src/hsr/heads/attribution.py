@@ -23,7 +23,7 @@ from .approx import gships_proxy, ships_proxy, ships_proxy_hidden
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
 from .engines import EngineBase, FastEngine, Head, HeadPlan, NaiveEngine
-from .metrics import subspace_angle_degrees
+from .formulas import subspace_angle_degrees
 from .results import HeadScores
 from .sahara import sahara_search
 from .units import sharded_exact_scores
