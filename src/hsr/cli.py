@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__, distributed
@@ -58,5 +59,26 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The process entry point (``hsr`` and ``python -m hsr``).
+
+    One of several launched processes leaves with ``os._exit`` once its work is done and its process
+    group destroyed: C++ teardown of the collective backend at interpreter exit intermittently aborts
+    (``terminate called without an active exception``, SIGABRT) after every result is written, which
+    would make the launcher report a failed job. Output streams and logging are flushed first.
+    """
+    code = main()
+    try:
+        several = distributed.launched()
+    except HsrError:  # a malformed launcher environment was already reported by main()
+        several = False
+    if several:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
