@@ -254,6 +254,8 @@ _VARIANTS = [(True, 0), (False, 10_000), (True, 10_000), (True, 120)]
         ("llava_next", "ships", "zero"),
         ("idefics3", "ships", "uniform"),
         ("smolvlm", "gships", "zero"),
+        ("qwen2_sliding", "ships", "zero"),  # mixed attention: falls back to the plain path
+        ("gemma3", "ships", "uniform"),
     ],
 )
 def test_prefix_reuse_and_prompt_batching_equal_naive(arch_name, score, mode, tmp_path):
@@ -265,10 +267,13 @@ def test_prefix_reuse_and_prompt_batching_equal_naive(arch_name, score, mode, tm
     for prefix_reuse, budget in _VARIANTS:
         kw = {"score": score, "mode": mode, "batch_heads": 3, "prefix_reuse": prefix_reuse, "max_batch_tokens": budget}
         engine = _engine_for(loaded, samples, **kw)
-        assert engine.reuse_note is None and engine.rows_ok
-        assert (engine.prefix_len > 0) == prefix_reuse  # the chat template's prefix is shared
-        if budget:
-            assert any(len(g) > 1 for g in engine._groups(3)) or budget < 200
+        if not loaded.arch.plain_causal:  # sliding-window layers: the speed-ups switch themselves off
+            assert engine.reuse_note and not engine.rows_ok and engine.prefix_len == 0
+        else:
+            assert engine.reuse_note is None and engine.rows_ok
+            assert (engine.prefix_len > 0) == prefix_reuse  # the chat template's prefix is shared
+            if budget:
+                assert any(len(g) > 1 for g in engine._groups(3)) or budget < 200
         fast = _score(loaded, samples, **kw)
         torch.testing.assert_close(fast.scores, naive.scores, rtol=0, atol=1e-5, msg=f"{prefix_reuse=} {budget=}")
 
