@@ -298,3 +298,30 @@ def test_smollm2_prune_with_disk_offload_is_bit_identical(tmp_path):
     _assert_same_tensors(a.masks, b.masks)
     save_pruned(tmp_path / "b", placed, b)
     _assert_same_tensors(_saved_weights(tmp_path / "a"), _saved_weights(tmp_path / "b"))
+
+
+def test_hsr_run_with_disk_offload_equals_the_plain_run(tiny_dirs, tmp_path):
+    """The whole pipeline (prune, heads, importance, realign, evaluate) with most of the model on disk."""
+    from hsr.pipeline.config import load_run_config
+    from hsr.pipeline.run import run_pipeline
+
+    model = tiny_dirs["llama"]
+    common = [f"model={model}", "prune.n_samples=4", "heads.limit=3", "importance.limit=4", "realign.top_h=2",
+              "realign.control=false", "evaluate.limit=3", "evaluate.models=[pruned, realigned]", "evaluate.mcq=none",
+              "evaluate.ppl_max_tokens=128", "max_length=128"]
+    budget = _budget(load_model(str(model)).model)
+    runs = {}
+    for name, extra in (("plain", []), ("placed", [f"max_memory={budget}", f"offload_folder={tmp_path / 'off'}"])):
+        run_pipeline(load_run_config(None, [*common, *extra, f"out={tmp_path / name}"]), progress=False, echo=lambda _m: None)
+        runs[name] = tmp_path / name
+    plain, placed = runs["plain"], runs["placed"]
+    assert len(list((placed / "realigned").glob("model-*.safetensors"))) > 1  # offloaded: saved layer by layer
+    assert (plain / "pruned" / "mask.safetensors").read_bytes() == (placed / "pruned" / "mask.safetensors").read_bytes()
+    assert (plain / "realigned" / "restored.safetensors").read_bytes() == (placed / "realigned" / "restored.safetensors").read_bytes()
+    heads = [json.loads((r / "heads" / "heads.json").read_text())["heads"] for r in (plain, placed)]
+    assert heads[0] == heads[1]
+    _assert_same_tensors(_saved_weights(plain / "realigned"), _saved_weights(placed / "realigned"))
+    for m in ("pruned", "realigned"):
+        a, b = (r / "eval" / m for r in (plain, placed))
+        assert (a / "generations_harmful.jsonl").read_bytes() == (b / "generations_harmful.jsonl").read_bytes()
+        assert json.loads((a / "metrics.json").read_text())["perplexity"] == json.loads((b / "metrics.json").read_text())["perplexity"]
