@@ -6,8 +6,8 @@ position ids, rotary embeddings incl. Qwen's M-RoPE), so each layer later receiv
 arguments: models that mix attention types across layers (sliding-window and global layers,
 ``config.layer_types``) get each layer's own mask. The vision tower and projector run once.
 
-:func:`walk_layers` is the one loop over decoder layers that pruning, importance scores and the
-fast head engine share: it yields each layer with its inputs, lets the caller read or modify the
+:func:`walk_layers` is the one loop over decoder layers that pruning and importance scores share
+(the fast head engine keeps its own prefix/suffix streams, see :mod:`hsr.heads.engines`): it yields each layer with its inputs, lets the caller read or modify the
 layer, then maps the inputs through the layer (as the caller left it) to the next one. Only one
 layer's activations (for all samples) are alive at a time. It is also the one place that onloads:
 a layer accelerate keeps on CPU or disk (:mod:`hsr.placement`) is materialized on the execution
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Any, Callable, ContextManager, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -152,29 +152,19 @@ class LayerStep:
     inputs: list[LayerInput]
 
 
-def walk_layers(
-    arch: ArchInfo,
-    inputs: list[LayerInput],
-    stop: int | None = None,
-    around: Callable[[int], ContextManager[Any]] | None = None,
-    modifies: bool = False,
-) -> Iterator[LayerStep]:
-    """Yield layers ``0..stop-1`` (default: all) with their inputs; after the caller's turn, the layer as
-    the caller left it (e.g. pruned) maps the inputs to the next layer, inside ``around(index)`` if given.
+def walk_layers(arch: ArchInfo, inputs: list[LayerInput], modifies: bool = False) -> Iterator[LayerStep]:
+    """Yield every decoder layer with its inputs; after the caller's turn, the layer as the caller left it
+    (e.g. pruned) maps the inputs to the next layer.
 
-    The only loop over decoder layers: pruning, importance and the fast head engine all walk with it.
     An offloaded layer stays materialized from its turn to the end of its propagation (one load per
     layer, not per sample); ``modifies=True`` stores the caller's changes of offloaded layers where
     accelerate keeps them (the walk must then run to its end).
     """
-    stop = arch.num_layers if stop is None else stop
-    for i in range(stop):
-        layer = arch.layers[i]
+    for i, layer in enumerate(arch.layers):
         with onloaded(layer, write_back=modifies):
             yield LayerStep(i, layer, inputs)
-            if i + 1 < stop:
-                with around(i) if around is not None else contextlib.nullcontext():
-                    inputs = run_layer(layer, inputs)
+            if i + 1 < arch.num_layers:
+                inputs = run_layer(layer, inputs)
 
 
 @contextlib.contextmanager
