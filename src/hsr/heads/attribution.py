@@ -19,7 +19,7 @@ from ..data import Encoded, Sample, encode
 from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel
 from ..placement import onloaded
-from .approx import gships_proxy, ships_proxy, ships_proxy_hidden
+from .approx import gships_proxy, last_position_ok, refine_last_position, ships_proxy, ships_proxy_hidden
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
 from .engines import EngineBase, FastEngine, Head, HeadPlan, NaiveEngine
@@ -95,17 +95,29 @@ def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig
     )
 
 
-def _proxy(engine: Any, config: HeadScoreConfig, dist: Dist) -> torch.Tensor:
-    """The first-order proxy of every head, computed on rank 0 and shared, so all ranks pick the same candidates."""
+def _proxy(engine: Any, config: HeadScoreConfig, dist: Dist, timings: dict[str, float] | None = None) -> torch.Tensor:
+    """The estimate of every head, computed on rank 0 and shared, so all ranks pick the same candidates.
+
+    Ships: the gradient (Fisher) estimate, then with ``approx_refine`` its top candidates refined by
+    the last-position ablation (:func:`refine_last_position`)."""
+    timings = {} if timings is None else timings
     proxy = None
     if dist.is_main:
+        t0 = time.perf_counter()
+        refine = config.score == "ships" and config.approx_refine > 0 and last_position_ok(engine)
+        kv: dict | None = {} if refine else None  # the gradient pass's unablated keys/values, for the refinement
         if config.score == "ships" and config.approx_fisher == "hidden":
-            proxy = ships_proxy_hidden(engine, config.approx_fisher_rank)
+            proxy = ships_proxy_hidden(engine, config.approx_fisher_rank, keep_kv=kv)
         elif config.score == "ships":
             proxy = ships_proxy(engine, config.approx_tokens, config.approx_probes, seed=config.seed)
         else:
             proxy = gships_proxy(engine, config.rank, config.approx_directions)
         proxy = proxy.cpu()  # pickled tensors keep their device: a cuda:0 tensor would land on cuda:0 everywhere
+        timings["gradient_s"] = time.perf_counter() - t0
+        if refine:
+            t0 = time.perf_counter()
+            proxy = refine_last_position(engine, proxy, config.approx_refine, kv=kv or None)
+            timings["refine_s"] = time.perf_counter() - t0
     return dist.broadcast_object(proxy)
 
 
@@ -165,9 +177,7 @@ def _approximate_scores(
     The proxy runs on rank 0 only (one backward per prompt); the rescoring is split across ranks.
     """
     L, H = engine.arch.num_layers, engine.arch.num_heads
-    t0 = time.perf_counter()
-    proxy = _proxy(engine, config, dist)
-    timings["gradient_s"] = time.perf_counter() - t0
+    proxy = _proxy(engine, config, dist, timings)
     t1 = time.perf_counter()
     rescored, report = _rescore(engine, proxy, config, checkpoint, dist)
     bar.update(max(0, bar.total - bar.n) if bar.total else 0)
@@ -177,7 +187,9 @@ def _approximate_scores(
     for (l, h), value in rescored.items():
         scores[l, h] = value
         exact[l, h] = True
-    report.update({"proxy": f"fisher-{config.approx_fisher}" if config.score == "ships" else "first-order-subspace",
+    refined = min(config.approx_refine, L * H) if "refine_s" in timings else 0
+    name = f"fisher-{config.approx_fisher}" if config.score == "ships" else "first-order-subspace"
+    report.update({"proxy": name + ("+last-position" if refined else ""), "refined": refined,
                    "top_k": len(rescored), "proxy_scores": proxy.tolist()})
     return scores, exact, report
 

@@ -36,6 +36,9 @@ class HeadScoreConfig:
     ``approx_fisher``: how the Ships proxy estimates the Fisher information: ``hidden`` (default:
     its top ``approx_fisher_rank`` eigen-directions in hidden-state space, deterministic) or
     ``tokens`` (``approx_tokens`` exact token rows plus ``approx_probes`` random tail probes).
+    ``approx_refine``: the Ships estimate's top candidates that are re-estimated with the head ablated
+    at the last position only (exact and nonlinear there, the earlier positions unablated; one token
+    per head through the layers after it); the refined estimate is the geometric mean of both.
 
     Exact speed-ups of the fast engine (scores unchanged; each falls back by itself where it would
     not be exact): ``prefix_reuse`` runs the prompts' shared template prefix once per head batch
@@ -70,6 +73,9 @@ class HeadScoreConfig:
     approx_fisher: str = option("hidden", help="approx Ships proxy's Fisher estimate: hidden (top eigen-directions in "
                                 "hidden-state space) or tokens (exact token rows + random probes)", choices=FISHER)
     approx_fisher_rank: int = option(2, help="eigen-directions of the hidden Fisher estimate (approx engine)", minimum=1)
+    approx_refine: int = option(40, help="approx Ships: re-estimate this many top candidates of the gradient "
+                                "estimate with the head ablated at the last position only (exact there), combined "
+                                "with the gradient estimate by geometric mean; 0 = gradient estimate only", minimum=0)
     approx_top_h: int | None = option(None, help="approx: rescore until the exact top-h set is settled; none = 10 "
                                       "(hsr heads) or realign.top_h (hsr run)", minimum=1)
     approx_adaptive: bool = option(True, help="approx: stop rescoring once the top-h set is settled (else rescore "
@@ -127,7 +133,7 @@ class HeadScoreConfig:
                      "approx_fisher_rank"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        for name in ("sahara_steps", "approx_probes"):
+        for name in ("sahara_steps", "approx_probes", "approx_refine"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}.")
         if self.max_batch_tokens is not None and int(self.max_batch_tokens) < 0:
