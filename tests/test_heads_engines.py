@@ -477,3 +477,115 @@ def test_rescoring_rounds_reuse_the_kept_streams(tmp_path):
     fresh = exact_scores(_engine_for(loaded, samples, max_batch_tokens=0), {0: [0], 1: [1, 2]}, "ships", 1)
     assert abs(first[(1, 1)] - fresh[(1, 1)]) < 1e-6 and abs(again[(1, 2)] - fresh[(1, 2)]) < 1e-6
     assert abs(first[(0, 0)] - fresh[(0, 0)]) < 1e-6
+
+
+def _last_position_brute_force(engine, heads):
+    """Reference: a whole forward per head and prompt, the head's output zeroed at the last position only."""
+    from hsr.architecture import final_norm, lm_head
+    from hsr.heads.formulas import kl_divergence
+
+    arch, dh = engine.arch, engine.arch.head_dim
+    out = {}
+    for l, h in heads:
+        total = 0.0
+        for n, x in enumerate(engine.layer0):
+            def hook(_mod, args):
+                y = args[0].clone()
+                y[:, -1, h * dh : (h + 1) * dh] *= engine.eps
+                return (y, *args[1:])
+
+            handle = arch.attention(l).o_proj.register_forward_pre_hook(hook)
+            try:
+                with torch.no_grad():
+                    y = engine._forward(0, arch.num_layers, x.hidden, lambda i: engine._layer_kwargs(i, x), {})
+            finally:
+                handle.remove()
+            logits = arch.softcap(lm_head(engine.loaded.model)(final_norm(arch)(y[:, -1:, :])[:, 0]))
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            total += float(kl_divergence(engine.base_logp[n : n + 1], logp))
+        out[l, h] = total / engine.n_prompts
+    return out
+
+
+@pytest.mark.parametrize("arch_name", ["llama", "qwen2_vl"])
+def test_last_position_proxy_equals_a_brute_force_reference(arch_name, tmp_path):
+    """The refinement's score: the head ablated at the last position only (the earlier positions' keys and
+    values kept from one unablated pass, or from the gradient pass) equals whole forwards with that ablation."""
+    from hsr.heads.approx import last_position_ok, last_position_proxy, ships_proxy_hidden
+
+    loaded = _sharpened(arch_name)
+    engine = _engine_for(loaded, _samples(tmp_path, with_images=loaded.is_vlm), engine="approx", max_batch_tokens=10_000)
+    assert last_position_ok(engine)
+    L, H = engine.arch.num_layers, engine.arch.num_heads
+    heads = [(0, 1), (1, 0), (1, 3)]
+    reference = _last_position_brute_force(engine, heads)
+    own = last_position_proxy(engine, heads, mass=1.0)
+    kv = {}
+    ships_proxy_hidden(engine, 2, keep_kv=kv)
+    assert sorted(kv) == list(range(engine.n_prompts))
+    reused = last_position_proxy(engine, heads, mass=1.0, kv=kv)
+    for c in heads:
+        assert reference[c] > 1e-4
+        assert own[c] == pytest.approx(reference[c], rel=1e-3)
+        assert reused[c] == pytest.approx(reference[c], rel=1e-3)
+    assert int(torch.isnan(own).sum()) == L * H - len(heads)  # heads not asked for are left out
+
+
+def test_fisher_directions_match_the_eigendecomposition(tmp_path):
+    """The subspace iteration finds the top eigenpairs of the hidden-state Fisher information (the tiny
+    model's spectrum is nearly flat, so it takes more iterations than the default to match tightly)."""
+    from hsr.heads.approx import _fisher_directions, _hidden_fisher
+
+    loaded = _sharpened("qwen2")
+    engine = _engine_for(loaded, _samples(tmp_path), max_batch_tokens=10_000)
+    for n in range(engine.n_prompts):
+        evals, evecs = torch.linalg.eigh(_hidden_fisher(engine, n))
+        top = evecs[:, -2:] * evals[-2:].sqrt()
+        dirs = _fisher_directions(engine, n, 2, iters=40)
+        assert dirs.shape == (2, loaded.model.config.hidden_size)
+        torch.testing.assert_close(dirs.T @ dirs, top @ top.T, rtol=0, atol=1e-3 * float(evals[-1]))
+        default = _fisher_directions(engine, n, 2)
+        assert float((default**2).sum()) >= 0.97 * float(evals[-2:].sum())  # most of the top-2 Fisher mass
+        assert torch.equal(default, _fisher_directions(engine, n, 2))  # seeded: the same every time
+
+
+def test_refinement_combines_the_two_estimates(tmp_path):
+    """Candidates get the geometric mean of the gradient estimate and the last-position score; the other
+    heads keep the gradient estimate times the square root of the candidates' median ratio."""
+    from hsr.heads.approx import last_position_proxy, refine_last_position, ships_proxy_hidden
+
+    engine = _engine_for(_sharpened("qwen2"), _samples(tmp_path), engine="approx", max_batch_tokens=10_000)
+    proxy = ships_proxy_hidden(engine, 2)
+    L, H = proxy.shape
+    order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(proxy[c]), c))
+    top = order[:3]
+    last = last_position_proxy(engine, top)
+    refined = refine_last_position(engine, proxy, 3)
+    ratio = torch.tensor([float(last[c] / proxy[c]) for c in top]).median()
+    for c in order:
+        want = (proxy[c] * last[c]).sqrt() if c in top else proxy[c] * ratio.sqrt()
+        assert float(refined[c]) == pytest.approx(float(want), rel=1e-6)
+
+
+# On the tiny random models the refinement helps on some architectures (qwen2_vl: the exact top-4 at
+# estimate ranks 1,3,2,5 instead of 1,5,2,3) and not on others (llama, llava); on SmolLM2-135M it
+# brings the exact top-10 from estimate ranks <= 33 to <= 11 (README). The test pins the cases where it holds.
+@pytest.mark.parametrize("arch_name", ["qwen2", "qwen2_vl"])
+def test_refined_estimate_ranks_the_top_heads_first(arch_name, tmp_path):
+    """The approximate engine with the last-position refinement: rescored heads carry exact scores, the
+    report says what was refined, and the refined estimate alone puts the exact top-2 heads in its top 3."""
+    loaded = _sharpened(arch_name)
+    samples = _samples(tmp_path, with_images=loaded.is_vlm)
+    exact = _score(loaded, samples, score="ships")
+    L, H = exact.scores.shape
+    approx = _score(loaded, samples, score="ships", engine="approx", approx_top_k=3, approx_adaptive=False)
+    report = approx.extras["approx"]
+    assert report["proxy"] == "fisher-hidden+last-position" and report["refined"] == L * H
+    assert "refine_s" in approx.extras["timings"]
+    torch.testing.assert_close(approx.scores[approx.exact], exact.scores[approx.exact], rtol=0, atol=1e-6)
+    estimate = torch.tensor(report["proxy_scores"], dtype=torch.float64)
+    order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(estimate[c]), c))
+    assert set(exact.ranking()[:2]) <= set(order[:3])
+    assert top_k_recall(exact.scores, approx.ranking(), 2) == 1.0
+    plain = _score(loaded, samples, score="ships", engine="approx", approx_refine=0, approx_top_k=3, approx_adaptive=False)
+    assert plain.extras["approx"]["proxy"] == "fisher-hidden" and plain.extras["approx"]["refined"] == 0

@@ -143,7 +143,7 @@ def _hidden_fisher(engine: FastEngine, n: int, mass: float = 0.9999, max_tokens:
 
 
 def _fisher_directions(engine: FastEngine, n: int, rank: int, mass: float = 0.9999, max_tokens: int = 2048,
-                       iters: int = 4, oversample: int = 6) -> torch.Tensor:
+                       iters: int = 6, oversample: int = 6) -> torch.Tensor:
     """``[m, d]``: the top ``m = min(rank, d)`` eigenvectors of prompt ``n``'s hidden-state Fisher information
     (:func:`_hidden_fisher`), each scaled by the square root of its eigenvalue.
 
