@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/heads.py --prompts 16 --score gships --naive-layers 0
 
 Prints, in one run on the same prompts: the naive loop, the fast exact engine without and with
-shared-prefix reuse and prompt batching, and the approximate engine (adaptive, and with a fixed
-rescoring budget); each with its speed-up over the naive loop, the largest score difference to the
+shared-prefix reuse and prompt batching, and the approximate engine (adaptive, with and without the
+last-position refinement of its Ships estimate, and with fixed rescoring budgets); each with its speed-up over the naive loop, the largest score difference to the
 naive reference, and the approximate engine's recall of the exact top-10 and top-h heads. The naive
 loop costs the same for every layer (a full forward per head and prompt), so by default it runs on
 a few evenly spaced layers and its time is extrapolated to all layers (``--naive-layers 0`` = all).
@@ -125,6 +125,11 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
     cfg = HeadScoreConfig(**{**base.__dict__, "engine": "approx", "approx_top_k": top_k, "approx_top_h": top_h,
                              "max_batch_tokens": args.max_batch_tokens})
     _approx(exact, loaded, samples, cfg, t_naive, k, "approx (adaptive)")
+    if args.score == "ships":  # the estimate without the last-position refinement (the earlier default)
+        plain = HeadScoreConfig(**{**cfg.__dict__, "approx_refine": 0})
+        _approx(exact, loaded, samples, plain, t_naive, k, "approx (adaptive, no refine)")
+        budget = HeadScoreConfig(**{**cfg.__dict__, "approx_top_k": top_h + max(1, top_h // 5), "approx_adaptive": False})
+        _approx(exact, loaded, samples, budget, t_naive, k, f"approx (top {budget.approx_top_k})")
     fixed = HeadScoreConfig(**{**cfg.__dict__, "approx_top_k": max(top_h, top_k // 2), "approx_adaptive": False})
     _approx(exact, loaded, samples, fixed, t_naive, k, f"approx (top {fixed.approx_top_k})")
 
@@ -142,7 +147,7 @@ def _approx(exact: torch.Tensor, loaded: LoadedModel, samples: list[Sample], cfg
     print(
         f"{label:25s}: {t_approx:8.2f} s   {t_naive / t_approx:6.1f}x naive   recall@{k} = {recall:.2f}, "
         f"recall@top_h={top_h}: {recall_h:.2f} (estimate alone: {top_k_recall(exact, order, k):.2f}; "
-        f"{len(rep['rescored'])} rescored of at most {rep['cap']}, settled={rep['settled']})"
+        f"{len(rep['rescored'])} rescored of at most {rep['cap']}, settled={rep['settled']}; estimate: {rep['proxy']})"
     )
     print(f"approx phases (wall): {', '.join(f'{key}={v:.2f}s' for key, v in approx.extras['timings'].items())}")
 
