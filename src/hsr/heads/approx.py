@@ -57,7 +57,8 @@ def _gated_last_hidden(engine: FastEngine, batch: RowBatch, gates: torch.Tensor,
     kwargs_of = engine._suffix_kwargs(batch, None, prefix_len=0)
     if recorder is not None:
         plain = kwargs_of
-        kwargs_of = lambda i: {**plain(i), "cache": recorder}  # noqa: E731
+        def kwargs_of(i: int) -> dict:
+            return {**plain(i), "cache": recorder}
     gate_map = {layer: gates[:, layer, :] for layer in range(arch.num_layers)}
     hidden = engine._forward(0, arch.num_layers, hidden.contiguous(), kwargs_of, gate_map)
     ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(batch.heads) - 1
@@ -289,7 +290,8 @@ def last_position_hidden(engine: FastEngine, n: int, plan: dict[int, list[int]],
         kw = engine._layer_kwargs(i, x)
         if kv is None:
             cache.recording = True
-            before = engine._forward(i, i + 1, before, lambda _i, kw=prefix_kwargs(kw, P, 1, cache, dtype): kw, {})
+            pkw = prefix_kwargs(kw, P, 1, cache, dtype)
+            before = engine._forward(i, i + 1, before, lambda _i, pkw=pkw: pkw, {})
         cache.recording = False
         gates = {}
         if plan.get(i):
