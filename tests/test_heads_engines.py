@@ -511,7 +511,8 @@ def _last_position_brute_force(engine, heads):
 def test_last_position_proxy_equals_a_brute_force_reference(arch_name, tmp_path):
     """The refinement's score: the head ablated at the last position only (the earlier positions' keys and
     values kept from one unablated pass, or from the gradient pass) equals whole forwards with that ablation."""
-    from hsr.heads.approx import last_position_ok, last_position_proxy, ships_proxy_hidden
+    from hsr.heads.approx import ships_proxy_hidden
+    from hsr.heads.last_position import last_position_ok, last_position_proxy
 
     loaded = _sharpened(arch_name)
     engine = _engine_for(loaded, _samples(tmp_path, with_images=loaded.is_vlm), engine="approx", max_batch_tokens=10_000)
@@ -552,7 +553,8 @@ def test_fisher_directions_match_the_eigendecomposition(tmp_path):
 def test_refinement_combines_the_two_estimates(tmp_path):
     """Candidates get the geometric mean of the gradient estimate and the last-position score; the other
     heads keep the gradient estimate times the square root of the candidates' median ratio."""
-    from hsr.heads.approx import last_position_proxy, refine_last_position, ships_proxy_hidden
+    from hsr.heads.approx import ships_proxy_hidden
+    from hsr.heads.last_position import last_position_proxy, refine_last_position
 
     engine = _engine_for(_sharpened("qwen2"), _samples(tmp_path), engine="approx", max_batch_tokens=10_000)
     proxy = ships_proxy_hidden(engine, 2)

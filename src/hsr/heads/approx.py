@@ -18,7 +18,7 @@ batch row (rows do not interact, so each row's gradient is its own vector-Jacobi
   with k > m are dropped (m = N is exact to first order). The proxy is the sum of the arctangents
   of the singular values of that r x (N - r) rotation, in degrees.
 
-* Last-position refinement (Ships): the proxy's top candidates are rescored with the head ablated at
+* Last-position refinement (Ships, :mod:`hsr.heads.last_position`): the proxy's top candidates are re-estimated with the head ablated at
   the last position only, exactly (nonlinear) there, on the unablated keys/values of the earlier
   positions kept from the gradient pass; each candidate's estimate becomes the geometric mean of both
   (their errors are nearly independent on SmolLM2-135M: the exact top-10 move from proxy ranks <= 33
@@ -30,13 +30,13 @@ Heads are then rescored exactly in the estimate's order (see ``score_heads``).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import torch
 
 from ..architecture import final_norm, lm_head
 from .engines import FastEngine
-from .rows import PrefixKV, RowBatch, _pad_rows, group_prompts, prefix_kwargs, suffix_kwargs
+from .rows import PrefixKV, RowBatch, _pad_rows, group_prompts
 
 
 class _KVRecorder(PrefixKV):
@@ -243,125 +243,3 @@ def gships_proxy(engine: FastEngine, rank: int, directions: int | None = None) -
     sv = torch.linalg.svdvals(coef)
     angles = torch.arctan(sv).sum(-1) * 180.0 / math.pi
     return angles.reshape(L, H)
-
-
-class _GrowingKV(PrefixKV):
-    """A :class:`PrefixKV` whose recorded keys/values (batch 1) are broadcast to however many rows the
-    replaying forward has (the last-position rows grow layer by layer)."""
-
-    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any):
-        if self.recording:
-            self.kv[layer_idx] = (key, value)
-            return key, value
-        pk, pv = self.kv[layer_idx]
-        rows = key.shape[0]
-        return (torch.cat([pk.expand(rows, *pk.shape[1:]), key], dim=-2),
-                torch.cat([pv.expand(rows, *pv.shape[1:]), value], dim=-2))
-
-
-def _kl_from_logits_change(p: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
-    """``KL(p || softmax(log p + dz))`` per row of ``dz`` ``[R, K]`` over ``K`` tokens of ``p`` ``[K]``
-    (float64): ``log sum_y p_y e^{dz_y} - sum_y p_y dz_y``."""
-    return torch.logsumexp(p.log()[None] + dz, dim=-1) - dz @ p
-
-
-@torch.no_grad()
-def last_position_hidden(engine: FastEngine, n: int, plan: dict[int, list[int]],
-                         kv: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
-    """Prompt ``n``'s final normed last-token state ``[1 + heads, d]`` (float64): unablated (row 0), then with
-    each planned head (``{layer: [head, ...]}``, layer-major) ablated at the last position only, every
-    earlier position left as it is.
-
-    The earlier positions run once (their keys/values are kept; ``kv``, ``{layer: (k, v)}``, gives them
-    from an earlier unablated forward instead); the last token runs as one row per head, joining at the
-    head's layer as a copy of the unablated row, so a head of layer ``l`` costs one token through
-    layers ``l..L-1``.
-    """
-    arch = engine.arch
-    L, H = arch.num_layers, arch.num_heads
-    x = engine.layer0[n]
-    P = x.hidden.shape[1] - 1
-    dtype = x.hidden.dtype
-    cache = _GrowingKV()
-    before, rows = x.hidden[:, :P], x.hidden[:, P:]
-    if kv is not None:
-        cache.kv = dict(kv)
-    for i in range(L):
-        kw = engine._layer_kwargs(i, x)
-        if kv is None:
-            cache.recording = True
-            pkw = prefix_kwargs(kw, P, 1, cache, dtype)
-            before = engine._forward(i, i + 1, before, lambda _i, pkw=pkw: pkw, {})
-        cache.recording = False
-        gates = {}
-        if plan.get(i):
-            heads = torch.as_tensor(plan[i])
-            rows = torch.cat([rows, rows[:1].expand(len(heads), -1, -1)])
-            gate = torch.ones(rows.shape[0], H, device=rows.device)
-            gate[torch.arange(rows.shape[0] - len(heads), rows.shape[0]), heads] = engine.eps
-            gates = {i: gate}
-        skw = suffix_kwargs(lambda _n: kw, RowBatch([n], [1], rows.shape[0]), P, cache, dtype)
-        rows = engine._forward(i, i + 1, rows.contiguous(), lambda _i: skw, gates)
-    return final_norm(arch)(rows)[:, 0, :].double()
-
-
-def last_position_proxy(engine: FastEngine, heads: Sequence[tuple[int, int]] | None = None, mass: float = 0.9999,
-                        max_tokens: int = 8192,
-                        kv: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] | None = None) -> torch.Tensor:
-    """Each head's Ships score, ``[L, H]``, with the head ablated at the last position only (exact there,
-    nonlinear; the earlier positions keep their unablated states); only ``heads`` (default: all), NaN
-    elsewhere. The KL is taken over the tokens holding ``mass`` of the base distribution."""
-    L, H = engine.arch.num_layers, engine.arch.num_heads
-    plan: dict[int, list[int]] = {}
-    for l, h in sorted(set(heads) if heads is not None else {(l, h) for l in range(L) for h in range(H)}):
-        plan.setdefault(l, []).append(h)
-    owners = [(l, h) for l in sorted(plan) for h in plan[l]]
-    head = lm_head(engine.loaded.model)
-    total = torch.zeros(len(owners), dtype=torch.float64)
-    for n in range(engine.n_prompts):
-        y = last_position_hidden(engine, n, plan, None if kv is None else kv.get(n))
-        p = engine.base_logp[n].double().exp()
-        order = torch.argsort(p, descending=True)
-        K = min(int((p[order].cumsum(0) < mass).sum()) + 1, max_tokens, p.numel())
-        idx = order[:K]
-        W = head.weight[idx.to(head.weight.device)].double()
-        z = y.to(W.device) @ W.T
-        bias = getattr(head, "bias", None)
-        if bias is not None:
-            z = z + bias[idx.to(bias.device)].double()
-        cap = engine.arch.logit_softcap
-        if cap:
-            z = cap * torch.tanh(z / cap)
-        dz = (z[1:] - z[:1]).cpu()
-        pk = p[idx] / p[idx].sum()
-        total += _kl_from_logits_change(pk, dz).clamp_min(0)
-    out = torch.full((L, H), float("nan"), dtype=torch.float64)
-    for (l, h), v in zip(owners, (total / engine.n_prompts).tolist()):
-        out[l, h] = v
-    return out
-
-
-def last_position_ok(engine: FastEngine) -> bool:
-    """Whether the last-position ablation can run here: the prompts' kwargs can be split into earlier
-    positions and the last one exactly (see :func:`hsr.heads.rows.unsafe_reason`), and every prompt has
-    an earlier position."""
-    return bool(getattr(engine, "rows_ok", False)) and all(x.hidden.shape[1] > 1 for x in engine.layer0)
-
-
-def refine_last_position(engine: FastEngine, proxy: torch.Tensor, candidates: int,
-                         kv: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] | None = None) -> torch.Tensor:
-    """``proxy`` with its top ``candidates`` heads re-estimated: the geometric mean of their ``proxy`` and
-    their last-position score (:func:`last_position_proxy`). The other heads' proxies are scaled by the
-    square root of the candidates' median ratio of the two, so all estimates share one scale."""
-    L, H = proxy.shape
-    flat = proxy.reshape(-1).double()
-    order = sorted(range(L * H), key=lambda i: (-float(flat[i]), i))[: min(candidates, L * H)]
-    heads = [(i // H, i % H) for i in order]
-    last = last_position_proxy(engine, heads, kv=kv).reshape(-1)
-    idx = torch.as_tensor(order)
-    ratio = last[idx] / flat[idx]
-    ratio = ratio[torch.isfinite(ratio) & (ratio > 0)]
-    scale = float(ratio.median()) if ratio.numel() else 1.0
-    out = flat * math.sqrt(scale)
-    out[idx] = (flat[idx].clamp_min(0) * last[idx]).sqrt()
-    return out.reshape(L, H).to(proxy.dtype)

@@ -19,7 +19,8 @@ from ..data import Encoded, Sample, encode
 from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel
 from ..placement import onloaded
-from .approx import gships_proxy, last_position_ok, refine_last_position, ships_proxy, ships_proxy_hidden
+from .approx import gships_proxy, ships_proxy, ships_proxy_hidden
+from .last_position import last_position_ok, refine_last_position
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
 from .engines import EngineBase, FastEngine, Head, HeadPlan, NaiveEngine
