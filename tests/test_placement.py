@@ -162,6 +162,71 @@ def test_offloaded_layer_is_loaded_once_per_walk_step(tiny_dirs, calib_jsonl, tm
     assert reads.count(key) == 1
 
 
+def _count_reads(placed, key: str):
+    """Context: every read of ``key`` from where accelerate keeps the offloaded weights."""
+    import contextlib
+
+    from hsr.placement import offload_hook
+
+    hook = offload_hook(placed.model.get_submodule(key.rsplit(".", 1)[0]))
+    loader = hook.weights_map.dataset
+    reads: list[str] = []
+    original = type(loader).__getitem__
+
+    def counting(self, k):
+        reads.append(k)
+        return original(self, k)
+
+    @contextlib.contextmanager
+    def counted():
+        type(loader).__getitem__ = counting
+        try:
+            yield reads
+        finally:
+            type(loader).__getitem__ = original
+
+    return counted()
+
+
+def test_fast_head_engine_reads_each_layer_once_per_walk(tiny_dirs, calib_jsonl, tmp_path):
+    """The fast engine walks layer-major: an offloaded layer is read once per pass over it, however many
+    prompt groups (forwards) the pass holds (accelerate used to reload it for every forward)."""
+    from tqdm import tqdm
+
+    from hsr.data import encode
+    from hsr.heads import HeadScoreConfig
+    from hsr.heads.attribution import _engine
+
+    _, placed = _pair(tiny_dirs["llama"], tmp_path)
+    samples = load_samples(calib_jsonl)
+    H = placed.arch.num_heads
+    cfg = HeadScoreConfig(score="ships", batch_heads=H, prefix_reuse=True, max_batch_tokens=1)  # a prompt per forward
+    encoded = [encode(placed.processor, s, include_response=False) for s in samples]
+    engine = _engine(placed, encoded, cfg, tqdm(disable=True))
+    engine.prepare()
+    assert engine.prefix_len > 0 and len(engine._groups(H)) == len(samples) > 2
+    key = f"{placed.arch.layers_path}.{placed.arch.num_layers - 1}.self_attn.q_proj.weight"
+    with _count_reads(placed, key) as reads:
+        list(engine.run({0: list(range(H))}))  # one walk over layers 0..L-1: prefix + every prompt's forward
+    assert reads.count(key) == 1
+
+
+def test_onloaded_returns_freed_memory_after_the_weights_are_released(tiny_dirs, tmp_path, monkeypatch):
+    """glibc keeps freed heap chunks; a walk over offloaded layers must hand them back once each layer's
+    weights are released (not before, while they are still held), and never for resident modules."""
+    import hsr.placement as placement
+
+    plain, placed = _pair(tiny_dirs["llama"], tmp_path)
+    layer = placed.arch.layers[placed.arch.num_layers - 1]
+    seen: list[str] = []
+    monkeypatch.setattr(placement, "return_freed_memory", lambda: seen.append(layer.self_attn.q_proj.weight.device.type))
+    with placement.onloaded(layer):
+        assert layer.self_attn.q_proj.weight.device.type == "cpu" and not seen
+    with placement.onloaded(plain.arch.layers[0]):
+        pass
+    assert seen == ["meta"]
+
+
 def test_importance_with_disk_offload_is_identical(tiny_dirs, calib_jsonl, tmp_path):
     from hsr.realign import compute_importance
 
