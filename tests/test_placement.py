@@ -227,6 +227,59 @@ def test_onloaded_returns_freed_memory_after_the_weights_are_released(tiny_dirs,
     assert seen == ["meta"]
 
 
+def _gradient_rows(loaded, samples):
+    """A fast engine on ``loaded`` and two prompts x two rows entering layer 0, with their kwargs and ends."""
+    from tqdm import tqdm
+
+    from hsr.data import encode
+    from hsr.heads import HeadScoreConfig
+    from hsr.heads.attribution import _engine
+    from hsr.heads.rows import RowBatch, _pad_rows
+
+    cfg = HeadScoreConfig(score="ships", engine="approx")
+    engine = _engine(loaded, [encode(loaded.processor, s, include_response=False) for s in samples[:2]], cfg,
+                     tqdm(disable=True))
+    engine.prepare()
+    lengths = [x.hidden.shape[1] for x in engine.layer0]
+    batch = RowBatch([0, 1], lengths, 2)
+    hidden = _pad_rows([x.hidden for x in engine.layer0], batch.width, 2).contiguous()
+    ends = torch.as_tensor(lengths).repeat_interleave(2) - 1
+    return engine, hidden, engine._suffix_kwargs(batch, None, prefix_len=0), ends
+
+
+def test_layerwise_gate_gradients_equal_the_whole_stack_backward_and_onload_each_layer_twice(
+        tiny_dirs, calib_jsonl, tmp_path):
+    """The approximate engine's gradient pass on an offloaded model: one layer's weights at a time, same
+    gradients as autograd through the whole stack of the plain model."""
+    from hsr.architecture import final_norm
+    from hsr.heads.layerwise import layerwise_gate_grads
+
+    plain, placed = _pair(tiny_dirs["llama"], tmp_path)
+    samples = load_samples(calib_jsonl)
+    engine, hidden, kwargs_of, ends = _gradient_rows(plain, samples)
+    L, H, R = plain.arch.num_layers, plain.arch.num_heads, hidden.shape[0]
+    direction = torch.randn(R, hidden.shape[-1], generator=torch.Generator().manual_seed(0))
+
+    def loss(y):
+        return (y * direction).sum()
+
+    gates = torch.ones(R, L, H, requires_grad=True)
+    with torch.enable_grad():
+        out = engine._forward(0, L, hidden, kwargs_of, {i: gates[:, i] for i in range(L)})
+        y = final_norm(plain.arch)(out[torch.arange(R), ends][:, None])[:, 0]
+        (reference,) = torch.autograd.grad(loss(y), gates)
+    assert reference.abs().sum() > 0
+    torch.testing.assert_close(layerwise_gate_grads(engine, hidden, kwargs_of, ends, loss), reference,
+                               rtol=1e-5, atol=1e-7)
+
+    engine2, hidden2, kwargs2, ends2 = _gradient_rows(placed, samples)
+    key = f"{placed.arch.layers_path}.{L - 1}.self_attn.q_proj.weight"
+    with _count_reads(placed, key) as reads:
+        got = layerwise_gate_grads(engine2, hidden2, kwargs2, ends2, loss)
+    assert reads.count(key) == 2  # the forward, then the backward's re-run
+    torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-7)
+
+
 def test_importance_with_disk_offload_is_identical(tiny_dirs, calib_jsonl, tmp_path):
     from hsr.realign import compute_importance
 

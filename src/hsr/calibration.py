@@ -153,14 +153,18 @@ class LayerStep:
     inputs: list[LayerInput]
 
 
-def layers_onloaded(arch: ArchInfo, start: int = 0, stop: int | None = None, modifies: bool = False) -> Iterator[int]:
-    """Yield the indices ``start..stop-1`` (default: to the last layer), each decoder layer materialized
-    for the caller's whole turn (one load per layer and walk, however many forwards the caller runs).
+def layers_onloaded(
+    arch: ArchInfo, start: int = 0, stop: int | None = None, modifies: bool = False, reverse: bool = False
+) -> Iterator[int]:
+    """Yield the indices ``start..stop-1`` (default: to the last layer; ``reverse``: last first), each
+    decoder layer materialized for the caller's whole turn (one load per layer and walk, however many
+    forwards the caller runs).
 
     ``modifies=True`` stores the caller's changes of offloaded layers where accelerate keeps them
     (the walk must then run to its end).
     """
-    for i in range(start, arch.num_layers if stop is None else stop):
+    indices = range(start, arch.num_layers if stop is None else stop)
+    for i in reversed(indices) if reverse else indices:
         with onloaded(arch.layers[i], write_back=modifies):
             yield i
 
