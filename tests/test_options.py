@@ -136,3 +136,34 @@ def test_runtime_flags_come_from_run_options():
 
     options = runtime(args)
     assert options.seed == 3 and options.device == RunOptions().device and args.max_length == RunOptions().max_length
+
+
+#: Stage dataclasses whose validate() enforces the declarations for objects built in Python.
+CHECKED = (AlignConfig, PruneConfig, RealignConfig, EvalConfig)
+
+
+def _violations(cls) -> list[tuple[str, object]]:
+    """(field, value breaking its declaration) for every declared minimum and choice list of ``cls``."""
+    out = []
+    for spec in specs(cls):
+        if spec.minimum is not None:
+            out.append((spec.name, type(spec.plain_default() or 0)(spec.minimum - 1)))
+        if spec.choices is not None:
+            out.append((spec.name, ("bogus",) if isinstance(spec.default, tuple) else "bogus"))
+    return out
+
+
+@pytest.mark.parametrize("cls", CHECKED, ids=lambda c: c.__name__)
+def test_python_api_objects_are_checked_against_the_declarations(cls):
+    """The declarations are the one home of choices and minimums: validate() enforces them for objects
+    built in Python too (no hand-written twin checks that could drift from the flags and YAML keys)."""
+    bad = _violations(cls)
+    assert bad, cls
+    cls().validate()
+    for name, value in bad:
+        with pytest.raises(ConfigError, match=name):
+            dataclasses.replace(cls(), **{name: value}).validate()
+    int_fields = [s.name for s in specs(cls) if s.kind is int and not s.optional]
+    for name in int_fields:
+        with pytest.raises(ConfigError, match=f"{name} must be an integer"):
+            dataclasses.replace(cls(), **{name: 1.5}).validate()

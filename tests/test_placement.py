@@ -162,6 +162,124 @@ def test_offloaded_layer_is_loaded_once_per_walk_step(tiny_dirs, calib_jsonl, tm
     assert reads.count(key) == 1
 
 
+def _count_reads(placed, key: str):
+    """Context: every read of ``key`` from where accelerate keeps the offloaded weights."""
+    import contextlib
+
+    from hsr.placement import offload_hook
+
+    hook = offload_hook(placed.model.get_submodule(key.rsplit(".", 1)[0]))
+    loader = hook.weights_map.dataset
+    reads: list[str] = []
+    original = type(loader).__getitem__
+
+    def counting(self, k):
+        reads.append(k)
+        return original(self, k)
+
+    @contextlib.contextmanager
+    def counted():
+        type(loader).__getitem__ = counting
+        try:
+            yield reads
+        finally:
+            type(loader).__getitem__ = original
+
+    return counted()
+
+
+def test_fast_head_engine_reads_each_layer_once_per_walk(tiny_dirs, calib_jsonl, tmp_path):
+    """The fast engine walks layer-major: an offloaded layer is read once per pass over it, however many
+    prompt groups (forwards) the pass holds (accelerate used to reload it for every forward)."""
+    from tqdm import tqdm
+
+    from hsr.data import encode
+    from hsr.heads import HeadScoreConfig
+    from hsr.heads.attribution import _engine
+
+    _, placed = _pair(tiny_dirs["llama"], tmp_path)
+    samples = load_samples(calib_jsonl)
+    H = placed.arch.num_heads
+    cfg = HeadScoreConfig(score="ships", batch_heads=H, prefix_reuse=True, max_batch_tokens=1)  # a prompt per forward
+    encoded = [encode(placed.processor, s, include_response=False) for s in samples]
+    engine = _engine(placed, encoded, cfg, tqdm(disable=True))
+    engine.prepare()
+    assert engine.prefix_len > 0 and len(engine._groups(H)) == len(samples) > 2
+    key = f"{placed.arch.layers_path}.{placed.arch.num_layers - 1}.self_attn.q_proj.weight"
+    with _count_reads(placed, key) as reads:
+        list(engine.run({0: list(range(H))}))  # one walk over layers 0..L-1: prefix + every prompt's forward
+    assert reads.count(key) == 1
+
+
+def test_onloaded_returns_freed_memory_after_the_weights_are_released(tiny_dirs, tmp_path, monkeypatch):
+    """glibc keeps freed heap chunks; a walk over offloaded layers must hand them back once each layer's
+    weights are released (not before, while they are still held), and never for resident modules."""
+    import hsr.placement as placement
+
+    plain, placed = _pair(tiny_dirs["llama"], tmp_path)
+    layer = placed.arch.layers[placed.arch.num_layers - 1]
+    seen: list[str] = []
+    monkeypatch.setattr(placement, "return_freed_memory", lambda: seen.append(layer.self_attn.q_proj.weight.device.type))
+    with placement.onloaded(layer):
+        assert layer.self_attn.q_proj.weight.device.type == "cpu" and not seen
+    with placement.onloaded(plain.arch.layers[0]):
+        pass
+    assert seen == ["meta"]
+
+
+def _gradient_rows(loaded, samples):
+    """A fast engine on ``loaded`` and two prompts x two rows entering layer 0, with their kwargs and ends."""
+    from tqdm import tqdm
+
+    from hsr.data import encode
+    from hsr.heads import HeadScoreConfig
+    from hsr.heads.attribution import _engine
+    from hsr.heads.rows import RowBatch, _pad_rows
+
+    cfg = HeadScoreConfig(score="ships", engine="approx")
+    engine = _engine(loaded, [encode(loaded.processor, s, include_response=False) for s in samples[:2]], cfg,
+                     tqdm(disable=True))
+    engine.prepare()
+    lengths = [x.hidden.shape[1] for x in engine.layer0]
+    batch = RowBatch([0, 1], lengths, 2)
+    hidden = _pad_rows([x.hidden for x in engine.layer0], batch.width, 2).contiguous()
+    ends = torch.as_tensor(lengths).repeat_interleave(2) - 1
+    return engine, hidden, engine._suffix_kwargs(batch, None, prefix_len=0), ends
+
+
+def test_layerwise_gate_gradients_equal_the_whole_stack_backward_and_onload_each_layer_twice(
+        tiny_dirs, calib_jsonl, tmp_path):
+    """The approximate engine's gradient pass on an offloaded model: one layer's weights at a time, same
+    gradients as autograd through the whole stack of the plain model."""
+    from hsr.architecture import final_norm
+    from hsr.heads.layerwise import layerwise_gate_grads
+
+    plain, placed = _pair(tiny_dirs["llama"], tmp_path)
+    samples = load_samples(calib_jsonl)
+    engine, hidden, kwargs_of, ends = _gradient_rows(plain, samples)
+    L, H, R = plain.arch.num_layers, plain.arch.num_heads, hidden.shape[0]
+    direction = torch.randn(R, hidden.shape[-1], generator=torch.Generator().manual_seed(0))
+
+    def loss(y):
+        return (y * direction).sum()
+
+    gates = torch.ones(R, L, H, requires_grad=True)
+    with torch.enable_grad():
+        out = engine._forward(0, L, hidden, kwargs_of, {i: gates[:, i] for i in range(L)})
+        y = final_norm(plain.arch)(out[torch.arange(R), ends][:, None])[:, 0]
+        (reference,) = torch.autograd.grad(loss(y), gates)
+    assert reference.abs().sum() > 0
+    torch.testing.assert_close(layerwise_gate_grads(engine, hidden, kwargs_of, ends, loss), reference,
+                               rtol=1e-5, atol=1e-7)
+
+    engine2, hidden2, kwargs2, ends2 = _gradient_rows(placed, samples)
+    key = f"{placed.arch.layers_path}.{L - 1}.self_attn.q_proj.weight"
+    with _count_reads(placed, key) as reads:
+        got = layerwise_gate_grads(engine2, hidden2, kwargs2, ends2, loss)
+    assert reads.count(key) == 2  # the forward, then the backward's re-run
+    torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-7)
+
+
 def test_importance_with_disk_offload_is_identical(tiny_dirs, calib_jsonl, tmp_path):
     from hsr.realign import compute_importance
 

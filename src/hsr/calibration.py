@@ -6,13 +6,14 @@ position ids, rotary embeddings incl. Qwen's M-RoPE), so each layer later receiv
 arguments: models that mix attention types across layers (sliding-window and global layers,
 ``config.layer_types``) get each layer's own mask. The vision tower and projector run once.
 
-:func:`walk_layers` is the one loop over decoder layers that pruning and importance scores share
-(the fast head engine keeps its own prefix/suffix streams, see :mod:`hsr.heads.engines`): it yields each layer with its inputs, lets the caller read or modify the
-layer, then maps the inputs through the layer (as the caller left it) to the next one. Only one
-layer's activations (for all samples) are alive at a time. It is also the one place that onloads:
-a layer accelerate keeps on CPU or disk (:mod:`hsr.placement`) is materialized on the execution
-device once for the caller's turn and the propagation of every sample, and offloaded again after,
-with the caller's changes written back when the walk ``modifies`` weights.
+:func:`layers_onloaded` is the one loop over decoder layers that knows about placement: a layer
+accelerate keeps on CPU or disk (:mod:`hsr.placement`) is materialized on the execution device once
+for the caller's turn and offloaded again after, with the caller's changes written back when the
+walk ``modifies`` weights. :func:`walk_layers` (pruning, importance scores) builds on it: it yields
+each layer with every sample's inputs, lets the caller read or modify the layer, then maps the
+inputs through the layer (as the caller left it) to the next one, so only one layer's activations
+are alive at a time. The fast head engine walks its own rows (shared prefix, prompt groups) with
+:func:`layers_onloaded` too (:mod:`hsr.heads.engines`).
 """
 
 from __future__ import annotations
@@ -152,19 +153,30 @@ class LayerStep:
     inputs: list[LayerInput]
 
 
+def layers_onloaded(
+    arch: ArchInfo, start: int = 0, stop: int | None = None, modifies: bool = False, reverse: bool = False
+) -> Iterator[int]:
+    """Yield the indices ``start..stop-1`` (default: to the last layer; ``reverse``: last first), each
+    decoder layer materialized for the caller's whole turn (one load per layer and walk, however many
+    forwards the caller runs).
+
+    ``modifies=True`` stores the caller's changes of offloaded layers where accelerate keeps them
+    (the walk must then run to its end).
+    """
+    indices = range(start, arch.num_layers if stop is None else stop)
+    for i in reversed(indices) if reverse else indices:
+        with onloaded(arch.layers[i], write_back=modifies):
+            yield i
+
+
 def walk_layers(arch: ArchInfo, inputs: list[LayerInput], modifies: bool = False) -> Iterator[LayerStep]:
     """Yield every decoder layer with its inputs; after the caller's turn, the layer as the caller left it
-    (e.g. pruned) maps the inputs to the next layer.
-
-    An offloaded layer stays materialized from its turn to the end of its propagation (one load per
-    layer, not per sample); ``modifies=True`` stores the caller's changes of offloaded layers where
-    accelerate keeps them (the walk must then run to its end).
-    """
-    for i, layer in enumerate(arch.layers):
-        with onloaded(layer, write_back=modifies):
-            yield LayerStep(i, layer, inputs)
-            if i + 1 < arch.num_layers:
-                inputs = run_layer(layer, inputs)
+    (e.g. pruned) maps the inputs to the next layer, while it is still materialized."""
+    for i in layers_onloaded(arch, modifies=modifies):
+        layer = arch.layers[i]
+        yield LayerStep(i, layer, inputs)
+        if i + 1 < arch.num_layers:
+            inputs = run_layer(layer, inputs)
 
 
 @contextlib.contextmanager

@@ -170,6 +170,25 @@ def _check_choices(spec: Spec, value: Any, where: str) -> None:
         raise ConfigError(f"{where} must be at least {spec.minimum:g}, got {value!r}.")
 
 
+def check_declared(obj: Any, prefix: str = "") -> None:
+    """Check a stage dataclass's values against its fields' declarations (type, choices, minimum), for
+    objects built in Python as well as from flags and YAML (which :func:`build` checks on the way in).
+    ``prefix`` names the section in errors (e.g. ``align.``)."""
+    for spec in specs(type(obj)):
+        value = getattr(obj, spec.name)
+        where = prefix + spec.name
+        if value is None:
+            if not spec.optional:
+                raise ConfigError(f"{where} cannot be null (default: {spec.plain_default()!r}).")
+            continue
+        if spec.kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or (spec.kind is int and not isinstance(value, int))):
+            raise ConfigError(f"{where} must be {'an integer' if spec.kind is int else 'a number'}, got {value!r}.")
+        if spec.kind is bool and not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}.")
+        _check_choices(spec, list(value) if isinstance(value, tuple) else value, where)
+
+
 def rich_value(spec: Spec, value: Any) -> Any:
     """A plain (YAML) value as the dataclass holds it."""
     if value is None:

@@ -16,13 +16,15 @@ so later forwards and ``save_pretrained`` see the modified weights.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import re
 import shutil
 import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -235,17 +237,35 @@ def _onloaded_one(module: nn.Module, hook: Any, write_back: bool) -> Iterator[No
             hook.offload = True  # align_module_device's exit then returns the weights to meta
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+def return_freed_memory() -> None:
+    """Hand freed heap pages back to the OS. glibc keeps freed chunks for reuse, and weights materialized
+    layer after layer leave them fragmented, so without this a walk over offloaded layers grows the
+    process by many layers' worth of memory it no longer uses."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 @contextlib.contextmanager
 def onloaded(module: nn.Module, write_back: bool = False) -> Iterator[nn.Module]:
     """``module`` with its offloaded weights materialized on their execution device for the whole block
     (forwards inside it do not reload them); with ``write_back`` its changes are stored for later
     forwards and saving. accelerate hooks the submodules that hold weights (a decoder layer's linears
     and norms), so every offloaded submodule is onloaded. A resident module is yielded as is."""
+    hooked = [(sub, hook) for sub in module.modules() if (hook := offload_hook(sub)) is not None]
     with contextlib.ExitStack() as stack:
-        for sub in module.modules():
-            hook = offload_hook(sub)
-            if hook is not None:
-                stack.enter_context(_onloaded_one(sub, hook, write_back))
+        if hooked:
+            stack.callback(return_freed_memory)  # registered first, so it runs last: weights are back on meta
+        for sub, hook in hooked:
+            stack.enter_context(_onloaded_one(sub, hook, write_back))
         yield module
 
 

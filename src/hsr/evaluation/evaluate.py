@@ -26,7 +26,7 @@ from ..distributed import SINGLE, Dist
 from ..errors import ConfigError
 from ..io import write_json
 from ..loading import LoadedModel
-from ..options import option
+from ..options import check_declared, option
 from .degenerate import degenerate_reason
 from .generation import generate, write_generations
 from .judges import combine_verdicts, make_judge
@@ -74,18 +74,9 @@ class EvalConfig:
 
     def validate(self) -> None:
         self.suites = tuple(self.suites)
-        bad = [s for s in self.suites if s not in SUITES]
-        if bad or not self.suites:
-            raise ConfigError(f"suites must be a non-empty subset of {', '.join(SUITES)}, got {list(self.suites)}.")
-        for name in ("max_new_tokens", "batch_size", "max_length"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
-        for name in ("limit", "mcq_limit", "ppl_stride", "ppl_max_tokens"):
-            value = getattr(self, name)
-            if value is not None and int(value) <= 0:
-                raise ConfigError(f"{name} must be positive (or unset), got {value}.")
-        if self.mcq_method not in MCQ_METHODS:
-            raise ConfigError(f"mcq_method must be one of {', '.join(MCQ_METHODS)}, got {self.mcq_method!r}.")
+        check_declared(self)
+        if not self.suites:
+            raise ConfigError(f"suites must be a non-empty subset of {', '.join(SUITES)}, got [].")
 
 
     def check_data(self) -> None:

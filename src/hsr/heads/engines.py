@@ -11,7 +11,9 @@ distribution and/or the final normed hidden state of the last prompt token; the 
   head, each row with its own head gate). Only the last position goes through the norm and
   ``lm_head``. Where exact (:mod:`hsr.heads.rows`), the prompts' shared template prefix runs once
   per head batch and each prompt's own suffix runs on its keys/values, and several prompts'
-  suffixes share one forward (rows = heads x prompts, sized by ``max_batch_tokens``).
+  suffixes share one forward (rows = heads x prompts, sized by ``max_batch_tokens``). Every pass
+  is layer-major (:func:`hsr.calibration.layers_onloaded`): an offloaded layer is loaded once per
+  pass for the prefix and all prompt groups, not once per forward.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import torch
 from torch import nn
 
 from ..architecture import final_norm, layer_hidden, lm_head, model_device, position_ids_batch_dim
-from ..calibration import LayerInput, capture_inputs
+from ..calibration import LayerInput, capture_inputs, layers_onloaded
 from ..data import Encoded
 from ..loading import LoadedModel
 from .ablation import gates_for, head_gates
 from .rows import (
     PrefixKV,
+    PrefixReplay,
     RowBatch,
     _pad_rows,
     common_prefix,
@@ -132,6 +135,16 @@ def _kl(base_logp: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
+class RowGroup:
+    """Suffix rows sharing one forward: their batch layout, hidden states, layer kwargs and per-row gates."""
+
+    batch: RowBatch
+    hidden: torch.Tensor
+    kwargs_of: Callable[[int], dict]
+    gates: Mapping[int, torch.Tensor]
+
+
+@dataclass
 class Stream:
     """The residual stream entering one layer: the shared prefix ``[1, P, d]`` (None when not reused)
     and each prompt's own tokens ``[1, S_n, d]``."""
@@ -198,7 +211,7 @@ class FastEngine(EngineBase):
                 hidden = layer_hidden(self.arch.layers[i](hidden, **kwargs_of(i)))
         return hidden
 
-    def _suffix_kwargs(self, batch: RowBatch, cache: PrefixKV | None, prefix_len: int | None = None) -> Callable[[int], dict]:
+    def _suffix_kwargs(self, batch: RowBatch, cache: PrefixReplay | None, prefix_len: int | None = None) -> Callable[[int], dict]:
         """Layer kwargs for a suffix batch (tokens from ``prefix_len``, default the engine's prefix length);
         the captured ones themselves on the fallback path."""
         P = self.prefix_len if prefix_len is None else prefix_len
@@ -218,9 +231,8 @@ class FastEngine(EngineBase):
 
         return kwargs_of
 
-    def _prefix_pass(self, start: int, stop: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int) -> tuple[torch.Tensor, PrefixKV]:
-        """Run the shared prefix on ``rows`` rows, recording its keys/values for the suffixes."""
-        cache = PrefixKV()
+    def _prefix_kwargs(self, rows: int, cache: PrefixKV) -> Callable[[int], dict]:
+        """Layer kwargs for the shared prefix on ``rows`` rows, recording its keys/values into ``cache``."""
         x0, P, dtype = self.layer0[0], self.prefix_len, self.layer0[0].hidden.dtype
         memo: dict[int, dict] = {}
 
@@ -230,27 +242,46 @@ class FastEngine(EngineBase):
                 memo[id(kw)] = prefix_kwargs(kw, P, rows, cache, dtype)
             return memo[id(kw)]
 
-        hidden = stream.prefix.expand(rows, *stream.prefix.shape[1:]).contiguous()
-        return self._forward(start, stop, hidden, kwargs_of, gates), cache
+        return kwargs_of
 
-    def _suffix_passes(
-        self, start: int, stop: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int, cache: PrefixKV | None
-    ) -> Iterator[tuple[RowBatch, torch.Tensor]]:
-        """Each prompt group's suffix rows (prompt-major, ``rows`` per prompt) after layers ``start..stop-1``."""
-        for group in self._groups(rows):
-            batch = RowBatch(group, [self.lengths[n] for n in group], rows)
-            parts = [stream.suffix[n] for n in group]
-            hidden = parts[0].expand(rows, *parts[0].shape[1:]) if len(group) == 1 else _pad_rows(parts, batch.width, rows)
-            tiled = {k: v.repeat(len(group), 1) if v.dim() == 2 else v for k, v in gates.items()}
-            kv = cache.replay(len(group)) if cache is not None else None
-            yield batch, self._forward(start, stop, hidden.contiguous(), self._suffix_kwargs(batch, kv), tiled)
+    def _group(self, prompts: list[int], stream: Stream, gates: Mapping[int, torch.Tensor], rows: int,
+               cache: PrefixKV | None) -> RowGroup:
+        """One forward's worth of suffix rows (``rows`` per prompt, prompt-major) entering ``stream``'s layer."""
+        batch = RowBatch(prompts, [self.lengths[n] for n in prompts], rows)
+        parts = [stream.suffix[n] for n in prompts]
+        hidden = parts[0].expand(rows, *parts[0].shape[1:]) if len(prompts) == 1 else _pad_rows(parts, batch.width, rows)
+        tiled = {k: v.repeat(len(prompts), 1) if v.dim() == 2 else v for k, v in gates.items()}
+        kv = cache.replay(len(prompts)) if cache is not None else None
+        return RowGroup(batch, hidden.contiguous(), self._suffix_kwargs(batch, kv), tiled)
+
+    def _walk(
+        self, start: int, stop: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int
+    ) -> tuple[torch.Tensor | None, list[RowGroup]]:
+        """Layers ``start..stop-1`` on ``rows`` rows per prompt, layer-major: each layer (materialized once
+        when offloaded, :func:`hsr.calibration.layers_onloaded`) runs the shared prefix, recording its
+        keys/values, then every prompt group's suffix rows on top of them. Returns the prefix rows and
+        the groups."""
+        cache = PrefixKV() if stream.prefix is not None else None
+        prefix = None
+        if cache is not None:
+            prefix = stream.prefix.expand(rows, *stream.prefix.shape[1:]).contiguous()
+            prefix_kw = self._prefix_kwargs(rows, cache)
+        groups = [self._group(g, stream, gates, rows, cache) for g in self._groups(rows)]
+        for i in layers_onloaded(self.arch, start, stop):
+            if prefix is not None:
+                prefix = self._forward(i, i + 1, prefix, prefix_kw, gates)
+            for g in groups:
+                g.hidden = self._forward(i, i + 1, g.hidden, g.kwargs_of, g.gates)
+            if cache is not None:
+                cache.drop(i)
+        return prefix, groups
 
     def _run_rows(self, start: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int) -> list[LastPosition]:
         """Run layers ``start..L-1`` on every prompt with ``rows`` rows each; per-prompt last positions."""
-        L = self.arch.num_layers
-        cache = self._prefix_pass(start, L, stream, gates, rows)[1] if stream.prefix is not None else None
+        _, groups = self._walk(start, self.arch.num_layers, stream, gates, rows)
         outs: list[LastPosition | None] = [None] * self.n_prompts
-        for batch, hidden in self._suffix_passes(start, L, stream, gates, rows, cache):
+        for g in groups:
+            hidden, batch = g.hidden, g.batch
             ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(rows) - 1
             last = hidden[torch.arange(batch.rows, device=hidden.device), ends]
             res = self._finish(final_norm(self.arch)(last[:, None, :])[:, 0, :])
@@ -261,14 +292,11 @@ class FastEngine(EngineBase):
 
     def _advance(self, layer: int, stream: Stream, gate: torch.Tensor | None) -> Stream:
         """The stream entering ``layer + 1`` (``gate``: the fixed ablation of ``layer``, if any)."""
-        gates = {layer: gate} if gate is not None else {}
-        prefix, cache = None, None
-        if stream.prefix is not None:
-            prefix, cache = self._prefix_pass(layer, layer + 1, stream, gates, 1)
+        prefix, groups = self._walk(layer, layer + 1, stream, {layer: gate} if gate is not None else {}, 1)
         suffix: list[torch.Tensor] = [stream.suffix[0]] * self.n_prompts
-        for batch, hidden in self._suffix_passes(layer, layer + 1, stream, gates, 1, cache):
-            for j, n in enumerate(batch.prompts):
-                suffix[n] = hidden[j : j + 1, : batch.lengths[j]]
+        for g in groups:
+            for j, n in enumerate(g.batch.prompts):
+                suffix[n] = g.hidden[j : j + 1, : g.batch.lengths[j]]
         return Stream(prefix, suffix)
 
     def _layer_gates(self, layer: int, heads: Sequence[int], fixed: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
@@ -361,7 +389,7 @@ class MergedRows:
         prefix = stream.prefix
         suffix = _pad_rows(list(stream.suffix), self.width, 1)[:, None]  # [N, 1, W, d]
         owners: list[tuple[int, int]] = [(-1, -1)]  # (layer, head) per row; row 0 is unablated
-        for i in range(first, e.arch.num_layers):
+        for i in layers_onloaded(e.arch, first):
             gate = None
             if i in plan and len(plan[i]):
                 heads = list(plan[i])

@@ -29,25 +29,39 @@ _CACHE_KEYS = ("cache", "past_key_values")
 
 
 class PrefixKV:
-    """Stand-in for a transformers ``Cache``: records the prefix's keys/values per layer, then
-    prepends them (tiled to the batch's rows) to every suffix forward, without ever growing."""
+    """Stand-in for a transformers ``Cache`` on the shared prefix's forward: records the prefix's
+    keys/values per layer (the suffixes read them through :meth:`replay`)."""
 
     def __init__(self) -> None:
         self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.tiled: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.recording = True
-
-    def replay(self, repeat: int) -> PrefixKV:
-        """Stop recording; later forwards see the prefix tiled ``repeat`` times (prompt-major rows)."""
-        self.recording = False
-        self.tiled = {i: (k.repeat(repeat, 1, 1, 1), v.repeat(repeat, 1, 1, 1)) for i, (k, v) in self.kv.items()}
-        return self
 
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any):
-        if self.recording:
-            self.kv[layer_idx] = (key, value)
-            return key, value
-        pk, pv = self.tiled[layer_idx]
+        self.kv[layer_idx] = (key, value)
+        return key, value
+
+    def replay(self, repeat: int) -> PrefixReplay:
+        """A cache for suffix forwards whose rows see the prefix tiled ``repeat`` times (prompt-major rows)."""
+        return PrefixReplay(self, repeat)
+
+    def drop(self, layer_idx: int) -> None:
+        """Forget a layer's keys/values once every suffix has run that layer."""
+        self.kv.pop(layer_idx, None)
+
+
+class PrefixReplay:
+    """Stand-in for a transformers ``Cache`` on a suffix forward: prepends the recorded prefix keys/values
+    (tiled to the batch's rows) without ever growing. Only the current layer's tiles are kept, so the
+    prefix may be recorded layer by layer while the suffixes follow it (layer-major walks)."""
+
+    def __init__(self, source: PrefixKV, repeat: int) -> None:
+        self.source, self.repeat = source, repeat
+        self.tiled: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any):
+        if self.tiled is None or self.tiled[0] != layer_idx:
+            k, v = self.source.kv[layer_idx]
+            self.tiled = (layer_idx, k.repeat(self.repeat, 1, 1, 1), v.repeat(self.repeat, 1, 1, 1))
+        _, pk, pv = self.tiled
         return torch.cat([pk, key], dim=-2), torch.cat([pv, value], dim=-2)
 
 
@@ -177,7 +191,7 @@ def _mask(kw: dict[str, Any], P: int, S: int, dtype: torch.dtype, device: torch.
 
 
 def suffix_kwargs(
-    kwargs: Callable[[int], dict[str, Any]], batch: RowBatch, P: int, cache: PrefixKV | None, dtype: torch.dtype
+    kwargs: Callable[[int], dict[str, Any]], batch: RowBatch, P: int, cache: PrefixReplay | None, dtype: torch.dtype
 ) -> dict[str, Any]:
     """Layer kwargs for ``batch``'s rows: each prompt's positions ``P..T-1``, right-padded, tiled per head.
 

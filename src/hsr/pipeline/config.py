@@ -149,13 +149,10 @@ def validate_run_config(config: dict[str, Any]) -> None:
         if sw[key] is not None and not sw[key]:
             raise ConfigError(f"sweep.{key} must be a non-empty list or null, got {sw[key]!r}.")
     if sw["sparsities"]:
-        from ..pruning import METHODS, Sparsity
+        from ..pruning import Sparsity
 
         for text in sw["sparsities"]:
             Sparsity.parse(str(text))
-        bad = [m for m in sw["methods"] or [] if m not in METHODS]
-        if bad:
-            raise ConfigError(f"sweep.methods: unknown {bad}; choose from {', '.join(METHODS)}.")
         if config["prune"]["pruned"]:
             raise ConfigError("sweep.sparsities cannot be combined with prune.pruned (an external pruned model).")
     if not config["evaluate"]["models"]:

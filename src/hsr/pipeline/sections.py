@@ -12,6 +12,7 @@ from typing import Any
 
 from ..data import DEFAULT_MAX_LENGTH
 from ..options import option, section_defaults
+from ..pruning.methods import METHODS
 
 #: Fields every stage shares; the run config keeps them at the top level.
 SHARED = ("max_length", "seed")
@@ -79,7 +80,8 @@ class RealignRun:
 class SweepRun:
     sparsities: list[str] | None = option(None, help="hsr sweep: sparsities, e.g. [0.3, 0.4, 0.5]; none = a single "
                                           "run at prune.sparsity")
-    methods: list[str] | None = option(None, help="hsr sweep: pruning methods; none = [prune.method]")
+    methods: list[str] | None = option(None, help="hsr sweep: pruning methods; none = [prune.method]",
+                                       choices=METHODS)
 
 
 @dataclass

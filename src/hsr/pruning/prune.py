@@ -22,7 +22,7 @@ from ..data import DEFAULT_MAX_LENGTH, Sample, encode
 from ..errors import ConfigError
 from ..io import PackedMasks, atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
-from ..options import option
+from ..options import check_declared, option
 from ..placement import is_offloaded, onloaded, save_model
 from .masks import Sparsity
 from .methods import METHODS, get_method
@@ -47,13 +47,9 @@ class PruneConfig:
     percdamp: float = option(0.01, help="SparseGPT Hessian dampening (fraction of the mean diagonal)")
 
     def validate(self) -> None:
-        get_method(self.method)
-        if self.max_length <= 0:
-            raise ConfigError(f"max_length must be positive, got {self.max_length}.")
+        check_declared(self)
         if not 0 < self.percdamp < 1:
             raise ConfigError(f"percdamp must be in (0, 1), got {self.percdamp}.")
-        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or self.block_size < 1:
-            raise ConfigError(f"block_size (--block-size) must be a positive integer, got {self.block_size!r}.")
 
 
 @dataclass

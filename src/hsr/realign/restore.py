@@ -29,7 +29,7 @@ from ..architecture import HeadGeometry
 from ..errors import ConfigError, HsrError
 from ..io import atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
-from ..options import option
+from ..options import check_declared, option
 from ..placement import onloaded_each, save_model
 from ..pruning.masks import Sparsity, nm_of
 from ..pruning.prune import MASK_FILE, SUMMARY_FILE
@@ -68,11 +68,8 @@ class RealignConfig:
     nm: str | None = option(None, help="N:M pattern for preserve_nm such as 2:4; none = detected from the mask")
 
     def validate(self) -> None:
+        check_declared(self)
         validate_fractions(self.p, self.q, self.max_p)
-        if isinstance(self.top_h, bool) or not isinstance(self.top_h, int) or self.top_h < 1:
-            raise ConfigError(f"top_h must be a positive integer, got {self.top_h!r}.")
-        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 0):
-            raise ConfigError(f"budget must be a non-negative integer (max restored parameters) or None, got {self.budget!r}.")
         if self.nm is not None:
             if not self.preserve_nm:
                 raise ConfigError(f"nm={self.nm!r} (--nm) only applies with preserve_nm (--preserve-nm); add it or drop --nm.")
