@@ -302,7 +302,7 @@ def test_importance_with_disk_offload_is_identical(tiny_dirs, calib_jsonl, tmp_p
 
 
 @pytest.mark.parametrize("engine, score", [("fast", "ships"), ("fast", "gships"), ("naive", "ships"),
-                                           ("approx", "gships")])
+                                           ("approx", "gships"), ("approx", "ships")])
 def test_head_scores_with_disk_offload_are_identical(engine, score, tiny_dirs, calib_jsonl, tmp_path):
     from hsr.heads import HeadScoreConfig, score_heads
 

@@ -35,7 +35,9 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..architecture import final_norm, lm_head
+from ..placement import is_offloaded, onloaded
 from .engines import FastEngine
+from .layerwise import layerwise_gate_grads
 from .rows import PrefixKV, RowBatch, _pad_rows, group_prompts
 
 
@@ -47,23 +49,32 @@ class _KVRecorder(PrefixKV):
         return key, value
 
 
-def _gated_last_hidden(engine: FastEngine, batch: RowBatch, gates: torch.Tensor,
-                       recorder: PrefixKV | None = None) -> torch.Tensor:
-    """Final normed last-token states ``[R, d]`` of ``batch``'s rows (whole prompts) under per-row gates
-    ``[R, L, H]``; ``recorder`` (on the exact row path only) sees every layer's keys/values."""
-    arch = engine.arch
+def _row_inputs(engine: FastEngine, batch: RowBatch, recorder: PrefixKV | None = None
+                ) -> tuple[torch.Tensor, Callable[[int], dict], torch.Tensor]:
+    """``batch``'s rows (whole prompts, right-padded) entering layer 0, their layer kwargs, and each row's
+    last position; ``recorder`` (on the exact row path only) sees every layer's keys/values."""
     parts = [engine.layer0[n].hidden for n in batch.prompts]
     hidden = _pad_rows(parts, batch.width, batch.heads) if len(parts) > 1 else parts[0].expand(batch.rows, -1, -1)
     kwargs_of = engine._suffix_kwargs(batch, None, prefix_len=0)
     if recorder is not None:
         plain = kwargs_of
+
         def kwargs_of(i: int) -> dict:
             return {**plain(i), "cache": recorder}
-    gate_map = {layer: gates[:, layer, :] for layer in range(arch.num_layers)}
-    hidden = engine._forward(0, arch.num_layers, hidden.contiguous(), kwargs_of, gate_map)
     ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(batch.heads) - 1
-    last = hidden[torch.arange(batch.rows, device=hidden.device), ends]
-    return final_norm(arch)(last[:, None, :])[:, 0, :]
+    return hidden.contiguous(), kwargs_of, ends
+
+
+def _whole_stack_grads(engine: FastEngine, hidden: torch.Tensor, kwargs_of: Callable[[int], dict], ends: torch.Tensor,
+                       loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``[R, L, H]`` gate gradients from one forward and backward through the whole stack."""
+    arch = engine.arch
+    gates = torch.ones(hidden.shape[0], arch.num_layers, arch.num_heads, device=hidden.device, requires_grad=True)
+    with torch.enable_grad():
+        out = engine._forward(0, arch.num_layers, hidden, kwargs_of, {i: gates[:, i, :] for i in range(arch.num_layers)})
+        y = final_norm(arch)(out[torch.arange(hidden.shape[0], device=out.device), ends][:, None, :])[:, 0, :]
+        (grad,) = torch.autograd.grad(loss_fn(y), gates)
+    return grad
 
 
 def _gate_grads(
@@ -75,18 +86,17 @@ def _gate_grads(
     ``loss_fn(y, prompts)``: the summed loss of the rows (prompt-major, ``rows`` per prompt). With
     ``keep_kv`` (exact row path only), the forward's keys/values of each prompt's positions before its
     last one are kept there, ``{prompt: {layer: (k, v)}}``: at gates 1 they are the unablated ones.
+    With offloaded layers the backward goes layer by layer (:mod:`hsr.heads.layerwise`), so only one
+    layer's weights are held at a time instead of the whole model's.
     """
-    arch = engine.arch
     lengths = [x.hidden.shape[1] for x in engine.layer0]
     budget = engine.max_batch_tokens if engine.rows_ok else 0
+    grads_of = layerwise_gate_grads if is_offloaded(engine.loaded.model) else _whole_stack_grads
     for group in group_prompts(lengths, rows, budget):
         batch = RowBatch(group, [lengths[n] for n in group], rows)
-        device = engine.layer0[group[0]].hidden.device
-        gates = torch.ones(batch.rows, arch.num_layers, arch.num_heads, device=device, requires_grad=True)
         recorder = _KVRecorder() if keep_kv is not None and engine.rows_ok else None
-        with torch.enable_grad():
-            y = _gated_last_hidden(engine, batch, gates, recorder)
-            (grad,) = torch.autograd.grad(loss_fn(y, group), gates)
+        hidden, kwargs_of, ends = _row_inputs(engine, batch, recorder)
+        grad = grads_of(engine, hidden, kwargs_of, ends, lambda y, group=group: loss_fn(y, group))
         if recorder is not None:
             for j, n in enumerate(group):
                 keep = slice(0, batch.lengths[j] - 1)
@@ -130,21 +140,32 @@ def ships_proxy(engine: FastEngine, tokens: int, probes: int, seed: int = 0) -> 
     return 0.5 * delta**2 * total / engine.n_prompts
 
 
+def unembedding_rows(engine: FastEngine, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The lm_head's rows (float64, ``[K, d]``) and bias entries (or None) of tokens ``idx``, on the execution
+    device; an offloaded lm_head is materialized for the copy."""
+    head = lm_head(engine.loaded.model)
+    device = engine.layer0[0].hidden.device
+    with onloaded(head):
+        W = head.weight[idx.to(head.weight.device)].double().to(device)
+        bias = getattr(head, "bias", None)
+        b = None if bias is None else bias[idx.to(bias.device)].double().to(device)
+    return W, b
+
+
 def _hidden_fisher(engine: FastEngine, n: int, mass: float = 0.9999, max_tokens: int = 8192) -> torch.Tensor:
     """Fisher information ``[d, d]`` of prompt ``n``'s next-token distribution with respect to its final
     normed last-token state: ``W^T (diag p - p p^T) W`` over the tokens holding ``mass`` of the
     probability (the rest is dropped), with ``W`` the lm_head rows scaled by any logit softcap's slope."""
-    head = lm_head(engine.loaded.model)
     p = engine.base_logp[n].double().exp()
     order = torch.argsort(p, descending=True)
     K = min(int((p[order].cumsum(0) < mass).sum()) + 1, max_tokens, p.numel())
-    idx = order[:K].to(head.weight.device)
-    W = head.weight[idx].double()
+    idx = order[:K]
+    W, _ = unembedding_rows(engine, idx)
     cap = engine.arch.logit_softcap
     if cap:
         z = W @ engine.base_hidden[n].to(W.device)
         W = W * (1 - torch.tanh(z / cap) ** 2)[:, None]
-    pk = p[idx.cpu()].to(W.device)
+    pk = p[idx].to(W.device)
     Wp = W.T @ pk
     return ((W * pk[:, None]).T @ W - torch.outer(Wp, Wp)).cpu()
 
@@ -159,8 +180,7 @@ def _fisher_directions(engine: FastEngine, n: int, rank: int, mass: float = 0.99
     formed and diagonalized (over up to 8192 tokens). The iteration keeps the ``max_tokens`` most likely
     tokens: on SmolLM2-135M, 2048 instead of 8192 leaves the estimate's ranking of the top heads as it
     is and takes a fifth of the time."""
-    head = lm_head(engine.loaded.model)
-    d = head.weight.shape[1]
+    d = engine.base_hidden.shape[1]
     m = min(rank, d)
     q = m + oversample
     if 2 * q >= d:
@@ -169,13 +189,13 @@ def _fisher_directions(engine: FastEngine, n: int, rank: int, mass: float = 0.99
     p = engine.base_logp[n].double().exp()
     order = torch.argsort(p, descending=True)
     K = min(int((p[order].cumsum(0) < mass).sum()) + 1, max_tokens, p.numel())
-    idx = order[:K].to(head.weight.device)
-    W = head.weight[idx].double()
+    idx = order[:K]
+    W, _ = unembedding_rows(engine, idx)
     cap = engine.arch.logit_softcap
     if cap:
         z = W @ engine.base_hidden[n].to(W.device)
         W = W * (1 - torch.tanh(z / cap) ** 2)[:, None]
-    pk = p[idx.cpu()].to(W.device)
+    pk = p[idx].to(W.device)
     A = pk.sqrt()[:, None] * (W - (W.T @ pk)[None, :])
     gen = torch.Generator().manual_seed(1234 + n)
     Y = A.T @ (A @ torch.randn(d, q, generator=gen, dtype=torch.float64).to(A.device))

@@ -18,8 +18,9 @@ from typing import Any, Sequence
 
 import torch
 
-from ..architecture import final_norm, lm_head
+from ..architecture import final_norm
 from ..calibration import layers_onloaded
+from .approx import unembedding_rows
 from .engines import FastEngine
 from .rows import _KNOWN, _CACHE_KEYS, PrefixKV, RowBatch, _dims, _pad_rows
 
@@ -100,13 +101,15 @@ def last_position_hidden(engine: FastEngine, plan: dict[int, list[int]], kv: Ear
     W, N = max(earlier), engine.n_prompts
     dtype = engine.layer0[0].hidden.dtype
     keys: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    before = kwargs_before = recorder = None
+    before = recorder = None
     if kv is None:
         batch = RowBatch(list(range(N)), earlier, 1)
         before = _pad_rows([x.hidden[:, :P] for x, P in zip(engine.layer0, earlier)], W, 1).contiguous()
         recorder = _Recorder()
         plain = engine._suffix_kwargs(batch, None, prefix_len=0)
-        kwargs_before = lambda i: {**plain(i), "cache": recorder}  # noqa: E731
+
+        def kwargs_before(i: int) -> dict:
+            return {**plain(i), "cache": recorder}
     rows = torch.stack([x.hidden[0, P] for x, P in zip(engine.layer0, earlier)])[:, None, None, :]  # [N, 1, 1, d]
     for i in layers_onloaded(arch):
         if kv is None:
@@ -124,7 +127,8 @@ def last_position_hidden(engine: FastEngine, plan: dict[int, list[int]], kv: Ear
             gates = {i: gate.repeat(N, 1)}
         R = rows.shape[1]
         kw = _last_token_kwargs(engine, i, earlier, R, _LastTokenCache(keys, R), dtype)
-        rows = engine._forward(i, i + 1, rows.reshape(N * R, 1, -1).contiguous(), lambda _i: kw, gates).reshape(N, R, 1, -1)
+        rows = engine._forward(i, i + 1, rows.reshape(N * R, 1, -1).contiguous(), lambda _i, kw=kw: kw, gates)
+        rows = rows.reshape(N, R, 1, -1)
         keys.pop(i)
     return final_norm(arch)(rows[:, :, 0, :]).double()
 
@@ -145,7 +149,6 @@ def last_position_proxy(engine: FastEngine, heads: Sequence[tuple[int, int]] | N
     for l, h in sorted(set(heads) if heads is not None else {(l, h) for l in range(L) for h in range(H)}):
         plan.setdefault(l, []).append(h)
     owners = [(l, h) for l in sorted(plan) for h in plan[l]]
-    head = lm_head(engine.loaded.model)
     total = torch.zeros(len(owners), dtype=torch.float64)
     states = last_position_hidden(engine, plan, kv)
     for n in range(engine.n_prompts):
@@ -154,11 +157,10 @@ def last_position_proxy(engine: FastEngine, heads: Sequence[tuple[int, int]] | N
         order = torch.argsort(p, descending=True)
         K = min(int((p[order].cumsum(0) < mass).sum()) + 1, max_tokens, p.numel())
         idx = order[:K]
-        W = head.weight[idx.to(head.weight.device)].double()
+        W, bias = unembedding_rows(engine, idx)
         z = y.to(W.device) @ W.T
-        bias = getattr(head, "bias", None)
         if bias is not None:
-            z = z + bias[idx.to(bias.device)].double()
+            z = z + bias
         cap = engine.arch.logit_softcap
         if cap:
             z = cap * torch.tanh(z / cap)
