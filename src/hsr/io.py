@@ -141,23 +141,20 @@ class MaskFile(Mapping):
         from safetensors import safe_open
 
         self.path = str(path)
-        with safe_open(self.path, framework="np") as fh:
-            meta = fh.metadata() or {}
-            shapes = json.loads(meta["shapes"]) if "shapes" in meta else {k: json.loads(v) for k, v in meta.items()}
-            sizes = {name: fh.get_slice(name).get_shape() for name in fh.keys()}  # older files: one entry each
+        # One handle (a read-only memory map: its pages are file cache, not heap) for every read: a
+        # model with thousands of matrices would otherwise re-parse the header once per matrix.
+        self._fh = safe_open(self.path, framework="np")
+        meta = self._fh.metadata() or {}
+        shapes = json.loads(meta["shapes"]) if "shapes" in meta else {k: json.loads(v) for k, v in meta.items()}  # older files
         self._shapes: dict[str, tuple[int, ...]] = {}
-        for name, size in sizes.items():
-            shape = tuple(int(d) for d in shapes[name])
+        for name in self._fh.keys():
+            shape, size = tuple(int(d) for d in shapes[name]), self._fh.get_slice(name).get_shape()
             if list(size) != [_packed_bytes(shape)]:
                 raise ValueError(f"{name}: {size} packed bytes do not hold a mask of shape {list(shape)}")
             self._shapes[name] = shape
 
     def packed(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
-        from safetensors import safe_open
-
-        shape = self._shapes[name]
-        with safe_open(self.path, framework="np") as fh:
-            return fh.get_tensor(name), shape
+        return self._fh.get_tensor(name), self._shapes[name]
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self._shapes[name]
