@@ -10,16 +10,24 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_loaded
+from conftest import with_nonzero_biases as _biased
 from safetensors.torch import save_file
+from test_realign_restore import SAFETY, UTILITY, _pruned
 
 from hsr.io import MaskFile, PackedMasks, count_masked, load_masks, save_masks
 from hsr.loading import load_model
-from hsr.pruning import MASK_FILE, PruneConfig, Sparsity, prune_model, save_pruned
-from hsr.realign import RESTORED_FILE, RealignConfig, compute_importance, infer_masks, load_pruned_masks, realign_pruned, save_realigned
+from hsr.pruning import MASK_FILE, PruneConfig, prune_model, save_pruned
+from hsr.realign import (
+    RESTORED_FILE,
+    RealignConfig,
+    compute_importance,
+    infer_masks,
+    load_pruned_masks,
+    realign_pruned,
+    save_realigned,
+)
 from hsr.realign.restore import _apply_budget
-
-from conftest import tiny_loaded, with_nonzero_biases as _biased
-from test_realign_restore import SAFETY, UTILITY, _pruned
 
 CONFIGS = {
     "default": RealignConfig(top_h=4),

@@ -147,7 +147,8 @@ class MaskFile(Mapping):
         meta = self._fh.metadata() or {}
         shapes = json.loads(meta["shapes"]) if "shapes" in meta else {k: json.loads(v) for k, v in meta.items()}  # older files
         self._shapes: dict[str, tuple[int, ...]] = {}
-        for name in self._fh.keys():
+        names = self._fh.keys()  # a safetensors handle, not a dict
+        for name in names:
             shape, size = tuple(int(d) for d in shapes[name]), self._fh.get_slice(name).get_shape()
             if list(size) != [_packed_bytes(shape)]:
                 raise ValueError(f"{name}: {size} packed bytes do not hold a mask of shape {list(shape)}")
@@ -188,7 +189,7 @@ def packed_mask(masks: Mapping[str, torch.Tensor], name: str) -> np.ndarray:
     return packed(name)[0] if callable(packed) else pack_mask(masks[name])
 
 
-_BIT_COUNTS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_BIT_COUNTS = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
 
 
 def count_masked(masks: Mapping[str, torch.Tensor]) -> int:

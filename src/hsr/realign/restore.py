@@ -30,7 +30,16 @@ import torch
 from .. import __version__
 from ..architecture import HeadGeometry
 from ..errors import ConfigError, HsrError
-from ..io import PackedMasks, atomic_output_dir, count_masked, mask_shape, pack_mask, packed_mask, save_masks, write_json
+from ..io import (
+    PackedMasks,
+    atomic_output_dir,
+    count_masked,
+    mask_shape,
+    pack_mask,
+    packed_mask,
+    save_masks,
+    write_json,
+)
 from ..loading import LoadedModel
 from ..options import check_declared, option
 from ..placement import onloaded_each, save_model
@@ -84,8 +93,9 @@ class RealignConfig:
 @dataclass
 class RealignResult:
     """What :func:`realign_pruned` did. The mask mappings hold nothing unpacked: ``masks_after`` is computed
-    per matrix when read (from the input masks, which may themselves be read from their file), the
-    others are bit-packed (:class:`~hsr.io.PackedMasks`); each read gives a fresh ``bool`` tensor."""
+    per matrix when read (from the input masks, which may themselves be read from their file: leave
+    them unchanged until the result is saved), the others are bit-packed
+    (:class:`~hsr.io.PackedMasks`); each read gives a fresh ``bool`` tensor."""
 
     masks_after: Mapping[str, torch.Tensor]
     restored: Mapping[str, torch.Tensor]
