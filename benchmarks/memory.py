@@ -7,7 +7,8 @@ Each stage of each run goes into its own process, so every peak is that stage's 
 run loads with ``--max-memory`` set to a quarter of the fp32 model (on the execution device;
 ``--device cpu``: the CPU budget) and ``--offload-folder`` for the rest; the uncapped run loads the
 whole model. Printed per stage: peak RSS (and peak GPU memory), the RSS of the interpreter with
-torch and transformers imported (the floor no model setting can lower), the ratio, the slowdown.
+torch, transformers and the model's modeling code imported (the floor no model setting can lower),
+the ratio, the slowdown.
 Then the masks, the pruned weights, the heads.json scores, the importance scores and the
 realigned weights of the two runs are compared and must be identical bit for bit.
 
@@ -65,6 +66,20 @@ def _load(work: Path, source: str | Path, args: argparse.Namespace, share: int =
     return load_model(str(source), device=args.device, **kw)
 
 
+def _import_model_code() -> int:
+    """Import the default model's modeling code (``transformers.modeling_utils`` and the model's module),
+    which every stage imports before its first weight loads; return the heap it took (about 90 MiB):
+    a fixed cost like torch's, so it belongs to the floor, not to the stage."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    from hsr.loading import default_model_dir
+
+    before = _rss_now("RssAnon")
+    MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(default_model_dir()))]  # imports the module
+    return _rss_now("RssAnon") - before
+
+
 def _stage(args: argparse.Namespace) -> None:
     """Run one stage, write its outputs under ``work/mode`` and its measurements to ``stage.json``."""
     import torch
@@ -78,6 +93,7 @@ def _stage(args: argparse.Namespace) -> None:
 
     work = Path(args.work) / args.mode
     dense_dir = default_model_dir()
+    code_anon = _import_model_code()
     floor, floor_anon = _rss_now(), _rss_now("RssAnon")
     sampler = _Sampler()
     sampler.start()
@@ -119,7 +135,8 @@ def _stage(args: argparse.Namespace) -> None:
     sampler.join()
     (work / f"{args.stage}.json").write_text(json.dumps({
         "peak_rss": peak, "floor_rss": floor, "seconds": seconds, "peak_gpu": gpu,
-        "peak_anon": max(sampler.peak_anon, _rss_now("RssAnon")), "floor_anon": floor_anon}))
+        "peak_anon": max(sampler.peak_anon, _rss_now("RssAnon")), "floor_anon": floor_anon,
+        "code_anon": code_anon}))
 
 
 # ---------------------------------------------------------------------------- driver
@@ -206,8 +223,10 @@ def _report(results: dict, budget: int, model_bytes: int, layer_bytes: int, n_la
         if gpu:
             line += f"{u['peak_gpu'] / MB:>8.0f}/{c['peak_gpu'] / MB:<6.0f}"
         print(line)
-    print("peak RSS: getrusage maxrss, incl. pages of memory-mapped checkpoint files; floor: RSS with torch and "
-          "transformers imported, before any model loads; heap: peak anonymous RSS (sampled every 20 ms) minus "
+    code = max(r.get("code_anon", 0) for r in results.values())
+    print("peak RSS: getrusage maxrss, incl. pages of memory-mapped checkpoint files; floor: RSS with torch, "
+          f"transformers and the model's modeling code imported (that code alone: {code / MB:.0f} MiB of heap), "
+          "before any model loads; heap: peak anonymous RSS (sampled every 20 ms) minus "
           "the floor's. Goal for the capped heap: budget + one layer + activations = "
           f"{(budget + layer_bytes) / MB:.0f} MiB + activations.")
 

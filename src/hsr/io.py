@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from .errors import HsrError
 
@@ -93,6 +93,17 @@ def read_json_checked(path: str | os.PathLike, error: type[Exception], what: str
         raise error(f"{path}: cannot read {what} ({exc}).") from None
 
 
+def _unpack(bits: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    """Bool tensor of ``shape`` from packed bits (one byte per weight, no second copy)."""
+    n = int(np.prod(shape))
+    return torch.from_numpy(np.unpackbits(bits, count=n).view(bool).reshape(shape))
+
+
+def pack_mask(mask: torch.Tensor) -> np.ndarray:
+    """A boolean mask as packed bits (1 bit per weight, row-major)."""
+    return np.packbits(mask.detach().cpu().numpy().astype(bool, copy=False).reshape(-1))
+
+
 class PackedMasks(MutableMapping):
     """Boolean masks held bit-packed (1 bit per weight instead of torch's 1 byte) and unpacked on access:
     pruning an offloaded model would otherwise keep a quarter of its fp32 size in RAM as masks."""
@@ -101,11 +112,10 @@ class PackedMasks(MutableMapping):
         self._bits: dict[str, tuple[np.ndarray, tuple[int, ...]]] = {}
 
     def __setitem__(self, name: str, mask: torch.Tensor) -> None:
-        self._bits[name] = (np.packbits(mask.detach().cpu().numpy().astype(bool).reshape(-1)), tuple(mask.shape))
+        self._bits[name] = (pack_mask(mask), tuple(mask.shape))
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        bits, shape = self._bits[name]
-        return torch.from_numpy(np.unpackbits(bits)[: int(np.prod(shape))].astype(bool).reshape(shape))
+        return _unpack(*self._bits[name])
 
     def __delitem__(self, name: str) -> None:
         del self._bits[name]
@@ -119,35 +129,109 @@ class PackedMasks(MutableMapping):
     def packed(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         return self._bits[name]
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._bits[name][1]
+
+
+class MaskFile(Mapping):
+    """The masks of a :func:`save_masks` file, each read (and unpacked) when used: a caller that goes
+    matrix by matrix holds one matrix's mask, not the whole model's (a quarter of its fp32 size)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        from safetensors import safe_open
+
+        self.path = str(path)
+        # One handle (a read-only memory map: its pages are file cache, not heap) for every read: a
+        # model with thousands of matrices would otherwise re-parse the header once per matrix.
+        self._fh = safe_open(self.path, framework="np")
+        meta = self._fh.metadata() or {}
+        shapes = json.loads(meta["shapes"]) if "shapes" in meta else {k: json.loads(v) for k, v in meta.items()}  # older files
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        names = self._fh.keys()  # a safetensors handle, not a dict
+        for name in names:
+            shape, size = tuple(int(d) for d in shapes[name]), self._fh.get_slice(name).get_shape()
+            if list(size) != [_packed_bytes(shape)]:
+                raise ValueError(f"{name}: {size} packed bytes do not hold a mask of shape {list(shape)}")
+            self._shapes[name] = shape
+
+    def packed(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        return self._fh.get_tensor(name), self._shapes[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._shapes[name]
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return _unpack(*self.packed(name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._shapes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+
+def _packed_bytes(shape: tuple[int, ...]) -> int:
+    return (int(np.prod(shape)) + 7) // 8
+
+
+def mask_shape(masks: Mapping[str, torch.Tensor], name: str) -> tuple[int, ...]:
+    """The shape of ``masks[name]``, without unpacking it when the mapping knows shapes."""
+    shape = getattr(masks, "shape", None)
+    return tuple(shape(name)) if callable(shape) else tuple(masks[name].shape)
+
+
+def packed_mask(masks: Mapping[str, torch.Tensor], name: str) -> np.ndarray:
+    """``masks[name]`` as packed bits, straight from the mapping when it holds them packed."""
+    packed = getattr(masks, "packed", None)
+    return packed(name)[0] if callable(packed) else pack_mask(masks[name])
+
+
+_BIT_COUNTS = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
+
+
+def count_masked(masks: Mapping[str, torch.Tensor]) -> int:
+    """The number of True entries of all ``masks``, one matrix at a time; from the packed bits when the
+    mapping holds them packed (a popcount, much faster than unpacking and summing)."""
+    if not callable(getattr(masks, "packed", None)):
+        return sum(int(masks[name].sum()) for name in masks)
+    return sum(int(_BIT_COUNTS[packed_mask(masks, name)].sum(dtype=np.int64)) for name in masks)
+
+
+def _safetensors_header(sizes: dict[str, int], metadata: dict[str, str]) -> bytes:
+    """The header ``safetensors.save_file`` writes for 1-D uint8 tensors of these byte sizes: ordered by
+    name, compact JSON, padded with spaces to 8 bytes, after its length as a little-endian u64."""
+    head: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name in sorted(sizes):
+        head[name] = {"dtype": "U8", "shape": [sizes[name]], "data_offsets": [offset, offset + sizes[name]]}
+        offset += sizes[name]
+    text = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
 
 def save_masks(masks: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Save boolean masks (True = pruned) bit-packed: 1 bit per weight, shapes in the metadata."""
-    tensors: dict[str, torch.Tensor] = {}
-    shapes: dict[str, list[int]] = {}
-    for name in masks:
-        if isinstance(masks, PackedMasks):
-            bits, shape = masks.packed(name)
-        else:
-            mask = masks[name]
-            bits, shape = np.packbits(mask.detach().cpu().numpy().astype(bool).reshape(-1)), tuple(mask.shape)
-        tensors[name] = torch.from_numpy(bits)
-        shapes[name] = list(shape)
+    """Save boolean masks (True = pruned) bit-packed: 1 bit per weight, shapes in the metadata.
+
+    Written one matrix at a time (the same bytes as ``safetensors.save_file`` of the packed tensors),
+    so a lazy or packed mapping is never held whole."""
+    shapes = {name: mask_shape(masks, name) for name in masks}
+    sizes = {name: _packed_bytes(shape) for name, shape in shapes.items()}
     # One metadata entry: safetensors writes several in hash order, which would make equal masks differ in bytes.
-    save_file(tensors, str(path), metadata={"shapes": json.dumps(shapes, sort_keys=True)})
+    meta = {"shapes": json.dumps({k: list(v) for k, v in shapes.items()}, sort_keys=True)}
+    with open(path, "wb") as fh:
+        fh.write(_safetensors_header(sizes, meta))
+        for name in sorted(sizes):
+            bits = packed_mask(masks, name)
+            if bits.size != sizes[name]:
+                raise ValueError(f"{name}: {bits.size} packed bytes, expected {sizes[name]} for shape {list(shapes[name])}")
+            fh.write(np.ascontiguousarray(bits, dtype=np.uint8).data)
 
 
 def load_masks(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`save_masks`."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    shapes = json.loads(meta["shapes"]) if "shapes" in meta else {k: json.loads(v) for k, v in meta.items()}  # older files
-    packed = load_file(str(path))
-    out: dict[str, torch.Tensor] = {}
-    for name, bits in packed.items():
-        shape = shapes[name]
-        n = int(np.prod(shape))
-        flat = np.unpackbits(bits.numpy())[:n].astype(bool)
-        out[name] = torch.from_numpy(flat.reshape(shape))
-    return out
+    """Inverse of :func:`save_masks` (every mask unpacked; :class:`MaskFile` reads them one at a time)."""
+    file = MaskFile(path)
+    return {name: file[name] for name in file}

@@ -10,14 +10,16 @@ is expected and left alone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..architecture import describe
 from ..errors import HsrError
-from ..io import load_masks
+from ..io import MaskFile, PackedMasks, mask_shape, packed_mask
 from ..placement import onloaded_each
 from ..pruning.prune import MASK_FILE
 
@@ -66,25 +68,29 @@ def infer_mask(dense_weight: torch.Tensor, pruned_weight: torch.Tensor) -> torch
 
 
 @torch.no_grad()
-def infer_masks(dense: nn.Module, pruned: nn.Module) -> dict[str, torch.Tensor]:
-    """Masks (True = pruned) of every decoder linear, read off the weights."""
+def infer_masks(dense: nn.Module, pruned: nn.Module, names: Sequence[str] | None = None) -> PackedMasks:
+    """Masks (True = pruned) of every decoder linear (or of ``names``), read off the weights and held
+    bit-packed (as ``bool`` tensors they would be a quarter of the fp32 model)."""
     pairs = check_compatible(dense, pruned)
-    masks = {name: infer_mask(pairs[name][0].weight, pairs[name][1].weight)
-             for name in onloaded_each((dense, pruned), list(pairs))}
-    total = sum(int(m.sum()) for m in masks.values())
-    if total == 0:
+    masks = PackedMasks()
+    total = 0
+    for name in onloaded_each((dense, pruned), list(pairs) if names is None else list(names)):
+        mask = infer_mask(pairs[name][0].weight, pairs[name][1].weight)
+        total += int(mask.sum())
+        masks[name] = mask
+    if total == 0 and names is None:
         log.warning("The pruned model has no weights zeroed relative to the dense model; nothing can be restored.")
     return masks
 
 
-def _mask_fits(masks: dict[str, torch.Tensor], pairs: dict[str, tuple[nn.Linear, nn.Linear]],
+def _mask_fits(masks: Mapping[str, torch.Tensor], pairs: dict[str, tuple[nn.Linear, nn.Linear]],
                pruned: nn.Module) -> str | None:
-    """None when the saved mask matches the pruned weights; else why not."""
-    for name, mask in masks.items():
+    """None when the saved mask matches the pruned weights; else why not (reads one mask at a time)."""
+    for name in masks:
         if name not in pairs:
             return f"it names {name}, which is not a decoder linear of the model"
-        if tuple(mask.shape) != tuple(pairs[name][1].weight.shape):
-            return f"{name}: mask shape {tuple(mask.shape)} but weight shape {tuple(pairs[name][1].weight.shape)}"
+        if mask_shape(masks, name) != tuple(pairs[name][1].weight.shape):
+            return f"{name}: mask shape {mask_shape(masks, name)} but weight shape {tuple(pairs[name][1].weight.shape)}"
     for name in onloaded_each((pruned,), list(masks)):  # offloaded layers are read one at a time
         pw, mask = pairs[name][1].weight, masks[name]
         if bool((pw.detach().cpu()[mask] != 0).any()):
@@ -92,37 +98,67 @@ def _mask_fits(masks: dict[str, torch.Tensor], pairs: dict[str, tuple[nn.Linear,
     return None
 
 
-class PrunedMasks(dict):
+class PrunedMasks(Mapping):
     """``{linear name: bool mask}`` that remembers where it came from (``source``, for summary.json):
-    "mask file", "inferred" (zero in pruned and nonzero in dense), or "mask file + inferred"."""
+    "mask file", "inferred" (zero in pruned and nonzero in dense), or "mask file + inferred". Nothing is
+    held unpacked: file masks are read when used, inferred ones are kept bit-packed."""
 
-    def __init__(self, masks: dict[str, torch.Tensor], source: str) -> None:
-        super().__init__(masks)
+    def __init__(self, source: str, *parts: Mapping[str, torch.Tensor]) -> None:
         self.source = source
+        self._parts = parts
+
+    def _part(self, name: str) -> Mapping[str, torch.Tensor]:
+        for part in self._parts:
+            if name in part:
+                return part
+        raise KeyError(name)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._part(name)[name]
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in part for part in self._parts)
+
+    def __iter__(self) -> Iterator[str]:
+        for i, part in enumerate(self._parts):
+            yield from (name for name in part if not any(name in p for p in self._parts[:i]))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def packed(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        part = self._part(name)
+        return packed_mask(part, name), mask_shape(part, name)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return mask_shape(self._part(name), name)
+
+
+def _inferred(dense_model: nn.Module, pruned_model: nn.Module) -> PrunedMasks:
+    return PrunedMasks("inferred", infer_masks(dense_model, pruned_model))
 
 
 @torch.no_grad()
 def load_pruned_masks(pruned_dir: str | Path | None, dense_model: nn.Module, pruned_model: nn.Module) -> PrunedMasks:
     """The pruned model's masks: ``pruned_dir/mask.safetensors`` when present and consistent, else inferred.
 
-    Linears the mask file does not cover (e.g. MLPs left dense by ``--no-mlp``) are inferred.
+    Linears the mask file does not cover (e.g. MLPs left dense by ``--no-mlp``) are inferred. The file's
+    masks are checked here one at a time and read again when used, never all held at once.
     """
     pairs = check_compatible(dense_model, pruned_model)
     path = Path(pruned_dir) / MASK_FILE if pruned_dir is not None else None
     if path is None or not path.is_file():
-        return PrunedMasks(infer_masks(dense_model, pruned_model), "inferred")
+        return _inferred(dense_model, pruned_model)
     try:
-        saved = load_masks(path)
+        saved = MaskFile(path)
+        problem = _mask_fits(saved, pairs, pruned_model)
     except Exception as exc:  # corrupt or foreign file: fall back to the weights
         log.warning("Could not read %s (%s); inferring the mask from the weights instead.", path, exc)
-        return PrunedMasks(infer_masks(dense_model, pruned_model), "inferred")
-    problem = _mask_fits(saved, pairs, pruned_model)
+        return _inferred(dense_model, pruned_model)
     if problem is not None:
         log.warning("%s does not match the pruned model (%s); inferring the mask from the weights.", path, problem)
-        return PrunedMasks(infer_masks(dense_model, pruned_model), "inferred")
-    masks = dict(saved)
-    source = "mask file"
-    for name in onloaded_each((dense_model, pruned_model), [n for n in pairs if n not in masks]):
-        masks[name] = infer_mask(pairs[name][0].weight, pairs[name][1].weight)
-        source = "mask file + inferred"
-    return PrunedMasks(masks, source)
+        return _inferred(dense_model, pruned_model)
+    rest = [n for n in pairs if n not in saved]
+    if not rest:
+        return PrunedMasks("mask file", saved)
+    return PrunedMasks("mask file + inferred", saved, infer_masks(dense_model, pruned_model, rest))

@@ -20,19 +20,25 @@ from ..pruning.masks import nm_of
 CANDIDATE_M: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
 
 
+def _patterns(mask: torch.Tensor) -> dict[int, int | None]:
+    """N per candidate M (None: not N:M for that M) of one mask, for every M with two groups per row."""
+    return {m: nm_of(mask, m) for m in CANDIDATE_M if 2 * m <= mask.shape[1]}
+
+
 def detect_nm(masks: Iterable[torch.Tensor]) -> tuple[int, int] | None:
     """The smallest-M pattern ``(n, m)`` shared by all non-empty ``masks``, or None.
 
     A pattern needs at least two groups per row (a per-row unstructured mask is trivially
-    ``k:cols``, which is no structure worth preserving).
+    ``k:cols``, which is no structure worth preserving). ``masks`` is consumed one at a time (it may be a
+    generator reading them lazily): only each mask's N per candidate M is kept.
     """
-    masks = [mk for mk in masks if bool(mk.any())]
-    if not masks:
+    found = [_patterns(mk) for mk in masks if bool(mk.any())]
+    if not found:
         return None
-    width = min(mk.shape[1] for mk in masks)
-    for m in (m for m in CANDIDATE_M if 2 * m <= width):
-        n = nm_of(masks[0], m)
-        if n is not None and all(nm_of(mk, m) == n for mk in masks[1:]):
+    shared = set.intersection(*(set(p) for p in found))  # the M that fit the narrowest mask
+    for m in sorted(shared):
+        n = found[0][m]
+        if n is not None and all(p[m] == n for p in found[1:]):
             return n, m
     return None
 

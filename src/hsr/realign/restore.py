@@ -18,16 +18,28 @@ but not against ``budget``.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from .. import __version__
 from ..architecture import HeadGeometry
 from ..errors import ConfigError, HsrError
-from ..io import atomic_output_dir, save_masks, write_json
+from ..io import (
+    PackedMasks,
+    atomic_output_dir,
+    count_masked,
+    mask_shape,
+    pack_mask,
+    packed_mask,
+    save_masks,
+    write_json,
+)
 from ..loading import LoadedModel
 from ..options import check_declared, option
 from ..placement import onloaded_each, save_model
@@ -80,14 +92,19 @@ class RealignConfig:
 
 @dataclass
 class RealignResult:
-    masks_after: dict[str, torch.Tensor]
-    restored: dict[str, torch.Tensor]
+    """What :func:`realign_pruned` did. The mask mappings hold nothing unpacked: ``masks_after`` is computed
+    per matrix when read (from the input masks, which may themselves be read from their file: leave
+    them unchanged until the result is saved), the others are bit-packed
+    (:class:`~hsr.io.PackedMasks`); each read gives a fresh ``bool`` tensor."""
+
+    masks_after: Mapping[str, torch.Tensor]
+    restored: Mapping[str, torch.Tensor]
     summary: dict[str, Any]
-    repruned: dict[str, torch.Tensor] = field(default_factory=dict)
+    repruned: Mapping[str, torch.Tensor] = field(default_factory=dict)
     restored_bias: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _scores(table: dict[str, torch.Tensor] | None, kind: str, name: str, shape: torch.Size) -> torch.Tensor:
+def _scores(table: Mapping[str, torch.Tensor] | None, kind: str, name: str, shape: torch.Size) -> torch.Tensor:
     if table is None:
         raise RealignError(f"{kind} importance scores are required for this configuration but none were given.")
     if name not in table:
@@ -98,30 +115,36 @@ def _scores(table: dict[str, torch.Tensor] | None, kind: str, name: str, shape: 
     return t.detach().float().cpu()
 
 
-def _apply_budget(
-    restore: dict[str, torch.Tensor], safety: dict[str, torch.Tensor], budget: int
-) -> dict[str, torch.Tensor]:
-    names = list(restore)
-    total = sum(int(restore[n].sum()) for n in names)
+def _apply_budget(restore: PackedMasks, restored_safety: dict[str, torch.Tensor], budget: int) -> PackedMasks:
+    """Keep the ``budget`` restorations with the highest safety score across all matrices (ties: earlier
+    matrix, then lower index). ``restored_safety`` holds each matrix's scores at its restored positions
+    (flat order, NaN as -inf), so no matrix-sized table is needed: the budget-th highest score is the
+    threshold, and the ties at it go to the first ones in that order."""
+    total = sum(v.numel() for v in restored_safety.values())
     if total <= budget:
         return restore
-    idx = [restore[n].reshape(-1).nonzero().squeeze(1) for n in names]
-    vals = torch.cat([torch.nan_to_num(safety[n].reshape(-1)[i], nan=-float("inf")) for n, i in zip(names, idx)])
-    owner = torch.cat([torch.full_like(i, k) for k, i in enumerate(idx)])
-    flat = torch.cat(idx)
-    keep = torch.sort(vals, descending=True, stable=True).indices[:budget]
-    out = {n: torch.zeros_like(restore[n]) for n in names}
-    for k, n in enumerate(names):
-        sel = flat[keep[owner[keep] == k]]
-        out[n].view(-1)[sel] = True
+    vals = torch.cat(list(restored_safety.values()))
+    threshold = torch.kthvalue(vals, total - budget + 1).values if budget else torch.tensor(math.inf)
+    ties = budget - int((vals > threshold).sum())
+    del vals
+    out = PackedMasks()
+    for name, v in restored_safety.items():
+        keep = v > threshold
+        at = (v == threshold).nonzero().squeeze(1)[: max(ties, 0)]
+        keep[at] = True
+        ties -= at.numel()
+        r = restore[name]
+        flat = torch.zeros(r.numel(), dtype=torch.bool)
+        flat[r.reshape(-1).nonzero().squeeze(1)[keep]] = True
+        out[name] = flat.reshape(r.shape)
     return out
 
 
-def _nm_pattern(config: RealignConfig, masks: list[torch.Tensor]) -> tuple[int, int]:
+def _nm_pattern(config: RealignConfig, masks: Iterable[torch.Tensor]) -> tuple[int, int]:
+    """The N:M pattern to preserve: ``config.nm`` checked against every mask, or detected (one mask at a time)."""
     if config.nm is not None:
         sp = Sparsity.parse(config.nm)
-        bad = [i for i, mk in enumerate(masks) if mk.any() and nm_of(mk, sp.m) != sp.n]
-        if bad:
+        if any(mk.any() and nm_of(mk, sp.m) != sp.n for mk in masks):
             raise RealignError(f"preserve_nm with nm={config.nm}: the pruning mask is not {config.nm} in every matrix.")
         return sp.n, sp.m
     found = detect_nm(masks)
@@ -146,12 +169,12 @@ class Target:
 
 @dataclass
 class RestorePlan:
-    """What to restore (True = copy the dense value back), decided without touching any model."""
+    """What to restore (True = copy the dense value back) and, in N:M mode, what to re-prune instead
+    (True = zero), decided without touching any model and held bit-packed."""
 
-    restore: dict[str, torch.Tensor]
+    restore: PackedMasks
     targets: dict[str, Target]
-    safety: dict[str, torch.Tensor]
-    utility: dict[str, torch.Tensor]
+    repruned: PackedMasks
     nm: tuple[int, int] | None
     candidates: int
 
@@ -171,53 +194,96 @@ def restore_targets(arch: Any, heads: Sequence[tuple[int, int]], include_mlp: bo
     return out
 
 
+def _mask_of(masks: Mapping[str, torch.Tensor], t: Target) -> torch.Tensor:
+    """The target's pruning mask (True = pruned); none pruned when ``masks`` lacks it."""
+    return masks[t.name].bool().cpu() if t.name in masks else torch.zeros(t.shape, dtype=torch.bool)
+
+
+def _needs_scores(config: RealignConfig) -> bool:
+    return not config.whole_head or config.preserve_nm or config.budget is not None
+
+
+def _region(
+    geom: HeadGeometry, t: Target, masks: Mapping[str, torch.Tensor], utility: Mapping[str, torch.Tensor] | None,
+    safety: Mapping[str, torch.Tensor] | None, config: RealignConfig,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One target's C ∩ M ∩ slices, and its safety scores (None when the configuration needs none)."""
+    mask = _mask_of(masks, t)
+    region = mask if t.heads is None else mask & head_weight_mask(geom, t.rel, t.heads, t.shape)
+    if not _needs_scores(config):
+        return region, None
+    safety_t = _scores(safety, "safety", t.name, t.shape)
+    utility_t = _scores(utility, "utility", t.name, t.shape)
+    if not config.whole_head:
+        region = region & candidate_mask(utility_t, safety_t, config.p, config.q, config.max_p, config.per_row)
+    return region, safety_t
+
+
+def _repruned(
+    targets: Sequence[Target], restore: PackedMasks, masks: Mapping[str, torch.Tensor],
+    utility: Mapping[str, torch.Tensor] | None, m: int,
+) -> PackedMasks:
+    """Per target, the least utility-important kept weight of each N:M group for every restored one in it."""
+    out = PackedMasks()
+    for t in targets:
+        out[t.name] = reprune_for(restore[t.name], _mask_of(masks, t), _scores(utility, "utility", t.name, t.shape), m)
+    return out
+
+
 def plan_restore(
     geom: HeadGeometry,
     targets: Sequence[Target],
-    masks: dict[str, torch.Tensor],
-    utility: dict[str, torch.Tensor] | None,
-    safety: dict[str, torch.Tensor] | None,
+    masks: Mapping[str, torch.Tensor],
+    utility: Mapping[str, torch.Tensor] | None,
+    safety: Mapping[str, torch.Tensor] | None,
     config: RealignConfig,
 ) -> RestorePlan:
     """R = C ∩ M ∩ slices per target matrix (pure: masks and scores in, boolean masks out), then the
-    N:M limit and the budget. ``masks`` is True where pruned; a target without a mask has none pruned."""
-    needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
-    restore: dict[str, torch.Tensor] = {}
-    safety_of: dict[str, torch.Tensor] = {}
-    utility_of: dict[str, torch.Tensor] = {}
+    N:M limit, the budget and the N:M re-pruning. ``masks`` is True where pruned; a target without a
+    mask has none pruned. Goes target by target: one matrix's mask and scores are in memory at a time
+    (``masks`` and the score tables may read them on access), and the plan keeps its masks bit-packed."""
+    nm = _nm_pattern(config, (_mask_of(masks, t) for t in targets if t.name in masks)) if config.preserve_nm else None
+    restore = PackedMasks()
+    restored_safety: dict[str, torch.Tensor] = {}
     candidates = 0
     for t in targets:
-        mask = masks[t.name].bool().cpu() if t.name in masks else torch.zeros(t.shape, dtype=torch.bool)
-        region = mask if t.heads is None else mask & head_weight_mask(geom, t.rel, t.heads, t.shape)
-        if needs_scores:
-            safety_of[t.name] = _scores(safety, "safety", t.name, t.shape)
-            utility_of[t.name] = _scores(utility, "utility", t.name, t.shape)
-        if not config.whole_head:
-            region = region & candidate_mask(
-                utility_of[t.name], safety_of[t.name], config.p, config.q, config.max_p, config.per_row
-            )
+        region, safety_t = _region(geom, t, masks, utility, safety, config)
         candidates += int(region.sum())
+        if nm is not None and region.any():
+            region = limit_per_group(region, safety_t, *nm)
+        if config.budget is not None:
+            restored_safety[t.name] = torch.nan_to_num(safety_t[region], nan=-math.inf)
         restore[t.name] = region
-    nm: tuple[int, int] | None = None
-    if config.preserve_nm:
-        nm = _nm_pattern(config, [masks[n] for n in restore if n in masks])
-        restore = {n: limit_per_group(r, safety_of[n], *nm) if r.any() else r for n, r in restore.items()}
     if config.budget is not None:
-        restore = _apply_budget(restore, safety_of, config.budget)
-    return RestorePlan(restore, {t.name: t for t in targets}, safety_of, utility_of, nm, candidates)
+        restore = _apply_budget(restore, restored_safety, config.budget)
+    repruned = _repruned(targets, restore, masks, utility, nm[1]) if nm is not None else PackedMasks()
+    return RestorePlan(restore, {t.name: t for t in targets}, repruned, nm, candidates)
+
+
+def _restore_bias(geom: HeadGeometry, target: Target, dlin: Any, plin: Any, r: torch.Tensor, whole_head: bool) -> torch.Tensor | None:
+    """Copy back the zeroed q/k/v bias entries of rows with a restored weight (every slice row in
+    whole-head mode); None when the matrix has no head-sliced bias."""
+    if plin.bias is None or target.heads is None:
+        return None
+    rows = head_bias_mask(geom, target.rel, target.heads, plin.bias.shape[0])
+    if rows is None:
+        return None
+    zeroed = (plin.bias.detach().cpu() == 0) & (dlin.bias.detach().cpu() != 0)
+    b = zeroed & rows & (rows if whole_head else r.any(dim=1))
+    if b.any():
+        plin.bias.data[b.to(plin.bias.device)] = dlin.bias.detach()[b.to(dlin.bias.device)].to(plin.bias.device, plin.bias.dtype)
+    return b
 
 
 @torch.no_grad()
 def apply_restore(
-    pairs: dict[str, tuple[Any, Any]], plan: RestorePlan, masks: dict[str, torch.Tensor], geom: HeadGeometry, whole_head: bool,
+    pairs: dict[str, tuple[Any, Any]], plan: RestorePlan, geom: HeadGeometry, whole_head: bool,
     models: tuple[Any, Any] | None = None,
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Copy the planned dense values into the pruned model (in place); in N:M mode re-prune the
-    least utility-important kept weight of each changed group; bias entries follow their rows.
-    ``models`` (dense, pruned) lets offloaded layers be materialized one at a time and the pruned
-    model's changes be written back (:func:`hsr.placement.onloaded_each`).
-    Returns (re-pruned positions, restored bias entries) per matrix."""
-    repruned: dict[str, torch.Tensor] = {}
+) -> dict[str, torch.Tensor]:
+    """Copy the planned dense values into the pruned model (in place) and zero the planned re-pruned
+    weights; bias entries follow their rows. ``models`` (dense, pruned) lets offloaded layers be
+    materialized one at a time and the pruned model's changes be written back
+    (:func:`hsr.placement.onloaded_each`). Returns the restored bias entries per matrix."""
     restored_bias: dict[str, torch.Tensor] = {}
     names = onloaded_each(models, list(plan.restore), (False, True)) if models else list(plan.restore)
     for name in names:
@@ -227,56 +293,76 @@ def apply_restore(
         if r.any():
             pw.data[r.to(pw.device)] = dlin.weight.detach()[r.to(dlin.weight.device)].to(pw.device, pw.dtype)
         if plan.nm is not None:
-            mask = masks[name].bool().cpu() if name in masks else torch.zeros_like(r)
-            x = reprune_for(r, mask, plan.utility[name], plan.nm[1])
+            x = plan.repruned[name]
             if x.any():
                 pw.data[x.to(pw.device)] = 0
-            repruned[name] = x
-        target = plan.targets[name]
-        if plin.bias is not None and target.heads is not None:
-            rows = head_bias_mask(geom, target.rel, target.heads, plin.bias.shape[0])
-            if rows is not None:
-                zeroed = (plin.bias.detach().cpu() == 0) & (dlin.bias.detach().cpu() != 0)
-                b = zeroed & rows & (rows if whole_head else r.any(dim=1))
-                if b.any():
-                    plin.bias.data[b.to(plin.bias.device)] = dlin.bias.detach()[b.to(dlin.bias.device)].to(
-                        plin.bias.device, plin.bias.dtype
-                    )
-                restored_bias[name] = b
-    return repruned, restored_bias
+        b = _restore_bias(geom, plan.targets[name], dlin, plin, r, whole_head)
+        if b is not None:
+            restored_bias[name] = b
+    return restored_bias
+
+
+class RealignedMasks(Mapping):
+    """The pruning mask once restored positions are un-pruned and re-pruned ones added, computed per
+    matrix when read: unchanged matrices come straight from the input masks (packed bits included)."""
+
+    def __init__(self, masks: Mapping[str, torch.Tensor], restore: Mapping[str, torch.Tensor],
+                 repruned: Mapping[str, torch.Tensor]) -> None:
+        self._masks, self._restore, self._repruned = masks, restore, repruned
+
+    def _changed(self, name: str) -> bool:
+        return name in self._restore or name in self._repruned
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        new = self._masks[name].bool().cpu().clone()
+        if name in self._restore:
+            new &= ~self._restore[name]
+        if name in self._repruned:
+            new |= self._repruned[name]
+        return new
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._masks
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._masks)
+
+    def __len__(self) -> int:
+        return len(self._masks)
+
+    def packed(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        if self._changed(name):
+            new = self[name]
+            return pack_mask(new), tuple(new.shape)
+        return packed_mask(self._masks, name), mask_shape(self._masks, name)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return mask_shape(self._masks, name)
 
 
 def masks_after_restore(
-    masks: dict[str, torch.Tensor], restore: dict[str, torch.Tensor], repruned: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """The pruning mask once restored positions are un-pruned and re-pruned ones added."""
-    out: dict[str, torch.Tensor] = {}
-    for name, mk in masks.items():
-        new = mk.bool().cpu().clone()
-        if name in restore:
-            new &= ~restore[name]
-        if name in repruned:
-            new |= repruned[name]
-        out[name] = new
-    return out
+    masks: Mapping[str, torch.Tensor], restore: Mapping[str, torch.Tensor], repruned: Mapping[str, torch.Tensor]
+) -> RealignedMasks:
+    """The pruning mask once restored positions are un-pruned and re-pruned ones added (read lazily)."""
+    return RealignedMasks(masks, restore, repruned)
 
 
-def _check_masks(masks: dict[str, torch.Tensor], pairs: dict[str, tuple[Any, Any]], class_name: str) -> None:
-    for name, mk in masks.items():
+def _check_masks(masks: Mapping[str, torch.Tensor], pairs: dict[str, tuple[Any, Any]], class_name: str) -> None:
+    for name in masks:
         if name not in pairs:
             raise RealignError(f"The mask names {name}, which is not a decoder linear of {class_name}.")
-        if tuple(mk.shape) != tuple(pairs[name][1].weight.shape):
-            raise RealignError(f"Mask for {name} has shape {tuple(mk.shape)}, the weight {tuple(pairs[name][1].weight.shape)}.")
+        if mask_shape(masks, name) != tuple(pairs[name][1].weight.shape):
+            raise RealignError(f"Mask for {name} has shape {mask_shape(masks, name)}, the weight {tuple(pairs[name][1].weight.shape)}.")
 
 
 @torch.no_grad()
 def realign_pruned(
     dense: LoadedModel,
     pruned: LoadedModel,
-    masks: dict[str, torch.Tensor] | None,
+    masks: Mapping[str, torch.Tensor] | None,
     head_ranking: Sequence[tuple[int, int]],
-    utility: dict[str, torch.Tensor] | None,
-    safety: dict[str, torch.Tensor] | None,
+    utility: Mapping[str, torch.Tensor] | None,
+    safety: Mapping[str, torch.Tensor] | None,
     config: RealignConfig,
 ) -> RealignResult:
     """Restore safety-critical pruned weights of ``pruned.model`` (in place) from ``dense.model``.
@@ -295,8 +381,8 @@ def realign_pruned(
     geom = arch.geometry
     heads = select_heads(head_ranking, config.top_h, arch.num_layers, arch.num_heads, config.random_heads, config.seed)
     plan = plan_restore(geom, restore_targets(arch, heads, config.include_mlp), masks, utility, safety, config)
-    repruned, restored_bias = apply_restore(pairs, plan, masks, geom, config.whole_head, (dense.model, pruned.model))
-    masks_after = masks_after_restore(masks, plan.restore, repruned)
+    restored_bias = apply_restore(pairs, plan, geom, config.whole_head, (dense.model, pruned.model))
+    masks_after = masks_after_restore(masks, plan.restore, plan.repruned)
     lm_params = arch.language_model_param_count(pruned.model)
     summary: dict[str, Any] = {
         "hsr_version": __version__,
@@ -312,15 +398,15 @@ def realign_pruned(
         "head_selection": "random" if config.random_heads else "top-ranked",
         "nm_pattern": f"{plan.nm[0]}:{plan.nm[1]}" if plan.nm else None,
         "candidates_in_slices": plan.candidates,
-        "pruned_params_before": sum(int(m.sum()) for m in masks.values()),
-        "pruned_params_after": sum(int(m.sum()) for m in masks_after.values()),
+        "pruned_params_before": count_masked(masks),
+        "pruned_params_after": count_masked(masks_after),
     }
-    summary.update(account(arch, heads, plan.restore, restored_bias, repruned, lm_params))
+    summary.update(account(arch, heads, plan.restore, restored_bias, plan.repruned, lm_params))
     log.info(
         "Restored %d parameters (%.4f per ten-thousand of %d language-model parameters) in %d heads.",
         summary["restored_params"], summary["restored_per_ten_thousand"], lm_params, len(heads),
     )
-    return RealignResult(masks_after, plan.restore, summary, repruned, restored_bias)
+    return RealignResult(masks_after, plan.restore, summary, plan.repruned if plan.nm else {}, restored_bias)
 
 
 def save_realigned(out: str | Path, pruned_loaded: LoadedModel, result: RealignResult, overwrite: bool = False) -> Path:
