@@ -70,15 +70,38 @@ def _naive(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig, 
     t0 = _clock()
     enc = [encode(loaded.processor, s, max_length=cfg.max_length) for s in samples]
     engine = _engine(loaded, enc, cfg, tqdm(disable=True))
-    engine.prepare()
+    with _LinearWork(loaded.model) as prep_work:
+        engine.prepare()
     t_prep = _clock() - t0
     t0 = _clock()
-    values = exact_scores(engine, {l: list(range(loaded.arch.num_heads)) for l in layers}, cfg.score, cfg.rank)
+    with _LinearWork(loaded.model) as layer_work:
+        values = exact_scores(engine, {l: list(range(loaded.arch.num_heads)) for l in layers}, cfg.score, cfg.rank)
     t_layers = _clock() - t0
+    NAIVE_MACS[0] = prep_work.macs + layer_work.macs * loaded.arch.num_layers / len(layers)
     scores = torch.full((loaded.arch.num_layers, loaded.arch.num_heads), float("nan"), dtype=torch.float64)
     for (l, h), v in values.items():
         scores[l, h] = v
     return scores, t_prep + t_layers * loaded.arch.num_layers / len(layers)
+
+
+class _LinearWork:
+    """Multiply-accumulates of every ``nn.Linear`` call while active (forward hooks): the arithmetic an
+    engine does, independent of how fast the machine runs it."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.macs, self.handles = model, 0, []
+
+    def _hook(self, mod: torch.nn.Linear, args: tuple, _out) -> None:
+        self.macs += args[0].numel() // mod.in_features * mod.in_features * mod.out_features
+
+    def __enter__(self) -> "_LinearWork":
+        self.handles = [m.register_forward_hook(self._hook) for m in self.model.modules()
+                        if isinstance(m, torch.nn.Linear)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
 
 
 def _clock() -> float:
@@ -90,10 +113,18 @@ def _clock() -> float:
 WALL = False
 
 
+NAIVE_MACS = [0.0]  # the naive loop's linear-layer work, extrapolated like its time
+
+
 def _timed(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig):
     t0 = _clock()
-    result = score_heads(loaded, samples, config, progress=False)
+    with _LinearWork(loaded.model) as work:
+        result = score_heads(loaded, samples, config, progress=False)
+    LAST_MACS[0] = work.macs
     return result, _clock() - t0
+
+
+LAST_MACS = [0]
 
 
 def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.Namespace, top_k: int, k: int) -> None:
@@ -120,16 +151,18 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
         result, t = _timed(loaded, samples, HeadScoreConfig(**{**base.__dict__, "engine": "fast", **kw}))
         exact = result.scores if exact is None else exact
         diff = float((result.scores[mask] - naive[mask]).abs().max())
-        print(f"{label:25s}: {t:8.2f} s   {t_naive / t:6.1f}x naive   max |exact - naive| = {diff:.2e}")
+        print(f"{label:25s}: {t:8.2f} s   {t_naive / t:6.1f}x naive   max |exact - naive| = {diff:.2e}   "
+              f"linear work {NAIVE_MACS[0] / LAST_MACS[0]:.2f}x less")
     top_h = args.top_h
     cfg = HeadScoreConfig(**{**base.__dict__, "engine": "approx", "approx_top_k": top_k, "approx_top_h": top_h,
                              "max_batch_tokens": args.max_batch_tokens})
     _approx(exact, loaded, samples, cfg, t_naive, k, "approx (adaptive)")
-    if args.score == "ships":  # the estimate without the last-position refinement (the earlier default)
-        plain = HeadScoreConfig(**{**cfg.__dict__, "approx_refine": 0})
-        _approx(exact, loaded, samples, plain, t_naive, k, "approx (adaptive, no refine)")
-        budget = HeadScoreConfig(**{**cfg.__dict__, "approx_top_k": top_h + max(1, top_h // 5), "approx_adaptive": False})
-        _approx(exact, loaded, samples, budget, t_naive, k, f"approx (top {budget.approx_top_k})")
+    if args.score == "ships":  # with the last-position refinement of the top 40 candidates (--approx-refine 40)
+        refined = HeadScoreConfig(**{**cfg.__dict__, "approx_refine": 40})
+        _approx(exact, loaded, samples, refined, t_naive, k, "approx (adaptive, refine 40)")
+        budget = HeadScoreConfig(**{**refined.__dict__, "approx_top_k": top_h + max(1, top_h // 5),
+                                    "approx_adaptive": False})
+        _approx(exact, loaded, samples, budget, t_naive, k, f"approx (refine 40, top {budget.approx_top_k})")
     fixed = HeadScoreConfig(**{**cfg.__dict__, "approx_top_k": max(top_h, top_k // 2), "approx_adaptive": False})
     _approx(exact, loaded, samples, fixed, t_naive, k, f"approx (top {fixed.approx_top_k})")
 

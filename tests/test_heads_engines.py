@@ -580,7 +580,8 @@ def test_refined_estimate_ranks_the_top_heads_first(arch_name, tmp_path):
     samples = _samples(tmp_path, with_images=loaded.is_vlm)
     exact = _score(loaded, samples, score="ships")
     L, H = exact.scores.shape
-    approx = _score(loaded, samples, score="ships", engine="approx", approx_top_k=3, approx_adaptive=False)
+    approx = _score(loaded, samples, score="ships", engine="approx", approx_top_k=3, approx_adaptive=False,
+                    approx_refine=40)
     report = approx.extras["approx"]
     assert report["proxy"] == "fisher-hidden+last-position" and report["refined"] == L * H
     assert "refine_s" in approx.extras["timings"]
@@ -589,5 +590,5 @@ def test_refined_estimate_ranks_the_top_heads_first(arch_name, tmp_path):
     order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(estimate[c]), c))
     assert set(exact.ranking()[:2]) <= set(order[:3])
     assert top_k_recall(exact.scores, approx.ranking(), 2) == 1.0
-    plain = _score(loaded, samples, score="ships", engine="approx", approx_refine=0, approx_top_k=3, approx_adaptive=False)
+    plain = _score(loaded, samples, score="ships", engine="approx", approx_top_k=3, approx_adaptive=False)  # default: off
     assert plain.extras["approx"]["proxy"] == "fisher-hidden" and plain.extras["approx"]["refined"] == 0

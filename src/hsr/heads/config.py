@@ -73,9 +73,10 @@ class HeadScoreConfig:
     approx_fisher: str = option("hidden", help="approx Ships proxy's Fisher estimate: hidden (top eigen-directions in "
                                 "hidden-state space) or tokens (exact token rows + random probes)", choices=FISHER)
     approx_fisher_rank: int = option(2, help="eigen-directions of the hidden Fisher estimate (approx engine)", minimum=1)
-    approx_refine: int = option(40, help="approx Ships: re-estimate this many top candidates of the gradient "
+    approx_refine: int = option(0, help="approx Ships: re-estimate this many top candidates of the gradient "
                                 "estimate with the head ablated at the last position only (exact there), combined "
-                                "with the gradient estimate by geometric mean; 0 = gradient estimate only", minimum=0)
+                                "with the gradient estimate by geometric mean (helped on one prompt set, hurt on "
+                                "another: README); 0 = gradient estimate only", minimum=0)
     approx_top_h: int | None = option(None, help="approx: rescore until the exact top-h set is settled; none = 10 "
                                       "(hsr heads) or realign.top_h (hsr run)", minimum=1)
     approx_adaptive: bool = option(True, help="approx: stop rescoring once the top-h set is settled (else rescore "
