@@ -137,31 +137,6 @@ def test_prune_with_disk_offload_is_bit_identical(arch, method, tiny_dirs, calib
     assert _saved_weights(tiny_dirs[arch]).keys() == saved_a.keys()
 
 
-def test_offloaded_layer_is_loaded_once_per_walk_step(tiny_dirs, calib_jsonl, tmp_path):
-    """Per-sample forwards reuse the materialized layer instead of reading it from disk again."""
-    from hsr.placement import offload_hook
-    from hsr.pruning import PruneConfig, prune_model
-
-    _, placed = _pair(tiny_dirs["llama"], tmp_path)
-    hook = offload_hook(placed.arch.layers[1].self_attn.q_proj)  # accelerate hooks the weight holders
-    loader = hook.weights_map.dataset
-    reads: list[str] = []
-    original = type(loader).__getitem__
-
-    def counting(self, key):
-        reads.append(key)
-        return original(self, key)
-
-    key = f"{placed.arch.layers_path}.1.self_attn.q_proj.weight"
-    type(loader).__getitem__ = counting
-    try:
-        prune_model(placed, load_samples(calib_jsonl), PruneConfig(), progress=False)
-    finally:
-        type(loader).__getitem__ = original
-    assert len(load_samples(calib_jsonl)) > 1
-    assert reads.count(key) == 1
-
-
 def _count_reads(placed, key: str):
     """Context: every read of ``key`` from where accelerate keeps the offloaded weights."""
     import contextlib
@@ -186,6 +161,18 @@ def _count_reads(placed, key: str):
             type(loader).__getitem__ = original
 
     return counted()
+
+
+def test_offloaded_layer_is_loaded_once_per_walk_step(tiny_dirs, calib_jsonl, tmp_path):
+    """Per-sample forwards reuse the materialized layer instead of reading it from disk again."""
+    from hsr.pruning import PruneConfig, prune_model
+
+    _, placed = _pair(tiny_dirs["llama"], tmp_path)
+    key = f"{placed.arch.layers_path}.1.self_attn.q_proj.weight"
+    with _count_reads(placed, key) as reads:
+        prune_model(placed, load_samples(calib_jsonl), PruneConfig(), progress=False)
+    assert len(load_samples(calib_jsonl)) > 1
+    assert reads.count(key) == 1
 
 
 def test_fast_head_engine_reads_each_layer_once_per_walk(tiny_dirs, calib_jsonl, tmp_path):

@@ -152,10 +152,10 @@ def unembedding_rows(engine: FastEngine, idx: torch.Tensor) -> tuple[torch.Tenso
     return W, b
 
 
-def _hidden_fisher(engine: FastEngine, n: int, mass: float = 0.9999, max_tokens: int = 8192) -> torch.Tensor:
-    """Fisher information ``[d, d]`` of prompt ``n``'s next-token distribution with respect to its final
-    normed last-token state: ``W^T (diag p - p p^T) W`` over the tokens holding ``mass`` of the
-    probability (the rest is dropped), with ``W`` the lm_head rows scaled by any logit softcap's slope."""
+def _likely_rows(engine: FastEngine, n: int, mass: float, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt ``n``'s most likely next tokens (holding ``mass`` of the probability, at most ``max_tokens``):
+    their lm_head rows ``[K, d]`` scaled by any logit softcap's slope at the base state (the Jacobian of
+    the logits), and their probabilities ``[K]`` (float64)."""
     p = engine.base_logp[n].double().exp()
     order = torch.argsort(p, descending=True)
     K = min(int((p[order].cumsum(0) < mass).sum()) + 1, max_tokens, p.numel())
@@ -165,7 +165,14 @@ def _hidden_fisher(engine: FastEngine, n: int, mass: float = 0.9999, max_tokens:
     if cap:
         z = W @ engine.base_hidden[n].to(W.device)
         W = W * (1 - torch.tanh(z / cap) ** 2)[:, None]
-    pk = p[idx].to(W.device)
+    return W, p[idx].to(W.device)
+
+
+def _hidden_fisher(engine: FastEngine, n: int, mass: float = 0.9999, max_tokens: int = 8192) -> torch.Tensor:
+    """Fisher information ``[d, d]`` of prompt ``n``'s next-token distribution with respect to its final
+    normed last-token state: ``W^T (diag p - p p^T) W`` over the tokens holding ``mass`` of the
+    probability (the rest is dropped), with ``W`` the lm_head rows scaled by any logit softcap's slope."""
+    W, pk = _likely_rows(engine, n, mass, max_tokens)
     Wp = W.T @ pk
     return ((W * pk[:, None]).T @ W - torch.outer(Wp, Wp)).cpu()
 
@@ -186,16 +193,7 @@ def _fisher_directions(engine: FastEngine, n: int, rank: int, mass: float = 0.99
     if 2 * q >= d:
         evals, evecs = torch.linalg.eigh(_hidden_fisher(engine, n, mass))
         return (evecs[:, -m:] * evals[-m:].clamp_min(0).sqrt()).T
-    p = engine.base_logp[n].double().exp()
-    order = torch.argsort(p, descending=True)
-    K = min(int((p[order].cumsum(0) < mass).sum()) + 1, max_tokens, p.numel())
-    idx = order[:K]
-    W, _ = unembedding_rows(engine, idx)
-    cap = engine.arch.logit_softcap
-    if cap:
-        z = W @ engine.base_hidden[n].to(W.device)
-        W = W * (1 - torch.tanh(z / cap) ** 2)[:, None]
-    pk = p[idx].to(W.device)
+    W, pk = _likely_rows(engine, n, mass, max_tokens)
     A = pk.sqrt()[:, None] * (W - (W.T @ pk)[None, :])
     gen = torch.Generator().manual_seed(1234 + n)
     Y = A.T @ (A @ torch.randn(d, q, generator=gen, dtype=torch.float64).to(A.device))
