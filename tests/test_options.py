@@ -139,7 +139,7 @@ def test_runtime_flags_come_from_run_options():
 
 
 #: Stage dataclasses whose validate() enforces the declarations for objects built in Python.
-CHECKED = (AlignConfig, PruneConfig, RealignConfig, EvalConfig)
+CHECKED = (AlignConfig, PruneConfig, RealignConfig, EvalConfig, HeadScoreConfig)
 
 
 def _violations(cls) -> list[tuple[str, object]]:

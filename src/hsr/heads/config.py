@@ -10,7 +10,7 @@ import torch
 
 from ..data import DEFAULT_MAX_LENGTH
 from ..errors import ConfigError
-from ..options import option
+from ..options import check_declared, option
 from .ablation import MODES, default_eps
 
 SCORES: tuple[str, ...] = ("ships", "gships")
@@ -112,34 +112,10 @@ class HeadScoreConfig:
         return default_eps(self.mode) if self.eps is None else float(self.eps)
 
     def validate(self) -> None:
-        if self.score not in SCORES:
-            raise ConfigError(f"Unknown head score {self.score!r}; choose one of {', '.join(SCORES)}.")
-        if self.mode not in MODES:
-            raise ConfigError(f"Unknown ablation mode {self.mode!r}; choose one of {', '.join(MODES)}.")
-        if self.engine not in ENGINES:
-            raise ConfigError(f"Unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}.")
+        check_declared(self)
         if self.eps is not None and (not math.isfinite(float(self.eps)) or float(self.eps) < 0 or float(self.eps) > 1):
             raise ConfigError(f"eps must be in [0, 1] (the factor an ablated head is scaled by), got {self.eps}.")
-        if self.prefix_reuse is not None and not isinstance(self.prefix_reuse, bool):
-            raise ConfigError(f"prefix_reuse must be true, false or null (automatic), got {self.prefix_reuse!r}.")
-        if self.approx_fisher not in FISHER:
-            raise ConfigError(f"Unknown approx_fisher {self.approx_fisher!r}; choose one of {', '.join(FISHER)}.")
-        for name in ("approx_top_h", "max_batch_tokens"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{name} must be an integer, got {value!r}.")
-        if self.approx_top_h is not None and self.approx_top_h < 1:
-            raise ConfigError(f"approx_top_h must be at least 1, got {self.approx_top_h}.")
-        for name in ("rank", "batch_heads", "max_length", "approx_top_k", "approx_tokens", "approx_directions",
-                     "approx_fisher_rank"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        for name in ("sahara_steps", "approx_probes", "approx_refine"):
-            if int(getattr(self, name)) < 0:
-                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}.")
-        if self.max_batch_tokens is not None and int(self.max_batch_tokens) < 0:
-            raise ConfigError(f"max_batch_tokens must be 0 (one prompt per forward) or more, got {self.max_batch_tokens}.")
-        if not math.isfinite(float(self.approx_tolerance)) or float(self.approx_tolerance) < 0:
+        if not math.isfinite(float(self.approx_tolerance)):
             raise ConfigError(f"approx_tolerance must be 0 or more (expected top-h heads missed), got {self.approx_tolerance}.")
 
     def check_against(self, n_prompts: int, num_layers: int, num_heads: int) -> None:
