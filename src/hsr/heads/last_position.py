@@ -84,10 +84,6 @@ def _last_token_kwargs(engine: FastEngine, i: int, earlier: list[int], rows: int
     return out
 
 
-class _Recorder(PrefixKV):
-    """Records every layer's keys/values of the earlier-tokens forward."""
-
-
 @torch.no_grad()
 def last_position_hidden(engine: FastEngine, plan: dict[int, list[int]], kv: EarlierKV | None = None) -> torch.Tensor:
     """Final normed last-token states ``[N, 1 + heads, d]`` (float64): per prompt, unablated (row 0), then
@@ -105,7 +101,7 @@ def last_position_hidden(engine: FastEngine, plan: dict[int, list[int]], kv: Ear
     if kv is None:
         batch = RowBatch(list(range(N)), earlier, 1)
         before = _pad_rows([x.hidden[:, :P] for x, P in zip(engine.layer0, earlier)], W, 1).contiguous()
-        recorder = _Recorder()
+        recorder = PrefixKV()  # records each layer's keys/values of the earlier tokens
         plain = engine._suffix_kwargs(batch, None, prefix_len=0)
 
         def kwargs_before(i: int) -> dict:
