@@ -133,7 +133,23 @@ class PackedMasks(MutableMapping):
         return self._bits[name][1]
 
 
-class MaskFile(Mapping):
+class LazyMapping(Mapping):
+    """A read-only mapping whose names are known up front (``_names``) and whose values are read or
+    computed only when accessed (masks, scores of one matrix at a time)."""
+
+    _names: Mapping[str, object]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class MaskFile(LazyMapping):
     """The masks of a :func:`save_masks` file, each read (and unpacked) when used: a caller that goes
     matrix by matrix holds one matrix's mask, not the whole model's (a quarter of its fp32 size)."""
 
@@ -153,6 +169,7 @@ class MaskFile(Mapping):
             if list(size) != [_packed_bytes(shape)]:
                 raise ValueError(f"{name}: {size} packed bytes do not hold a mask of shape {list(shape)}")
             self._shapes[name] = shape
+        self._names = self._shapes
 
     def packed(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         return self._fh.get_tensor(name), self._shapes[name]
@@ -162,15 +179,6 @@ class MaskFile(Mapping):
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return _unpack(*self.packed(name))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._shapes
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._shapes)
-
-    def __len__(self) -> int:
-        return len(self._shapes)
 
 
 def _packed_bytes(shape: tuple[int, ...]) -> int:

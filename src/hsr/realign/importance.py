@@ -19,7 +19,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from safetensors import safe_open
@@ -31,6 +31,7 @@ from ..calibration import InputNormAccumulator, capture_inputs, collect_layer_st
 from ..architecture import model_device
 from ..data import DEFAULT_MAX_LENGTH, Encoded, Sample, encode
 from ..errors import ConfigError, HsrError
+from ..io import LazyMapping
 from ..loading import LoadedModel
 from ..options import option
 from ..placement import is_offloaded
@@ -214,29 +215,20 @@ def save_importance(scores: dict[str, torch.Tensor], path: str | Path, method: s
     save_file(tensors, str(path), metadata=meta)
 
 
-class LazyScores(Mapping):
+class LazyScores(LazyMapping):
     """Importance scores read from their file one tensor at a time, on access: realigning an offloaded
     model needs only the matrices of the selected heads' layers, not two model-sized tables in RAM."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         with safe_open(str(path), framework="pt") as fh:
-            self._keys = list(fh.keys())
+            self._names = dict.fromkeys(fh.keys())
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        if name not in self._keys:
+        if name not in self._names:
             raise KeyError(name)
         with safe_open(str(self.path), framework="pt") as fh:
             return fh.get_tensor(name).float()
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._keys
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
 
 
 def load_importance(path: str | Path, lazy: bool = False) -> dict[str, torch.Tensor] | LazyScores:

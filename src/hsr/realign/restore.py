@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,6 +31,7 @@ from .. import __version__
 from ..architecture import HeadGeometry
 from ..errors import ConfigError, HsrError
 from ..io import (
+    LazyMapping,
     PackedMasks,
     atomic_output_dir,
     count_masked,
@@ -302,13 +303,14 @@ def apply_restore(
     return restored_bias
 
 
-class RealignedMasks(Mapping):
+class RealignedMasks(LazyMapping):
     """The pruning mask once restored positions are un-pruned and re-pruned ones added, computed per
     matrix when read: unchanged matrices come straight from the input masks (packed bits included)."""
 
     def __init__(self, masks: Mapping[str, torch.Tensor], restore: Mapping[str, torch.Tensor],
                  repruned: Mapping[str, torch.Tensor]) -> None:
         self._masks, self._restore, self._repruned = masks, restore, repruned
+        self._names = masks
 
     def _changed(self, name: str) -> bool:
         return name in self._restore or name in self._repruned
@@ -320,15 +322,6 @@ class RealignedMasks(Mapping):
         if name in self._repruned:
             new |= self._repruned[name]
         return new
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._masks
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._masks)
-
-    def __len__(self) -> int:
-        return len(self._masks)
 
     def packed(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         if self._changed(name):
