@@ -211,7 +211,8 @@ class FastEngine(EngineBase):
                 hidden = layer_hidden(self.arch.layers[i](hidden, **kwargs_of(i)))
         return hidden
 
-    def _suffix_kwargs(self, batch: RowBatch, cache: PrefixReplay | None, prefix_len: int | None = None) -> Callable[[int], dict]:
+    def _suffix_kwargs(self, batch: RowBatch, cache: PrefixKV | PrefixReplay | None, prefix_len: int | None = None
+                       ) -> Callable[[int], dict]:
         """Layer kwargs for a suffix batch (tokens from ``prefix_len``, default the engine's prefix length);
         the captured ones themselves on the fallback path."""
         P = self.prefix_len if prefix_len is None else prefix_len

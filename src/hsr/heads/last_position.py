@@ -22,23 +22,10 @@ from ..architecture import final_norm
 from ..calibration import layers_onloaded
 from .approx import unembedding_rows
 from .engines import FastEngine
-from .rows import _KNOWN, _CACHE_KEYS, PrefixKV, RowBatch, _dims, _pad_rows
+from .rows import PrefixKV, PrefixReplay, RowBatch, _pad_rows, in_mask_format, row_kwargs
 
 #: ``{prompt: {layer: (keys, values)}}`` of each prompt's positions before its last one (batch 1).
 EarlierKV = dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]]
-
-
-class _LastTokenCache:
-    """Cache stand-in for the last-token rows: prepends each row's prompt's earlier keys/values (padded to
-    the longest prompt, tiled to the rows per prompt) without growing."""
-
-    def __init__(self, keys: dict[int, tuple[torch.Tensor, torch.Tensor]], rows_per_prompt: int) -> None:
-        self.keys, self.rows = keys, rows_per_prompt
-
-    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any):
-        pk, pv = self.keys[layer_idx]
-        pk, pv = pk.repeat_interleave(self.rows, 0), pv.repeat_interleave(self.rows, 0)
-        return torch.cat([pk, key], dim=-2), torch.cat([pv, value], dim=-2)
 
 
 def _pad_tokens(t: torch.Tensor, width: int) -> torch.Tensor:
@@ -47,39 +34,18 @@ def _pad_tokens(t: torch.Tensor, width: int) -> torch.Tensor:
     return t if not extra else torch.cat([t, t.new_zeros(*t.shape[:-2], extra, t.shape[-1])], dim=-2)
 
 
-def _last_token_kwargs(engine: FastEngine, i: int, earlier: list[int], rows: int, cache: _LastTokenCache,
+def _last_token_kwargs(engine: FastEngine, i: int, earlier: list[int], rows: int, cache: PrefixReplay,
                        dtype: torch.dtype) -> dict[str, Any]:
     """Layer ``i``'s kwargs for ``rows`` last-token rows per prompt (prompt-major): each prompt's position
     ``earlier[n]``, and a mask over the padded earlier keys that shows each row its own prompt's."""
     per = [engine._layer_kwargs(i, x) for x in engine.layer0]
-    out = {k: v for k, v in per[0].items() if k not in _KNOWN and k not in _CACHE_KEYS}
-
-    def at_last(t: torch.Tensor, P: int) -> torch.Tensor:
-        return t.narrow(_dims(t)[0], P, 1)
-
-    emb = per[0].get("position_embeddings")
-    if emb is not None:
-        out["position_embeddings"] = tuple(
-            _pad_rows([at_last(kw["position_embeddings"][j], P) for kw, P in zip(per, earlier)], 1, rows)
-            for j in range(len(emb)))
+    out = row_kwargs(per, earlier, [1] * len(per), rows)
     W = max(earlier)
-    for key in ("position_ids", "cache_position"):
-        t = per[0].get(key)
-        if isinstance(t, torch.Tensor) and t.dim() == 1:
-            out[key] = torch.arange(W, W + 1, device=t.device, dtype=t.dtype)  # only a cache would read it
-        elif isinstance(t, torch.Tensor):
-            out[key] = _pad_rows([at_last(kw[key], P) for kw, P in zip(per, earlier)], 1, rows)
-        elif key in per[0]:
-            out[key] = t
     device = engine.layer0[0].hidden.device
     seen = torch.arange(W + 1, device=device)[None, :] < torch.as_tensor(earlier, device=device)[:, None]
     seen[:, W] = True  # the row's own token
     allowed = seen.repeat_interleave(rows, 0)[:, None, None, :]
-    captured = per[0].get("attention_mask")
-    if captured is not None and captured.dtype == torch.bool:
-        out["attention_mask"] = allowed
-    else:
-        out["attention_mask"] = torch.where(allowed, torch.zeros((), dtype=dtype, device=device), torch.finfo(dtype).min)
+    out["attention_mask"] = in_mask_format(allowed, per[0].get("attention_mask"), dtype)
     out["cache"] = cache
     return out
 
@@ -96,23 +62,16 @@ def last_position_hidden(engine: FastEngine, plan: dict[int, list[int]], kv: Ear
     earlier = [x.hidden.shape[1] - 1 for x in engine.layer0]
     W, N = max(earlier), engine.n_prompts
     dtype = engine.layer0[0].hidden.dtype
-    keys: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    before = recorder = None
-    if kv is None:
-        batch = RowBatch(list(range(N)), earlier, 1)
+    keys = PrefixKV()  # every prompt's earlier keys/values, padded to W, one layer at a time
+    if kv is None:  # recorded by a forward of the earlier tokens
         before = _pad_rows([x.hidden[:, :P] for x, P in zip(engine.layer0, earlier)], W, 1).contiguous()
-        recorder = PrefixKV()  # records each layer's keys/values of the earlier tokens
-        plain = engine._suffix_kwargs(batch, None, prefix_len=0)
-
-        def kwargs_before(i: int) -> dict:
-            return {**plain(i), "cache": recorder}
+        kwargs_before = engine._suffix_kwargs(RowBatch(list(range(N)), earlier, 1), keys, prefix_len=0)
     rows = torch.stack([x.hidden[0, P] for x, P in zip(engine.layer0, earlier)])[:, None, None, :]  # [N, 1, 1, d]
     for i in layers_onloaded(arch):
         if kv is None:
             before = engine._forward(i, i + 1, before, kwargs_before, {})
-            keys[i] = recorder.kv.pop(i)
         else:
-            keys[i] = tuple(torch.cat([_pad_tokens(kv[n][i][j], W) for n in range(N)]) for j in (0, 1))
+            keys.kv[i] = tuple(torch.cat([_pad_tokens(kv[n][i][j], W) for n in range(N)]) for j in (0, 1))
         gates = {}
         if plan.get(i):
             heads = torch.as_tensor(plan[i])
@@ -122,10 +81,10 @@ def last_position_hidden(engine: FastEngine, plan: dict[int, list[int]], kv: Ear
             gate[torch.arange(R - len(heads), R), heads] = engine.eps
             gates = {i: gate.repeat(N, 1)}
         R = rows.shape[1]
-        kw = _last_token_kwargs(engine, i, earlier, R, _LastTokenCache(keys, R), dtype)
+        kw = _last_token_kwargs(engine, i, earlier, R, keys.replay(R, interleave=True), dtype)
         rows = engine._forward(i, i + 1, rows.reshape(N * R, 1, -1).contiguous(), lambda _i, kw=kw: kw, gates)
         rows = rows.reshape(N, R, 1, -1)
-        keys.pop(i)
+        keys.drop(i)
     return final_norm(arch)(rows[:, :, 0, :]).double()
 
 

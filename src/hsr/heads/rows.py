@@ -39,9 +39,12 @@ class PrefixKV:
         self.kv[layer_idx] = (key, value)
         return key, value
 
-    def replay(self, repeat: int) -> PrefixReplay:
-        """A cache for suffix forwards whose rows see the prefix tiled ``repeat`` times (prompt-major rows)."""
-        return PrefixReplay(self, repeat)
+    def replay(self, repeat: int, interleave: bool = False) -> PrefixReplay:
+        """A cache for forwards whose rows see the recorded rows repeated ``repeat`` times: tiled (the
+        recorded rows are a prompt's heads and the batch is prompt-major) or, with ``interleave``, each
+        recorded row for ``repeat`` consecutive rows (the recorded rows are prompts, each with
+        ``repeat`` rows)."""
+        return PrefixReplay(self, repeat, interleave)
 
     def drop(self, layer_idx: int) -> None:
         """Forget a layer's keys/values once every suffix has run that layer."""
@@ -53,14 +56,17 @@ class PrefixReplay:
     (tiled to the batch's rows) without ever growing. Only the current layer's tiles are kept, so the
     prefix may be recorded layer by layer while the suffixes follow it (layer-major walks)."""
 
-    def __init__(self, source: PrefixKV, repeat: int) -> None:
-        self.source, self.repeat = source, repeat
+    def __init__(self, source: PrefixKV, repeat: int, interleave: bool = False) -> None:
+        self.source, self.repeat, self.interleave = source, repeat, interleave
         self.tiled: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+    def _tile(self, t: torch.Tensor) -> torch.Tensor:
+        return t.repeat_interleave(self.repeat, 0) if self.interleave else t.repeat(self.repeat, 1, 1, 1)
 
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any):
         if self.tiled is None or self.tiled[0] != layer_idx:
             k, v = self.source.kv[layer_idx]
-            self.tiled = (layer_idx, k.repeat(self.repeat, 1, 1, 1), v.repeat(self.repeat, 1, 1, 1))
+            self.tiled = (layer_idx, self._tile(k), self._tile(v))
         _, pk, pv = self.tiled
         return torch.cat([pk, key], dim=-2), torch.cat([pv, value], dim=-2)
 
@@ -178,58 +184,73 @@ class RowBatch:
         return max(self.lengths)
 
 
+def in_mask_format(allowed: torch.Tensor, captured: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean ``allowed`` mask in the captured mask's format: boolean, or additive float (0 where
+    allowed, the dtype's most negative value elsewhere)."""
+    if isinstance(captured, torch.Tensor) and captured.dtype == torch.bool:
+        return allowed
+    zero = torch.zeros((), dtype=dtype, device=allowed.device)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)
+
+
 def _mask(kw: dict[str, Any], P: int, S: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
     """Causal mask of ``S`` suffix queries over ``P + S`` keys, in the captured mask's format."""
     captured = kw.get("attention_mask")
     if P == 0 and captured is None:
         return None  # square and causal: sdpa's is_causal path, as in the full forward
     allowed = torch.ones(S, P + S, dtype=torch.bool, device=device).tril(P)[None, None]
-    if captured is not None and captured.dtype == torch.bool:
-        return allowed
-    zero = torch.zeros((), dtype=dtype, device=device)
-    return torch.where(allowed, zero, torch.finfo(dtype).min)
+    return in_mask_format(allowed, captured, dtype)
 
 
-def suffix_kwargs(
-    kwargs: Callable[[int], dict[str, Any]], batch: RowBatch, P: int, cache: PrefixReplay | None, dtype: torch.dtype
-) -> dict[str, Any]:
-    """Layer kwargs for ``batch``'s rows: each prompt's positions ``P..T-1``, right-padded, tiled per head.
-
-    ``kwargs(n)``: the captured layer kwargs of prompt ``n``.
-    """
-    W = batch.width
-    per = [kwargs(n) for n in batch.prompts]
+def row_kwargs(per: Sequence[dict[str, Any]], starts: Sequence[int], lengths: Sequence[int], heads: int) -> dict[str, Any]:
+    """Layer kwargs (no mask, no cache) for rows holding tokens ``starts[n] .. starts[n] + lengths[n] - 1`` of
+    each prompt ``n`` (``per[n]``: its captured kwargs), right-padded to the longest and tiled ``heads``
+    times per prompt (prompt-major): each row gets its own prompt's rotary tables and position ids (M-RoPE
+    included); other kwargs are taken as captured."""
+    W = max(lengths)
     out = {k: v for k, v in per[0].items() if k not in _KNOWN and k not in _CACHE_KEYS}
 
-    def sliced(t: torch.Tensor, S: int) -> torch.Tensor:
-        return t.narrow(_dims(t)[0], P, S)
+    def sliced(kw_t: torch.Tensor, start: int, S: int) -> torch.Tensor:
+        return kw_t.narrow(_dims(kw_t)[0], start, S)
 
     emb = per[0].get("position_embeddings")
     if emb is not None:
         out["position_embeddings"] = tuple(
-            _pad_rows([sliced(kw["position_embeddings"][j], S) for kw, S in zip(per, batch.lengths)], W, batch.heads)
+            _pad_rows([sliced(kw["position_embeddings"][j], a, S) for kw, a, S in zip(per, starts, lengths)], W, heads)
             for j in range(len(emb))
         )
     for key in ("position_ids", "cache_position"):
         t = per[0].get(key)
-        if isinstance(t, torch.Tensor) and t.dim() == 1:
-            out[key] = torch.arange(P, P + W, device=t.device, dtype=t.dtype)
+        if isinstance(t, torch.Tensor) and t.dim() == 1:  # shared by the rows; only a cache would read it
+            first = max(starts)
+            out[key] = torch.arange(first, first + W, device=t.device, dtype=t.dtype)
         elif isinstance(t, torch.Tensor):
-            out[key] = _pad_rows([sliced(kw[key], S) for kw, S in zip(per, batch.lengths)], W, batch.heads)
+            out[key] = _pad_rows([sliced(kw[key], a, S) for kw, a, S in zip(per, starts, lengths)], W, heads)
         elif key in per[0]:
             out[key] = t
+    return out
+
+
+def suffix_kwargs(
+    kwargs: Callable[[int], dict[str, Any]], batch: RowBatch, P: int, cache: Any, dtype: torch.dtype
+) -> dict[str, Any]:
+    """Layer kwargs for ``batch``'s rows: each prompt's positions ``P..T-1``, right-padded, tiled per head.
+
+    ``kwargs(n)``: the captured layer kwargs of prompt ``n``; ``cache``: what the layers' attention
+    reads and writes keys/values through (a :class:`PrefixReplay`, a recording :class:`PrefixKV`, or None).
+    """
+    per = [kwargs(n) for n in batch.prompts]
+    out = row_kwargs(per, [P] * len(per), batch.lengths, batch.heads)
+    emb = per[0].get("position_embeddings")
     device = emb[0].device if emb is not None else torch.device("cpu")
-    out["attention_mask"] = _mask(per[0], P, W, dtype, device)
+    out["attention_mask"] = _mask(per[0], P, batch.width, dtype, device)
     out["cache"] = cache
     return out
 
 
 def prefix_kwargs(kw: dict[str, Any], P: int, rows: int, cache: PrefixKV, dtype: torch.dtype) -> dict[str, Any]:
     """Layer kwargs for the shared prefix (tokens ``0..P-1``) on ``rows`` rows, recording its keys/values."""
-    batch = RowBatch(prompts=[0], lengths=[P], heads=rows)
-    out = suffix_kwargs(lambda _n: kw, batch, 0, None, dtype)
-    out["cache"] = cache
-    return out
+    return suffix_kwargs(lambda _n: kw, RowBatch(prompts=[0], lengths=[P], heads=rows), 0, cache, dtype)
 
 
 def group_prompts(lengths: Sequence[int], heads: int, max_batch_tokens: int) -> list[list[int]]:
