@@ -55,12 +55,7 @@ def _row_inputs(engine: FastEngine, batch: RowBatch, recorder: PrefixKV | None =
     last position; ``recorder`` (on the exact row path only) sees every layer's keys/values."""
     parts = [engine.layer0[n].hidden for n in batch.prompts]
     hidden = _pad_rows(parts, batch.width, batch.heads) if len(parts) > 1 else parts[0].expand(batch.rows, -1, -1)
-    kwargs_of = engine._suffix_kwargs(batch, None, prefix_len=0)
-    if recorder is not None:
-        plain = kwargs_of
-
-        def kwargs_of(i: int) -> dict:
-            return {**plain(i), "cache": recorder}
+    kwargs_of = engine._suffix_kwargs(batch, recorder, prefix_len=0)
     ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(batch.heads) - 1
     return hidden.contiguous(), kwargs_of, ends
 
