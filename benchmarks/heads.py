@@ -62,7 +62,8 @@ def _samples(n: int, data: str | None, images: bool, tmp: str) -> list[Sample]:
     return out
 
 
-def _naive(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig, layers: list[int]) -> tuple[torch.Tensor, float]:
+def _naive(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig, layers: list[int]
+           ) -> tuple[torch.Tensor, float, float]:
     """Naive scores on ``layers`` (NaN elsewhere) and the wall time extrapolated to all layers."""
     from tqdm import tqdm
 
@@ -77,11 +78,11 @@ def _naive(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig, 
     with _LinearWork(loaded.model) as layer_work:
         values = exact_scores(engine, {l: list(range(loaded.arch.num_heads)) for l in layers}, cfg.score, cfg.rank)
     t_layers = _clock() - t0
-    NAIVE_MACS[0] = prep_work.macs + layer_work.macs * loaded.arch.num_layers / len(layers)
     scores = torch.full((loaded.arch.num_layers, loaded.arch.num_heads), float("nan"), dtype=torch.float64)
     for (l, h), v in values.items():
         scores[l, h] = v
-    return scores, t_prep + t_layers * loaded.arch.num_layers / len(layers)
+    scale = loaded.arch.num_layers / len(layers)
+    return scores, t_prep + t_layers * scale, prep_work.macs + layer_work.macs * scale
 
 
 class _LinearWork:
@@ -113,18 +114,12 @@ def _clock() -> float:
 WALL = False
 
 
-NAIVE_MACS = [0.0]  # the naive loop's linear-layer work, extrapolated like its time
-
-
 def _timed(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig):
+    """``score_heads``'s result, its time and its linear-layer work."""
     t0 = _clock()
     with _LinearWork(loaded.model) as work:
         result = score_heads(loaded, samples, config, progress=False)
-    LAST_MACS[0] = work.macs
-    return result, _clock() - t0
-
-
-LAST_MACS = [0]
+    return result, _clock() - t0, work.macs
 
 
 def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.Namespace, top_k: int, k: int) -> None:
@@ -133,7 +128,7 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
     n_naive = L if args.naive_layers <= 0 else min(args.naive_layers, L)
     layers = sorted({round(i * (L - 1) / max(n_naive - 1, 1)) for i in range(n_naive)})
     base = HeadScoreConfig(score=args.score, mode=args.mode, max_length=args.max_length, batch_heads=args.batch_heads)
-    naive, t_naive = _naive(loaded, samples, base, layers)
+    naive, t_naive, naive_macs = _naive(loaded, samples, base, layers)
     mask = ~torch.isnan(naive)
     variants = {
         "fast (heads batched)": {"prefix_reuse": False, "max_batch_tokens": 0},
@@ -148,11 +143,11 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
     print(f"naive exact              : {t_naive:8.2f} s{naive_note}")
     exact = None
     for label, kw in variants.items():
-        result, t = _timed(loaded, samples, HeadScoreConfig(**{**base.__dict__, "engine": "fast", **kw}))
+        result, t, macs = _timed(loaded, samples, HeadScoreConfig(**{**base.__dict__, "engine": "fast", **kw}))
         exact = result.scores if exact is None else exact
         diff = float((result.scores[mask] - naive[mask]).abs().max())
         print(f"{label:25s}: {t:8.2f} s   {t_naive / t:6.1f}x naive   max |exact - naive| = {diff:.2e}   "
-              f"linear work {NAIVE_MACS[0] / LAST_MACS[0]:.2f}x less")
+              f"linear work {naive_macs / macs:.2f}x less")
     top_h = args.top_h
     cfg = HeadScoreConfig(**{**base.__dict__, "engine": "approx", "approx_top_k": top_k, "approx_top_h": top_h,
                              "max_batch_tokens": args.max_batch_tokens})
@@ -171,7 +166,7 @@ def _approx(exact: torch.Tensor, loaded: LoadedModel, samples: list[Sample], cfg
             k: int, label: str) -> None:
     L, H = loaded.arch.num_layers, loaded.arch.num_heads
     top_h = cfg.approx_top_h
-    approx, t_approx = _timed(loaded, samples, cfg)
+    approx, t_approx, _ = _timed(loaded, samples, cfg)
     rep = approx.extras["approx"]
     recall = top_k_recall(exact, approx.ranking(), k)
     recall_h = top_k_recall(exact, approx.ranking(), min(top_h, L * H))
