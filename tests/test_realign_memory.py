@@ -13,7 +13,8 @@ import torch
 from conftest import tiny_loaded
 from conftest import with_nonzero_biases as _biased
 from safetensors.torch import save_file
-from test_realign_restore import SAFETY, UTILITY, _pruned
+from test_realign_restore import UTILITY, _pruned
+from test_realign_restore import qwen2_scores  # noqa: F401 (a fixture, shared)
 
 from hsr.io import MaskFile, PackedMasks, count_masked, load_masks, save_masks
 from hsr.loading import load_model
@@ -21,7 +22,6 @@ from hsr.pruning import MASK_FILE, PruneConfig, prune_model, save_pruned
 from hsr.realign import (
     RESTORED_FILE,
     RealignConfig,
-    compute_importance,
     infer_masks,
     load_pruned_masks,
     realign_pruned,
@@ -74,12 +74,6 @@ class CountingMasks(Mapping):
         return len(self._masks)
 
 
-@pytest.fixture(scope="module")
-def scores():
-    dense = _biased(tiny_loaded("qwen2"))
-    return compute_importance(dense, UTILITY, progress=False), compute_importance(dense, SAFETY, progress=False)
-
-
 def _heads(arch):
     return [(layer, h) for h in range(arch.num_heads) for layer in range(arch.num_layers)]
 
@@ -97,14 +91,14 @@ def _run(masks, scores, config, sparsity, tmp_path, label):
 
 
 @pytest.mark.parametrize("name", [*CONFIGS, *NM_CONFIGS])
-def test_realign_holds_one_mask_at_a_time_and_matches_plain_dicts(name, scores, tmp_path):
+def test_realign_holds_one_mask_at_a_time_and_matches_plain_dicts(name, qwen2_scores, tmp_path):
     config, sparsity = (CONFIGS[name], "0.5") if name in CONFIGS else (NM_CONFIGS[name], "2:4")
     _, masks = _pruned("qwen2", sparsity)
     alive = _Alive()
-    lazy, lazy_out, lazy_model = _run(CountingMasks(masks, alive), scores, config, sparsity, tmp_path, "lazy")
+    lazy, lazy_out, lazy_model = _run(CountingMasks(masks, alive), qwen2_scores, config, sparsity, tmp_path, "lazy")
     assert alive.handed >= 2 * len(masks) and len(masks) >= 10  # every mask was read, more than a few exist
     assert alive.most <= 2, f"{alive.most} of {len(masks)} masks held at once"
-    plain, plain_out, plain_model = _run(masks, scores, config, sparsity, tmp_path, "plain")
+    plain, plain_out, plain_model = _run(masks, qwen2_scores, config, sparsity, tmp_path, "plain")
     assert lazy.summary == plain.summary and lazy.summary["restored_params"] > 0
     assert _same(lazy.restored, plain.restored) and _same(lazy.masks_after, plain.masks_after)
     assert _same(lazy_model.model.state_dict(), plain_model.model.state_dict())
@@ -114,7 +108,7 @@ def test_realign_holds_one_mask_at_a_time_and_matches_plain_dicts(name, scores, 
         assert lazy.summary["repruned_params"] > 0
 
 
-def test_masks_read_from_the_mask_file_one_at_a_time(scores, tmp_path, monkeypatch):
+def test_masks_read_from_the_mask_file_one_at_a_time(qwen2_scores, tmp_path, monkeypatch):
     """load_pruned_masks, realign_pruned and save_realigned read one mask of the file at a time."""
     loaded = _biased(tiny_loaded("qwen2"))
     pruned_dir = save_pruned(tmp_path / "pruned", loaded, prune_model(loaded, UTILITY, PruneConfig(), progress=False))
@@ -124,7 +118,7 @@ def test_masks_read_from_the_mask_file_one_at_a_time(scores, tmp_path, monkeypat
     dense, pruned = _biased(tiny_loaded("qwen2")), load_model(pruned_dir)
     masks = load_pruned_masks(pruned_dir, dense.model, pruned.model)
     assert masks.source == "mask file" and alive.most <= 2
-    result = realign_pruned(dense, pruned, masks, _heads(dense.arch), *scores, RealignConfig(top_h=4))
+    result = realign_pruned(dense, pruned, masks, _heads(dense.arch), *qwen2_scores, RealignConfig(top_h=4))
     out = save_realigned(tmp_path / "realigned", pruned, result)
     assert alive.handed >= 2 * len(masks) >= 20 and alive.most <= 2
     handed = alive.handed
@@ -199,9 +193,9 @@ def test_budget_from_restored_scores_equals_one_global_sort(budget):
     assert sum(int(r.sum()) for r in want.values()) == min(budget, sum(int(r.sum()) for r in restore.values()))
 
 
-def test_summary_counts_match_the_masks(scores, tmp_path):
+def test_summary_counts_match_the_masks(qwen2_scores, tmp_path):
     _, masks = _pruned("qwen2", "2:4")
-    result, _, _ = _run(masks, scores, NM_CONFIGS["preserve_nm"], "2:4", tmp_path, "nm")
+    result, _, _ = _run(masks, qwen2_scores, NM_CONFIGS["preserve_nm"], "2:4", tmp_path, "nm")
     s = result.summary
     assert s["pruned_params_before"] == sum(int(m.sum()) for m in masks.values())
     assert s["pruned_params_after"] == sum(int(m.sum()) for m in result.masks_after.values())
