@@ -15,16 +15,16 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..architecture import model_device
+from ..calibration import layers_onloaded
 from ..data import Encoded, Sample, encode
 from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel
-from ..placement import onloaded
 from .approx import gships_proxy, ships_proxy, ships_proxy_hidden
-from .last_position import last_position_ok, refine_last_position
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
 from .engines import EngineBase, FastEngine, Head, HeadPlan, NaiveEngine
 from .formulas import subspace_angle_degrees
+from .last_position import last_position_ok, refine_last_position
 from .results import HeadScores
 from .sahara import sahara_search
 from .units import sharded_exact_scores
@@ -46,10 +46,9 @@ def _prompt_digest(encoded: Sequence[Encoded]) -> str:
 @torch.no_grad()
 def _weight_digest(loaded: LoadedModel) -> float:
     total = 0.0
-    for i in range(loaded.arch.num_layers):
-        with onloaded(loaded.arch.layers[i]):  # an offloaded layer is read from where accelerate keeps it
-            attn = loaded.arch.attention(i)
-            total += float(attn.q_proj.weight.double().abs().sum()) + float(attn.o_proj.weight.double().sum())
+    for i in layers_onloaded(loaded.arch):  # an offloaded layer is read from where accelerate keeps it
+        attn = loaded.arch.attention(i)
+        total += float(attn.q_proj.weight.double().abs().sum()) + float(attn.o_proj.weight.double().sum())
     return total
 
 
