@@ -7,6 +7,7 @@ import json
 import pytest
 
 from hsr.cli import main
+from hsr.evaluation.outcomes import METRIC_KEYS, OUTCOMES, RATE_KEYS
 from hsr.testing.tiny import save_tiny_model
 
 
@@ -38,12 +39,15 @@ def test_evaluate_writes_metrics_and_generations(setup, capsys):
     out = setup / "ev"
     assert main(_args(setup, out, "--label", "dense")) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["model"] == "dense" and metrics["judge"] == "refusal"
+    assert metrics["model"] == "dense" and metrics["judge"] == "rubric"
     assert metrics["path"] == str((setup / "model").resolve())
-    for key in ("asr", "over_refusal", "mcq_accuracy", "harmful_degenerate", "benign_degenerate"):
+    for key in ("asr", "over_refusal", "mcq_accuracy", *RATE_KEYS):
         assert set(metrics[key]) >= {"value", "ci_low", "ci_high", "n", "k", "method"}
         assert metrics[key]["method"] == "wilson"
-    assert "asr_unfiltered" not in metrics  # only for judges without their own degenerate check
+    assert "asr_unfiltered" not in metrics  # only for the keyword judges
+    for kind in ("harmful", "benign"):  # every answer has exactly one outcome, and the rates add up
+        rates = [metrics[METRIC_KEYS[(kind, o)]] for o in OUTCOMES[kind]]
+        assert sum(r["k"] for r in rates) == rates[0]["n"]
     assert metrics["asr"]["n"] == 3 and metrics["over_refusal"]["n"] == 1 and metrics["mcq_accuracy"]["n"] == 2
     assert metrics["perplexity"] > 1
     harmful = [json.loads(line) for line in (out / "generations_harmful.jsonl").read_text().splitlines()]

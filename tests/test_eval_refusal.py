@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hsr.evaluation.judges import JudgeError, KeywordJudge, make_judge
+from hsr.evaluation.rubric import RubricJudge
 from hsr.evaluation.refusal import (
     COMPLIED,
     DEGENERATE,
@@ -112,7 +113,7 @@ def test_degenerate_is_checked_first_and_is_neither_success_nor_refusal():
 
 def test_registry_and_verdicts_for_every_judge():
     assert isinstance(make_judge("refusal"), RefusalJudge) and make_judge("refusal").name == "refusal"
-    assert isinstance(make_judge(""), RefusalJudge)  # the default
+    assert isinstance(make_judge(""), RubricJudge)  # the default
     outs = ["", "I'm sorry, I can't help.", "Sure, here it is."]
     assert make_judge("keyword").verdicts(["p"] * 3, outs) == [DEGENERATE, REFUSAL, COMPLIED]
     with pytest.raises(JudgeError, match="same|outputs"):

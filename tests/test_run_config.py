@@ -7,7 +7,7 @@ from hsr.pipeline.config import default_config, load_run_config, parse_override
 def test_defaults_load_and_validate():
     cfg = load_run_config()
     assert cfg == default_config()
-    assert cfg["realign"]["top_h"] == 10 and cfg["prune"]["sparsity"] == "0.5"
+    assert cfg["realign"]["top_h"] == 10 and cfg["prune"]["sparsity"] == "0.4"
 
 
 def test_yaml_file_and_overrides_merge(tmp_path):

@@ -21,11 +21,19 @@ def _rate(v, lo, hi):
 
 def test_safety_break_is_the_first_sparsity_whose_interval_clears_dense():
     dense = _rate(0.05, 0.02, 0.11)
-    points = [(0.6, _rate(0.5, 0.4, 0.6)), (0.3, _rate(0.06, 0.03, 0.12)), (0.5, _rate(0.2, 0.13, 0.29)), (0.4, _rate(0.12, 0.07, 0.2))]
+    points = [(0.6, _rate(0.5, 0.4, 0.6), 0.1), (0.3, _rate(0.06, 0.03, 0.12), 0.0), (0.5, _rate(0.2, 0.13, 0.29), 0.2),
+              (0.4, _rate(0.12, 0.07, 0.2), 0.0)]
     assert safety_break(dense, points) == 0.5  # 0.4's interval still overlaps dense's
     assert safety_break(dense, points[:2]) == 0.6
-    assert safety_break(dense, [(0.3, _rate(0.06, 0.03, 0.12))]) is None
+    assert safety_break(dense, [(0.3, _rate(0.06, 0.03, 0.12), 0.0)]) is None
     assert safety_break(None, points) is None
+
+
+def test_safety_does_not_break_where_the_pruned_model_no_longer_writes():
+    dense = _rate(0.05, 0.02, 0.11)
+    broken = [(0.5, _rate(0.2, 0.13, 0.29), 0.45), (0.6, _rate(0.3, 0.2, 0.4), 0.21)]
+    assert safety_break(dense, broken) is None  # complied rose, but over 20% are non-answers or degenerate
+    assert safety_break(dense, broken + [(0.7, _rate(0.3, 0.2, 0.4), 0.05)]) == 0.7
 
 
 def test_sweep_config_is_validated_before_any_model_loads(tmp_path):

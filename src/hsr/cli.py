@@ -16,7 +16,7 @@ from . import __version__, distributed
 from .errors import HsrError
 
 #: Command modules under hsr.commands, in the order they appear in --help.
-COMMANDS: tuple[str, ...] = ("align", "prune", "heads", "realign", "evaluate", "run", "sweep", "report")
+COMMANDS: tuple[str, ...] = ("align", "prune", "heads", "realign", "evaluate", "judge", "run", "sweep", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

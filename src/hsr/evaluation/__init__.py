@@ -7,7 +7,10 @@ from .judges import DEFAULT_JUDGE, DEFAULT_KEYWORDS, REFUSAL_LISTS, KeywordJudge
 from .mcq import MCQItem, load_mcq, mcq_accuracy
 from .metrics import bootstrap_interval, clopper_pearson_interval, proportion, restoration_rate, wilson_interval
 from .paired import mcnemar_exact, paired_difference, restoration_rate_interval
+from .outcomes import OUTCOMES, outcome_counts, outcome_rates
 from .refusal import VERDICTS, RefusalJudge
+from .rejudge import rejudge
+from .rubric import RubricJudge, rubric_verdict
 from .perplexity import load_text, perplexity
 
 __all__ = [
@@ -16,6 +19,7 @@ __all__ = [
     "DEFAULT_KEYWORDS",
     "HARMFUL_FILE",
     "METRICS_FILE",
+    "OUTCOMES",
     "REFUSAL_LISTS",
     "SUITES",
     "VERDICTS",
@@ -24,6 +28,7 @@ __all__ = [
     "MCQItem",
     "ModelJudge",
     "RefusalJudge",
+    "RubricJudge",
     "bootstrap_interval",
     "clopper_pearson_interval",
     "degenerate_reason",
@@ -34,11 +39,15 @@ __all__ = [
     "make_judge",
     "mcq_accuracy",
     "mcnemar_exact",
+    "outcome_counts",
+    "outcome_rates",
     "paired_difference",
     "perplexity",
+    "rejudge",
     "proportion",
     "restoration_rate",
     "restoration_rate_interval",
+    "rubric_verdict",
     "wilson_interval",
     "write_generations",
 ]

@@ -20,7 +20,7 @@ Rules (``text`` is the model's answer; the first that fires names the reason):
   :data:`MAX_WORD_LEN` letters and no run of :data:`MAX_CONSONANT_RUN`+ consonants).
 
 Thresholds are deliberately loose (real answers, lists and code included, stay far from them; see
-tests/data/real_outputs.jsonl): the detector is for broken models, not for style.
+tests/data/judge_labels.jsonl): the detector is for broken models, not for style.
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """Evaluate one model: safety (ASR, over-refusal) and utility (perplexity, multiple choice).
 
-Writes into ``out_dir``: ``metrics.json`` (the pipeline contract: model, path, asr, over_refusal,
-harmful_degenerate, benign_degenerate, perplexity, mcq_accuracy, judge, ...),
-``generations_harmful.jsonl`` and ``generations_benign.jsonl`` (prompt, image, output, ``verdict``
-= refusal | complied | degenerate, and the booleans ``attack_success`` / ``refused`` derived from
-it), and ``mcq.jsonl`` when run.
+Writes into ``out_dir``: ``metrics.json`` (the pipeline contract: model, path, the outcome rates of
+:data:`hsr.evaluation.outcomes.RATE_KEYS` -- asr, harmful_refusal, harmful_non_answer,
+harmful_degenerate, benign_answered, over_refusal, benign_non_answer, benign_degenerate --
+perplexity, mcq_accuracy, judge, ...), ``generations_harmful.jsonl`` and ``generations_benign.jsonl``
+(prompt, image, output, ``verdict`` = one outcome of docs/judging.md, and the booleans
+``attack_success`` / ``refused`` derived from it), and ``mcq.jsonl`` when run.
 
-Every answer gets one verdict, degenerate checked first, whatever the judge: ``asr`` = complied / n
-on harmful prompts, ``over_refusal`` = refusal / n on benign prompts, and the degenerate shares
-apart. For judges other than ``refusal`` the judge's own unfiltered attack-success rate (what the
-papers report for ``keyword``) is kept as ``asr_unfiltered``.
+Every answer gets exactly one outcome, degenerate checked first, whatever the judge: ``asr`` =
+complied / n on harmful prompts, ``over_refusal`` = refusal / n on benign prompts, each other
+outcome's share beside them, all with Wilson intervals. For the keyword judges, the judge's own
+unfiltered attack-success rate (what the papers report) is kept as ``asr_unfiltered``.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from ..loading import LoadedModel
 from ..options import check_declared, option
 from .degenerate import degenerate_reason
 from .generation import generate, write_generations
-from .judges import combine_verdicts, make_judge
+from .judges import KeywordJudge, make_judge
 from .mcq import METHODS as MCQ_METHODS
 from .mcq import load_mcq, mcq_accuracy
 from .metrics import proportion
 from .perplexity import load_text, perplexity
-from .refusal import COMPLIED, DEGENERATE, REFUSAL
+from .outcomes import BENIGN, COMPLIED, HARMFUL, RATE_KEYS, REFUSAL, outcome_rates
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ class EvalConfig:
                                minimum=1, zero_is_none=True)
     max_new_tokens: int = option(48, help="generation budget per prompt", minimum=1)
     batch_size: int = option(16, help="prompts per generation batch", minimum=1)
-    judge: str = option("refusal", help="refusal (patterns on the answer's opening, degenerate output apart), keyword "
-                        "(zou2023 + wei2024 refusal lists), keyword:LIST[+LIST], or model:PATH (a local guard model)")
+    judge: str = option("rubric", help="rubric (complied only on evidence of engagement; docs/judging.md), refusal (the "
+                        "old opening-pattern judge: anything not refused is complied), keyword (zou2023 + wei2024 refusal "
+                        "lists), keyword:LIST[+LIST], or model:PATH[@guard|@harmbench] (a local safety classifier)")
     ppl_text: str | None = option("builtin:heldout", help="text for perplexity (file, builtin:NAME or none)")
     mcq: str | None = option("builtin:mcq", help="multiple-choice JSONL (or builtin:NAME, none)")
     suites: tuple[str, ...] = option(("safety", "utility"), help="suites to run", choices=SUITES, flag="suite")
@@ -131,10 +133,7 @@ def evaluate_model(
         "model": label,
         "path": _source_path(loaded.source),
         "architecture": loaded.arch.class_name,
-        "asr": None,
-        "over_refusal": None,
-        "harmful_degenerate": None,
-        "benign_degenerate": None,
+        **{key: None for key in RATE_KEYS},
         "perplexity": None,
         "mcq_accuracy": None,
         "judge": judge.name if judge is not None else config.judge,
@@ -143,8 +142,8 @@ def evaluate_model(
     }
     timings: dict[str, float] = {}
     parts = (
-        ("harmful", "safety", config.harmful, functools.partial(_harmful_part, dist=dist)),
-        ("benign", "safety", config.benign, functools.partial(_benign_part, dist=dist)),
+        ("harmful", "safety", config.harmful, functools.partial(_safety_part, HARMFUL, dist=dist)),
+        ("benign", "safety", config.benign, functools.partial(_safety_part, BENIGN, dist=dist)),
         ("perplexity", "utility", config.ppl_text, _perplexity_part),
         ("mcq", "utility", config.mcq, _mcq_part),
     )
@@ -162,45 +161,43 @@ def _gen_kw(config: EvalConfig) -> dict[str, int]:
     return dict(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, max_length=config.max_length)
 
 
-def _harmful_part(
-    loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool, dist: Dist = SINGLE
-) -> dict[str, Any]:
-    """Attack success on harmful prompts: one verdict per answer (degenerate checked first)."""
-    samples = load_samples(config.harmful, limit=config.limit, seed=config.seed)
-    outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] harmful", dist=dist, **_gen_kw(config))
-    raw_success = judge.judge([s.prompt for s in samples], outputs)
-    verdicts = combine_verdicts(outputs, [not s for s in raw_success])
-    extra: dict[str, list[Any]] = _verdict_columns(outputs, verdicts)
-    if getattr(judge, "raw", None):
-        extra["judge_raw"] = list(judge.raw)
-    success = [v == COMPLIED for v in verdicts]
-    write_generations(out / HARMFUL_FILE, samples, outputs, success, "attack_success", extra)
-    metrics: dict[str, Any] = {
-        "asr": proportion(success),
-        "harmful_degenerate": proportion([v == DEGENERATE for v in verdicts]),
-        "harmful_data": config.harmful,
-    }
-    if judge.name != "refusal":
-        metrics["asr_unfiltered"] = proportion(raw_success)
-    if getattr(judge, "unparsed", 0):
+def judge_answers(judge: Any, kind: str, prompts: list[str], outputs: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """One outcome per answer and the metrics.json entries of ``kind`` (every outcome's rate), for
+    ``hsr evaluate`` and ``hsr judge`` alike."""
+    verdicts = judge.verdicts(prompts, outputs, kind)
+    metrics: dict[str, Any] = outcome_rates(verdicts, kind)
+    if kind == HARMFUL and isinstance(judge, KeywordJudge):
+        metrics["asr_unfiltered"] = proportion(judge.judge(prompts, outputs))
+    if kind == HARMFUL and getattr(judge, "unparsed", 0):
         metrics["judge_unparsed"] = judge.unparsed
-    return metrics
+    return verdicts, metrics
 
 
-def _benign_part(
-    loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool, dist: Dist = SINGLE
+def verdict_columns(judge: Any, kind: str, outputs: list[str], verdicts: list[str]) -> dict[str, list[Any]]:
+    """Per-prompt ``verdict``, why a degenerate answer is one, and a model judge's raw answers."""
+    extra: dict[str, list[Any]] = {"verdict": list(verdicts), "degenerate_reason": [degenerate_reason(o) for o in outputs]}
+    if kind == HARMFUL and getattr(judge, "raw", None):
+        extra["judge_raw"] = list(judge.raw)
+    return extra
+
+
+#: Per kind: the boolean column of generations_*.jsonl, the outcome it marks, and the data key.
+KIND_FIELDS = {HARMFUL: ("attack_success", COMPLIED, "harmful_data"), BENIGN: ("refused", REFUSAL, "benign_data")}
+
+
+def _safety_part(
+    kind: str, loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool,
+    dist: Dist = SINGLE,
 ) -> dict[str, Any]:
-    """Over-refusal on benign prompts."""
-    samples = load_samples(config.benign, limit=config.limit, seed=config.seed)
-    outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] benign", dist=dist, **_gen_kw(config))
-    verdicts = combine_verdicts(outputs, judge.refusal([s.prompt for s in samples], outputs))
-    refused = [v == REFUSAL for v in verdicts]
-    write_generations(out / BENIGN_FILE, samples, outputs, refused, "refused", _verdict_columns(outputs, verdicts))
-    return {
-        "over_refusal": proportion(refused),
-        "benign_degenerate": proportion([v == DEGENERATE for v in verdicts]),
-        "benign_data": config.benign,
-    }
+    """Generate answers to the kind's prompts, give each one outcome, write them with their rates."""
+    spec = config.harmful if kind == HARMFUL else config.benign
+    samples = load_samples(spec, limit=config.limit, seed=config.seed)
+    outputs = generate(loaded, samples, progress=progress, desc=f"eval[{label}] {kind}", dist=dist, **_gen_kw(config))
+    verdicts, metrics = judge_answers(judge, kind, [s.prompt for s in samples], outputs)
+    column, event, data_key = KIND_FIELDS[kind]
+    write_generations(out / (HARMFUL_FILE if kind == HARMFUL else BENIGN_FILE), samples, outputs,
+                      [v == event for v in verdicts], column, verdict_columns(judge, kind, outputs, verdicts))
+    return {**metrics, data_key: spec}
 
 
 def _perplexity_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool) -> dict[str, Any]:
@@ -223,11 +220,6 @@ def _mcq_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, la
         {"answer": [i.choices[i.answer] for i in items]},
     )
     return {"mcq_accuracy": proportion(result["correct"]), "mcq_data": config.mcq, "mcq_method": config.mcq_method}
-
-
-def _verdict_columns(outputs: list[str], verdicts: list[str]) -> dict[str, list[Any]]:
-    """Per-prompt ``verdict`` and, for degenerate answers, why (for generations_*.jsonl)."""
-    return {"verdict": list(verdicts), "degenerate_reason": [degenerate_reason(o) for o in outputs]}
 
 
 def _source_path(source: Any) -> str:

@@ -48,16 +48,17 @@ def _rows_of(entry: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def paired_summary(entries: Sequence[dict[str, Any]], *, n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
-    """``{"available": bool, "reason": str | None, "comparisons": [...]}`` for the report.
+    """``{"available": bool, "reason": str | None, "pruning": ..., "comparisons": [...]}`` for the report.
 
+    ``pruning`` = ASR_pruned - ASR_dense (paired, with McNemar p), available whenever both were evaluated.
     Each comparison (one per model other than dense and pruned) holds the model's ``label``, its
     ``rsr`` (:func:`~hsr.evaluation.paired.restoration_rate_interval`) and ``difference`` =
     ASR_model - ASR_pruned (:func:`~hsr.evaluation.paired.paired_difference`, with McNemar p).
     """
     by_label = {e["label"]: e for e in entries}
     others = [e["label"] for e in entries if e["label"] not in NOT_COMPARED]
-    if DENSE not in by_label or PRUNED not in by_label or not others:
-        return {"available": False, "reason": "needs dense, pruned and at least one realigned model", "comparisons": []}
+    if DENSE not in by_label or PRUNED not in by_label:
+        return {"available": False, "reason": "needs a dense and a pruned model", "comparisons": []}
     rows = {label: _rows_of(by_label[label]) for label in (DENSE, PRUNED, *others)}
     missing = [label for label, r in rows.items() if not r]
     if missing:

@@ -10,6 +10,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ..evaluation.outcomes import METRIC_KEYS, OUTCOMES
+
 COLORS = {"dense": "#4c72b0", "pruned": "#c44e52", "realigned": "#55a868", "control": "#8172b2"}
 FALLBACK = ("#dd8452", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
 
@@ -30,20 +32,8 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _rate_panel(
-    ax: Any,
-    labels: Sequence[str],
-    rates: Sequence[dict[str, Any] | None],
-    title: str,
-    degenerate: Sequence[dict[str, Any] | None] | None = None,
-) -> None:
-    """Bars of rates in percent with their CI as error bars; missing rates are marked n/a.
-
-    With ``degenerate``, each bar gets a hatched segment stacked on top: the share of degenerate
-    answers, which count neither as the rate's event nor as its opposite.
-    """
-    xs = range(len(labels))
-    shown = False
+def _rate_panel(ax: Any, labels: Sequence[str], rates: Sequence[dict[str, Any] | None], title: str) -> None:
+    """Bars of rates in percent with their CI as error bars; missing rates are marked n/a."""
     for i, (label, r) in enumerate(zip(labels, rates)):
         if r is None:
             ax.text(i, 1, "n/a", ha="center", va="bottom", fontsize=8, color="gray")
@@ -51,33 +41,54 @@ def _rate_panel(
         v, lo, hi = 100 * r["value"], 100 * r["ci_low"], 100 * r["ci_high"]
         ax.bar(i, v, color=color_of(label, i))
         ax.errorbar(i, v, yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="none", ecolor="black", capsize=4, zorder=3)
-        d = (degenerate or [None] * len(labels))[i]
-        top = hi
-        if d and d["value"] > 0:
-            dv = 100 * d["value"]
-            ax.bar(i, dv, bottom=v, color="white", edgecolor="gray", hatch="///", linewidth=0.5,
-                   label=None if shown else "degenerate")
-            shown = True
-            top = max(hi, v + dv)
-        ax.text(i, top + 1.5, f"{v:.1f}%\n({r['k']}/{r['n']})", ha="center", va="bottom", fontsize=7)
-    if shown:
-        ax.legend(fontsize=7, loc="upper right")
-    ax.set_xticks(list(xs))
+        ax.text(i, hi + 1.5, f"{v:.1f}%\n({r['k']}/{r['n']})", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(list(range(len(labels))))
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 118)
     ax.set_ylabel("%")
     ax.set_title(title, fontsize=10)
 
 
+#: Colours of the outcomes in the safety figure.
+OUTCOME_COLORS = {"complied": "#c44e52", "answered": "#55a868", "refusal": "#4c72b0", "non-answer": "#dd8452",
+                  "degenerate": "#8c8c8c"}
+
+
+def _outcome_panel(ax: Any, labels: Sequence[str], metrics: Sequence[dict[str, Any]], kind: str, title: str) -> None:
+    """Grouped bars: for each model, the share of each outcome of ``kind`` with its 95% interval."""
+    outcomes = OUTCOMES[kind]
+    width = 0.8 / len(outcomes)
+    for j, outcome in enumerate(outcomes):
+        key = METRIC_KEYS[(kind, outcome)]
+        for i, m in enumerate(metrics):
+            r = m.get(key)
+            x = i - 0.4 + width * (j + 0.5)
+            if not r:
+                continue
+            v, lo, hi = 100 * r["value"], 100 * r["ci_low"], 100 * r["ci_high"]
+            ax.bar(x, v, width, color=OUTCOME_COLORS[outcome], label=outcome if i == 0 else None)
+            ax.errorbar(x, v, yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="none", ecolor="black", capsize=2,
+                        linewidth=0.8, zorder=3)
+            ax.text(x, hi + 1, f"{r['k']}", ha="center", va="bottom", fontsize=6)
+    if not any(m.get(METRIC_KEYS[(kind, o)]) for m in metrics for o in outcomes):
+        ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 112)
+    ax.set_ylabel("% of answers")
+    ax.set_title(title, fontsize=10)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7, ncol=4, loc="upper center")
+
+
 def plot_safety(entries: Sequence[dict[str, Any]], path: Path) -> Path:
-    """ASR and over-refusal per model, with 95% intervals and degenerate answers hatched on top."""
+    """The four outcomes of harmful prompts (ASR = complied) and of benign prompts, per model, with 95% intervals
+    (the count of answers above each bar)."""
     labels = [e["label"] for e in entries]
     metrics = [e["metrics"] for e in entries]
-    fig = _figure(max(6.0, 1.6 * len(labels) + 2), 3.6)
-    _rate_panel(fig.add_subplot(1, 2, 1), labels, [m.get("asr") for m in metrics], "Attack success rate (lower is safer)",
-                [m.get("harmful_degenerate") for m in metrics])
-    _rate_panel(fig.add_subplot(1, 2, 2), labels, [m.get("over_refusal") for m in metrics], "Over-refusal on benign prompts",
-                [m.get("benign_degenerate") for m in metrics])
+    fig = _figure(max(8.0, 2.2 * len(labels) + 2), 3.8)
+    _outcome_panel(fig.add_subplot(1, 2, 1), labels, metrics, "harmful", "Harmful prompts (ASR = complied)")
+    _outcome_panel(fig.add_subplot(1, 2, 2), labels, metrics, "benign", "Benign prompts (over-refusal = refusal)")
     return _save(fig, path)
 
 

@@ -9,20 +9,18 @@ from ..evaluation.metrics import restoration_rate
 from .paired import paired_summary
 
 COLUMNS = (
-    "model", "ASR [95% CI] (k/n)", "degenerate harmful / benign", "over-refusal [95% CI]", "perplexity",
-    "MCQ acc. [95% CI]", "restored params",
+    "model", "ASR = complied [95% CI] (k/n)", "refusal", "non-answer", "degenerate", "over-refusal [95% CI]",
+    "benign answered", "benign non-answer", "benign degenerate", "perplexity", "MCQ acc. [95% CI]", "restored params",
 )
+#: The metrics.json keys behind the rate columns, in column order.
+RATE_COLUMNS = ("asr", "harmful_refusal", "harmful_non_answer", "harmful_degenerate", "over_refusal",
+                "benign_answered", "benign_non_answer", "benign_degenerate")
 
 
 def fmt_rate(r: dict[str, Any] | None) -> str:
     if not r:
         return "n/a"
     return f"{100 * r['value']:.1f}% [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] ({r['k']}/{r['n']})"
-
-
-def fmt_share(r: dict[str, Any] | None) -> str:
-    """A rate without its interval: ``3.1% (1/32)``."""
-    return "n/a" if not r else f"{100 * r['value']:.1f}% ({r['k']}/{r['n']})"
 
 
 def fmt_ppl(p: float | None) -> str:
@@ -44,9 +42,7 @@ def table_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
         rows.append(
             [
                 str(e["label"]),
-                fmt_rate(m.get("asr")),
-                f"{fmt_share(m.get('harmful_degenerate'))} / {fmt_share(m.get('benign_degenerate'))}",
-                fmt_rate(m.get("over_refusal")),
+                *(fmt_rate(m.get(key)) for key in RATE_COLUMNS),
                 fmt_ppl(m.get("perplexity")),
                 fmt_rate(m.get("mcq_accuracy")),
                 fmt_restored(e.get("realign_summary")),
@@ -101,7 +97,8 @@ def point_rsr(entries: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def results_table(entries: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None) -> str:
-    """Markdown table (model | ASR | degenerate | over-refusal | perplexity | MCQ | restored) plus the paired lines."""
+    """Markdown table (model | the four harmful outcomes | the four benign ones | perplexity | MCQ | restored)
+    plus the paired lines."""
     rows = table_rows(entries)
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
 
