@@ -177,7 +177,7 @@ def _approx(exact: torch.Tensor, loaded: LoadedModel, samples: list[Sample], cfg
         f"recall@top_h={top_h}: {recall_h:.2f} (estimate alone: {top_k_recall(exact, order, k):.2f}; "
         f"{len(rep['rescored'])} rescored of at most {rep['cap']}, settled={rep['settled']}; estimate: {rep['proxy']})"
     )
-    print(f"approx phases (wall): {', '.join(f'{key}={v:.2f}s' for key, v in approx.extras['timings'].items())}")
+    print(f"approx phases (wall): {', '.join(f'{key}={v:.2f}s' for key, v in approx.timings.items())}")
 
 
 def main() -> None:

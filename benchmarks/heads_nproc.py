@@ -40,8 +40,8 @@ def _run(nproc: int, threads: int, heads_args: list[str], out: Path) -> float:
 
 
 def _heads(out: Path) -> tuple[dict, dict]:
-    data = json.loads((out / "heads.json").read_text())
-    return {k: v for k, v in data.items() if k != "timings"}, data.get("timings", {})
+    timings = out / "timings.json"
+    return json.loads((out / "heads.json").read_text()), json.loads(timings.read_text()) if timings.is_file() else {}
 
 
 def _model(spec: str, tmp: Path) -> str:

@@ -85,13 +85,24 @@ def test_launch_errors_are_one_actionable_line(single_env, monkeypatch, capsys, 
 # ------------------------------------------------------------------ 2 processes vs 1
 
 
-def _torchrun(args, cwd):
+def _launch(cmd, cwd):
+    """Run ``cmd`` with one thread per process: bits are the same across process counts only for the
+    same thread count (a matrix product's reduction order follows its threads)."""
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_ENV}
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "hsr", *args]
+    env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
+
+
+def _torchrun(args, cwd, nproc=2):
+    return _launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+                    "-m", "hsr", *args], cwd)
+
+
+def _one_process(args, cwd):
+    return _launch([sys.executable, "-m", "hsr", *args], cwd)
 
 
 def _jsonl(path, prompts):
@@ -101,7 +112,7 @@ def _jsonl(path, prompts):
 
 def _heads(path):
     data = json.loads(Path(path).read_text())
-    data.pop("timings")  # wall times: the only field that differs between any two runs
+    assert "timings" not in data  # wall times live in timings.json: heads.json has the same bytes for the same inputs
     return data
 
 
@@ -125,7 +136,7 @@ def test_two_processes_score_heads_like_one_and_resume_its_checkpoint(tiny_dir, 
     common = ["heads", "--model", str(tiny_dir / "model"), "--data", str(tiny_dir / "harmful.jsonl"), "--score", "gships",
               "--sahara-steps", "2", "--batch-heads", "3", "--no-progress"]
     ckpt = tmp_path / "ckpt"
-    assert main([*common, "--out", str(tmp_path / "one"), "--checkpoint-dir", str(ckpt)]) == 0
+    _one_process([*common, "--out", str(tmp_path / "one"), "--checkpoint-dir", str(ckpt)], cwd=tmp_path)
     files = {p.name: p.read_bytes() for p in ckpt.glob("*.safetensors")}
     assert len(files) == 4 + 4 + 3 and "sahara002-layer0000.safetensors" in files  # Sahara's head taken: layer 0 is one chunk
     kept = sorted(files)[::4]
@@ -144,12 +155,45 @@ def test_two_processes_score_heads_like_one_and_resume_its_checkpoint(tiny_dir, 
 def test_two_processes_approx_engine_and_fresh_run_match_one(tiny_dir, single_env, tmp_path):
     common = ["heads", "--model", str(tiny_dir / "model"), "--data", str(tiny_dir / "harmful.jsonl"), "--engine", "approx",
               "--approx-top-k", "5", "--batch-heads", "2", "--no-progress"]
-    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    _one_process([*common, "--out", str(tmp_path / "one")], cwd=tmp_path)
     _torchrun([*common, "--out", str(tmp_path / "two")], cwd=tmp_path)
-    one, two = (tmp_path / "one" / "heads.json").read_text(), (tmp_path / "two" / "heads.json").read_text()
-    assert _heads(tmp_path / "two" / "heads.json") == _heads(tmp_path / "one" / "heads.json")
-    assert one.split('"timings"')[0] == two.split('"timings"')[0]  # the text too, up to the wall times
+    one, two = (tmp_path / "one" / "heads.json").read_bytes(), (tmp_path / "two" / "heads.json").read_bytes()
+    assert _heads(tmp_path / "one" / "heads.json")["approx"]["rescored"]  # the merged rescoring ran
+    assert one == two  # the same bytes: no wall times in heads.json (they are in timings.json)
+    assert (tmp_path / "two" / "timings.json").is_file()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # default checkpoint removed by rank 0
+
+
+@pytest.mark.distributed
+@pytestmark_dist
+def test_uneven_shards_give_the_bytes_of_one_process(tiny_dir, single_env, tmp_path):
+    """Exact Ships, chunks of 3 of the 4 heads per layer: 4 units. At 400 tokens per forward (73 per row
+    here) the first round (3 + 3 heads + the unablated row) runs as two single units and the second
+    (1 + 1) as one merged forward: 3 work items, so one rank computes one and the other two. heads.json
+    has the bytes of one process's."""
+    common = ["heads", "--model", str(tiny_dir / "model"), "--data", str(tiny_dir / "harmful.jsonl"), "--score", "ships",
+              "--batch-heads", "3", "--max-batch-tokens", "400", "--no-progress"]
+    _one_process([*common, "--out", str(tmp_path / "one")], cwd=tmp_path)
+    _torchrun([*common, "--out", str(tmp_path / "two")], cwd=tmp_path)
+    assert (tmp_path / "one" / "heads.json").read_bytes() == (tmp_path / "two" / "heads.json").read_bytes()
+
+
+def test_work_items_depend_on_the_plan_only():
+    """Merged rounds stay whole and single units split, whatever the shard; items cover every unit once."""
+    from hsr.heads.units import work_items
+
+    class Merging:
+        def merges(self, n_heads, fixed=()):
+            return n_heads <= 4
+
+    units = plan_units({0: [0, 1, 2, 3, 4], 1: [0, 1, 2], 2: [1]}, batch_heads=2)
+    items = work_items(Merging(), units)
+    assert [(i.merged, [(u.layer, u.heads) for u in i.units]) for i in items] == [
+        (False, [(0, (0, 1))]), (False, [(1, (0, 1))]), (False, [(2, (1,))]),  # round 0: 5 heads, too many to merge
+        (True, [(0, (2, 3)), (1, (2,))]),  # round 1: 3 heads in one forward
+        (False, [(0, (4,))]),  # round 2: one unit alone
+    ]
+    assert sorted((u for i in items for u in i.units), key=lambda u: (u.layer, u.part)) == units
 
 
 @pytest.mark.distributed

@@ -58,6 +58,14 @@ def _score(loaded, samples, **kw):
         ("gemma3", "ships", "uniform"),  # local/global layers with their own rotary embeddings, q_norm
     ],
 )
+def _atol(score):
+    """Fast vs naive: the same float32 arithmetic in other batch shapes and orders (rounding ~1e-7 per
+    step). Ships' KL stays within 1e-5. Generalized Ships (up to ~0.8 here) is 1 - cos of principal
+    angles between top-r singular subspaces, which amplifies that rounding by the inverse gap of the
+    singular values: 1.6e-5 was seen on one machine, so 1e-4 (a wrong ablated head moves it by ~0.1)."""
+    return 1e-4 if score == "gships" else 1e-5
+
+
 def test_fast_engine_equals_naive_reference(arch_name, score, mode, tmp_path):
     loaded = _sharpened(arch_name)
     samples = _samples(tmp_path, with_images=loaded.is_vlm)
@@ -66,7 +74,7 @@ def test_fast_engine_equals_naive_reference(arch_name, score, mode, tmp_path):
     L, H = loaded.arch.num_layers, loaded.arch.num_heads
     assert naive.scores.shape == fast.scores.shape == (L, H)
     assert float(naive.scores.abs().max()) > 1e-4  # the heads matter, so the comparison means something
-    torch.testing.assert_close(fast.scores, naive.scores, rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast.scores, naive.scores, rtol=0, atol=_atol(score))
     assert fast.ranking()[:3] == naive.ranking()[:3] or torch.allclose(fast.scores, naive.scores, atol=1e-7)
 
 
@@ -120,17 +128,21 @@ def test_resume_after_interruption_gives_identical_scores(tmp_path, monkeypatch)
     computed = []
     real_run = FastEngine.run
 
-    def spy(self, plan, fixed=()):
-        computed.append(sorted(plan))
-        yield from real_run(self, plan, fixed)
+    def spy(self, plan, fixed=(), merge=True):
+        computed.append((sorted(plan), merge and self.merges(sum(map(len, plan.values())), fixed)))
+        yield from real_run(self, plan, fixed, merge)
 
     monkeypatch.setattr(FastEngine, "run", spy)
+    saved = (ckpt / "main-layer0000.safetensors").read_bytes()
     resumed = score_heads(loaded, samples, config, checkpoint_dir=ckpt, progress=False)
-    assert computed == [[1]]  # layer 0 came from the checkpoint
+    # Layer 0 came from the checkpoint; layer 1 is recomputed alone, or, where both layers' heads fit one
+    # merged forward, with layer 0 again (the batch a row shares must not depend on what is cached).
+    assert computed in ([([1], False)], [([0, 1], True)])
+    assert (ckpt / "main-layer0000.safetensors").read_bytes() == saved
     assert torch.equal(resumed.scores, reference.scores)
     # a checkpoint made for other options is discarded, not mixed in
     other = score_heads(loaded, samples, HeadScoreConfig(score="ships"), checkpoint_dir=ckpt, progress=False)
-    assert computed[-1] == [0, 1]
+    assert computed[-1][0] == [0, 1]
     assert not torch.equal(other.scores, reference.scores)
 
 
@@ -275,7 +287,7 @@ def test_prefix_reuse_and_prompt_batching_equal_naive(arch_name, score, mode, tm
             if budget:
                 assert any(len(g) > 1 for g in engine._groups(3)) or budget < 200
         fast = _score(loaded, samples, **kw)
-        torch.testing.assert_close(fast.scores, naive.scores, rtol=0, atol=1e-5, msg=f"{prefix_reuse=} {budget=}")
+        torch.testing.assert_close(fast.scores, naive.scores, rtol=0, atol=_atol(score), msg=f"{prefix_reuse=} {budget=}")
 
 
 def test_prefix_stops_at_the_first_difference(tmp_path):
@@ -463,20 +475,23 @@ def test_merged_rows_equal_the_layer_by_layer_run(arch_name, tmp_path, monkeypat
     assert max(abs(a[k] - b[k]) for k in a) < 1e-6 and max(a.values()) > 1e-4
 
 
-def test_rescoring_rounds_reuse_the_kept_streams(tmp_path):
-    """Merged rounds keep the unablated stream per layer; a later round starts from it, same scores."""
+def test_later_plans_start_from_kept_streams_with_the_bits_of_a_fresh_engine(tmp_path):
+    """The approx engine keeps the unablated stream per layer; a later plan, merged or not, starts from
+    it, and its scores are the bits a fresh engine gives: a plan never depends on what ran before it."""
     from hsr.heads.attribution import exact_scores
 
     loaded = _sharpened("qwen2")
     samples = _samples(tmp_path)
     engine = _engine_for(loaded, samples, engine="approx", max_batch_tokens=10_000)
     assert engine.keep_streams
-    first = exact_scores(engine, {0: [0], 1: [1]}, "ships", 1)
+    exact_scores(engine, {1: [1]}, "ships", 1)  # one layer: the per-layer path, which keeps layer 1's stream
     assert 1 in engine.streams
-    again = exact_scores(engine, {1: [1, 2]}, "ships", 1)  # starts at the kept stream of layer 1
-    fresh = exact_scores(_engine_for(loaded, samples, max_batch_tokens=0), {0: [0], 1: [1, 2]}, "ships", 1)
-    assert abs(first[(1, 1)] - fresh[(1, 1)]) < 1e-6 and abs(again[(1, 2)] - fresh[(1, 2)]) < 1e-6
-    assert abs(first[(0, 0)] - fresh[(0, 0)]) < 1e-6
+    for plan in ({1: [1, 2]}, {0: [0], 1: [3]}):  # one layer, and a merged plan over both
+        again = exact_scores(engine, plan, "ships", 1)
+        fresh = exact_scores(_engine_for(loaded, samples, engine="approx", max_batch_tokens=10_000), plan, "ships", 1)
+        assert again == fresh and max(again.values()) > 1e-5
+    plain = exact_scores(_engine_for(loaded, samples, max_batch_tokens=0), {0: [0], 1: [3]}, "ships", 1)
+    assert max(abs(again[k] - plain[k]) for k in plain) < 1e-6  # the merged forward: same scores up to rounding
 
 
 def _last_position_brute_force(engine, heads):
@@ -584,7 +599,7 @@ def test_refined_estimate_ranks_the_top_heads_first(arch_name, tmp_path):
                     approx_refine=40)
     report = approx.extras["approx"]
     assert report["proxy"] == "fisher-hidden+last-position" and report["refined"] == L * H
-    assert "refine_s" in approx.extras["timings"]
+    assert "refine_s" in approx.timings
     torch.testing.assert_close(approx.scores[approx.exact], exact.scores[approx.exact], rtol=0, atol=1e-6)
     estimate = torch.tensor(report["proxy_scores"], dtype=torch.float64)
     order = sorted(((l, h) for l in range(L) for h in range(H)), key=lambda c: (-float(estimate[c]), c))

@@ -194,11 +194,23 @@ def _stage_outputs(run_dir):
     """Result files whose bytes must not depend on an interruption (no timings in them)."""
     names = ["pruned/model.safetensors", "pruned/mask.safetensors", "importance/utility.safetensors",
              "importance/safety.safetensors", "realigned/model.safetensors", "realigned/restored.safetensors",
-             "eval/realigned/generations_harmful.jsonl", "eval/pruned/generations_benign.jsonl"]
-    out = {n: hashlib.sha256((run_dir / n).read_bytes()).hexdigest() for n in names}
-    heads = json.loads((run_dir / "heads" / "heads.json").read_text())
-    out["heads"] = json.dumps(heads["heads"])
-    return out
+             "eval/realigned/generations_harmful.jsonl", "eval/pruned/generations_benign.jsonl", "heads/heads.json"]
+    return {n: hashlib.sha256((run_dir / n).read_bytes()).hexdigest() for n in names}
+
+
+# `hsr run` whose importance stage blocks (inside its temp folder) until the process is killed.
+_BLOCKED_IMPORTANCE = """
+import pathlib, sys, time
+import hsr.realign
+from hsr.cli import main
+
+def blocked(*args, **kwargs):
+    pathlib.Path(sys.argv[1]).write_text("importance started")
+    time.sleep(3600)
+
+hsr.realign.compute_importance = blocked
+sys.exit(main(["run", *sys.argv[2:]]))
+"""
 
 
 def test_sigkill_mid_stage_then_rerun_is_byte_identical_and_a_second_run_is_refused_meanwhile(tiny_run_config, tmp_path):
@@ -212,13 +224,14 @@ def test_sigkill_mid_stage_then_rerun_is_byte_identical_and_a_second_run_is_refu
 
     cmd = [sys.executable, "-m", "hsr", "run", str(config_path), "--no-progress", *extra]
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not list(run_dir.glob(".importance.tmp-*")):
-            time.sleep(0.001)
-        victim.send_signal(signal.SIGSTOP)  # freeze it mid-stage (tiny stages finish in well under a second)
-        assert list(run_dir.glob(".importance.tmp-*")), "the importance stage never started"
+    started = tmp_path / "importance-started"
+    victim = subprocess.Popen([sys.executable, "-c", _BLOCKED_IMPORTANCE, str(started), *cmd[4:]], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # the victim blocks inside the importance stage until killed: no race with the stage finishing
+        deadline = time.time() + 240
+        while time.time() < deadline and not started.exists() and victim.poll() is None:
+            time.sleep(0.05)
+        assert started.exists() and list(run_dir.glob(".importance.tmp-*")), "the importance stage never started"
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2 and f"pid {victim.pid}" in second.stderr.strip().splitlines()[-1]
         victim.send_signal(signal.SIGKILL)

@@ -269,7 +269,7 @@ def score_heads(
             scorer = functools.partial(exact_scores, dist=dist, bar=bar)
             extras["sahara"] = sahara_search(engine, config.sahara_steps, config.rank, checkpoint, scorer)
             timings["sahara_s"] = time.perf_counter() - t0
-    extras["timings"] = timings
     return HeadScores(
-        scores=scores, config=config, num_kv_heads=arch.num_kv_heads, n_prompts=N, model=loaded.source, exact=exact, extras=extras
+        scores=scores, config=config, num_kv_heads=arch.num_kv_heads, n_prompts=N, model=loaded.source, exact=exact,
+        extras=extras, timings=timings,
     )

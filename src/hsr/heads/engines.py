@@ -98,6 +98,11 @@ class EngineBase:
     def arch(self):
         return self.loaded.arch
 
+    def merges(self, n_heads: int, fixed: Sequence[Head] = ()) -> bool:
+        """Whether :meth:`run` computes ``n_heads`` heads of several layers in one merged forward
+        (their rows then share batches, so their bits depend on each other). Only the fast engine does."""
+        return False
+
     @property
     def n_prompts(self) -> int:
         return len(self.encoded)
@@ -317,16 +322,36 @@ class FastEngine(EngineBase):
         below = max(k for k in self.streams if k <= layer)
         return below, self.streams[below]
 
+    def stream_to(self, layer: int) -> Stream:
+        """The unablated stream entering ``layer``, advanced one layer at a time from the nearest kept one.
+
+        Every kept stream is made this way, so the result has the same bits whichever streams an
+        earlier plan happened to keep: a plan's scores never depend on what ran before it.
+        """
+        below, stream = self.stream_at(layer, {})
+        for i in range(below, layer):
+            stream = self._advance(i, stream, None)
+            if self.keep_streams:
+                self.streams[i + 1] = stream
+        return stream
+
+    def merges(self, n_heads: int, fixed: Sequence[Head] = ()) -> bool:
+        return not fixed and MergedRows(self).fits(n_heads)
+
     @torch.no_grad()
-    def run(self, plan: HeadPlan, fixed: Sequence[Head] = ()) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-        """Yield ``(layer, outputs)`` for each planned layer, ablating ``fixed`` heads throughout."""
+    def run(self, plan: HeadPlan, fixed: Sequence[Head] = (), merge: bool = True
+            ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Yield ``(layer, outputs)`` for each planned layer, ablating ``fixed`` heads throughout.
+
+        With ``merge`` (and a plan that :meth:`merges`), all planned heads run in one layer-major
+        forward; otherwise each layer's chunks of ``batch_heads`` run alone.
+        """
         fixed_gates = gates_for(self.arch, fixed, self.eps)
         wanted = sorted(layer for layer, heads in plan.items() if len(heads))
         if not wanted:
             return
-        merged = MergedRows(self)
-        if not fixed and merged.fits(sum(len(plan[layer]) for layer in wanted)):
-            yield from merged.run(plan)
+        if merge and self.merges(sum(len(plan[layer]) for layer in wanted), fixed):
+            yield from MergedRows(self).run(plan)
             return
         first, stream = self.stream_at(wanted[0], fixed_gates)
         for layer in range(first, wanted[-1] + 1):
@@ -386,7 +411,7 @@ class MergedRows:
         """Yield ``(layer, outputs)`` like :meth:`FastEngine.run` (no fixed heads)."""
         e, H = self.engine, self.engine.arch.num_heads
         layers = sorted(layer for layer, heads in plan.items() if len(heads))
-        first, stream = e.stream_at(layers[0], {})
+        first, stream = layers[0], e.stream_to(layers[0])
         prefix = stream.prefix
         suffix = _pad_rows(list(stream.suffix), self.width, 1)[:, None]  # [N, 1, W, d]
         owners: list[tuple[int, int]] = [(-1, -1)]  # (layer, head) per row; row 0 is unablated
@@ -400,15 +425,7 @@ class MergedRows:
                 gate = torch.ones(len(owners), H, device=suffix.device)
                 gate[torch.arange(len(owners) - len(heads), len(owners)), torch.as_tensor(heads)] = e.eps
             prefix, suffix = self._layer(i, prefix, suffix, gate)
-            self._keep(i + 1, prefix, suffix)
         yield from self._collect(plan, layers, owners, suffix)
-
-    def _keep(self, layer: int, prefix: torch.Tensor | None, suffix: torch.Tensor) -> None:
-        """Keep the unablated row's stream entering ``layer`` for later plans (``keep_streams``)."""
-        e = self.engine
-        if e.keep_streams and layer < e.arch.num_layers and layer not in e.streams:
-            base = [suffix[n, :1, :S].clone() for n, S in enumerate(self.lengths)]
-            e.streams[layer] = Stream(None if prefix is None else prefix[:1].clone(), base)
 
     def _collect(self, plan: HeadPlan, layers: list[int], owners: list[tuple[int, int]], suffix: torch.Tensor):
         e, N = self.engine, self.engine.n_prompts
@@ -451,7 +468,8 @@ class NaiveEngine(EngineBase):
         self.base_hidden = torch.cat([b.hidden for b in base])
         self.base_logp = torch.cat([b.logp for b in base]) if self.want_kl else None
 
-    def run(self, plan: HeadPlan, fixed: Sequence[Head] = ()) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    def run(self, plan: HeadPlan, fixed: Sequence[Head] = (), merge: bool = True
+            ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         for layer in sorted(plan):
             heads = list(plan[layer])
             if not heads:

@@ -16,6 +16,7 @@ from .config import HeadScoreConfig
 
 HEADS_FILE = "heads.json"
 HEATMAP_FILE = "heads.png"
+TIMINGS_FILE = "timings.json"
 
 
 @dataclass
@@ -33,6 +34,9 @@ class HeadScores:
     model: str = ""
     exact: torch.Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Wall seconds per phase: written to timings.json (and the run's stage.json), never to heads.json,
+    #: so the same inputs give the same heads.json bytes.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.scores = self.scores.double().cpu()
@@ -95,11 +99,12 @@ def top_k_recall(exact_scores: torch.Tensor, ranking: list[tuple[int, int]], k: 
 
 
 def save_head_scores(out_dir: str | os.PathLike, result: HeadScores, model_label: str) -> Path:
-    """Write ``heads.json`` and the ``heads.png`` heatmap into ``out_dir`` (created if needed)."""
+    """Write ``heads.json``, the ``heads.png`` heatmap and ``timings.json`` into ``out_dir`` (created if needed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = result.to_json(model_label)
     write_json(out / HEADS_FILE, data)
+    write_json(out / TIMINGS_FILE, {k: round(v, 3) for k, v in result.timings.items()})
     plot_head_heatmap(data, out / HEATMAP_FILE)
     return out / HEADS_FILE
 

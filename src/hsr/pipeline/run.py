@@ -169,12 +169,13 @@ class _Pipeline:
         settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("data",))}
         checkpoint = self.run_dir / f".heads-checkpoint-{fingerprint(settings, [u.fingerprint for u in upstream])}"
 
-        def build(tmp: Path) -> None:
+        def build(tmp: Path) -> dict:
             samples = load_samples(cfg["data"], limit=cfg["limit"], seed=self.config["seed"])
             source = pruned.path if cfg["score_model"] == "pruned" else self.dense
             loaded = self.load(source)
             scores = score_heads(loaded, samples, head_options(self.config), checkpoint_dir=checkpoint, progress=self.progress)
             save_head_scores(tmp, scores, model_label=f"{cfg['score_model']} {self.dense}")
+            return {"timings": scores.timings}
 
         record = self.stage(name, settings, build, upstream)
         if checkpoint.exists():

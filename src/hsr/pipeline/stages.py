@@ -62,8 +62,11 @@ def run_stage(
         raise OutputError(f"{path} exists but was not written by hsr run (no {STAGE_FILE}); move it out of the run directory.")
     start = time.perf_counter()
     with atomic_output_dir(path, overwrite=True) as tmp:
-        build(tmp)
+        details = build(tmp)
         seconds = time.perf_counter() - start
-        write_json(tmp / STAGE_FILE, {"stage": name, "fingerprint": fp, "settings": settings, "seconds": seconds,
-                                      "upstream": {u.name: u.fingerprint for u in upstream}})
+        record = {"stage": name, "fingerprint": fp, "settings": settings, "seconds": seconds,
+                  "upstream": {u.name: u.fingerprint for u in upstream}}
+        if isinstance(details, dict):  # what the stage measured beside its results (e.g. phase timings)
+            record.update(details)
+        write_json(tmp / STAGE_FILE, record)
     return StageRecord(name, path, fp, False, seconds)
