@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/heads.py --threads 1      # SmolLM2-135M-Instruct + tiny LLaVA, 8 prompts
     .venv/bin/python benchmarks/heads.py --prompts 16 --score gships --naive-layers 0
+    .venv/bin/python benchmarks/heads.py --device cuda:0 --wall --max-batch-tokens device --json out.json
 
 Prints, in one run on the same prompts: the naive loop, the fast exact engine without and with
 shared-prefix reuse and prompt batching, and the approximate engine (adaptive, with and without the
@@ -11,12 +12,17 @@ loop costs the same for every layer (a full forward per head and prompt), so by 
 a few evenly spaced layers and its time is extrapolated to all layers (``--naive-layers 0`` = all).
 Times are process CPU seconds (``--wall`` for wall clock): on a machine shared with other jobs wall
 time swings with their load, CPU time much less; ``--threads 1`` makes CPU time the compute time.
+On a GPU use ``--wall`` (the clock then waits for the device); ``--max-batch-tokens device`` takes the
+device's default budget (:data:`hsr.heads.config.DEFAULT_BATCH_TOKENS`), and ``--json`` writes every
+timing, ratio and (on CUDA) the peak GPU memory of each variant.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from typing import Any
 
 import torch
 
@@ -107,11 +113,30 @@ class _LinearWork:
 
 def _clock() -> float:
     """Seconds on the clock the ratios use: process CPU time (steady on a shared machine; with
-    ``--threads 1`` it is the compute time) or wall time (``--wall``)."""
+    ``--threads 1`` it is the compute time) or wall time (``--wall``, after the GPU has finished)."""
+    if WALL and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     return time.perf_counter() if WALL else time.process_time()
 
 
 WALL = False
+#: One row per timed run, for --json.
+RECORDS: list[dict[str, Any]] = []
+
+
+def _peak_gpu() -> int | None:
+    """Peak GPU memory allocated since the last call (bytes), then reset; None without CUDA."""
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    peak = int(torch.cuda.max_memory_allocated())
+    torch.cuda.reset_peak_memory_stats()
+    return peak
+
+
+def _record(model: str, label: str, seconds: float, t_naive: float, **extra: Any) -> None:
+    RECORDS.append({"model": model, "variant": label, "seconds": round(seconds, 4),
+                    "x_naive": round(t_naive / seconds, 3) if seconds > 0 else None, "peak_gpu_bytes": _peak_gpu(),
+                    **extra})
 
 
 def _timed(loaded: LoadedModel, samples: list[Sample], config: HeadScoreConfig):
@@ -128,7 +153,9 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
     n_naive = L if args.naive_layers <= 0 else min(args.naive_layers, L)
     layers = sorted({round(i * (L - 1) / max(n_naive - 1, 1)) for i in range(n_naive)})
     base = HeadScoreConfig(score=args.score, mode=args.mode, max_length=args.max_length, batch_heads=args.batch_heads)
+    _peak_gpu()
     naive, t_naive, naive_macs = _naive(loaded, samples, base, layers)
+    _record(loaded.source, "naive exact", t_naive, t_naive, extrapolated=len(layers) != L)
     mask = ~torch.isnan(naive)
     variants = {
         "fast (heads batched)": {"prefix_reuse": False, "max_batch_tokens": 0},
@@ -138,8 +165,10 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
     }
     naive_note = "" if len(layers) == L else f" (timed on {len(layers)} of {L} layers, extrapolated)"
     clock = "wall" if WALL else "CPU"
+    device = next(loaded.model.parameters()).device
+    budget = base.batch_tokens_for(device) if args.max_batch_tokens is None else args.max_batch_tokens
     print(f"\n== {name}: {L} layers x {H} heads, {len(samples)} prompts, score={args.score}, mode={args.mode}, "
-          f"{clock} seconds")
+          f"{clock} seconds, {device}, prompt batching at {budget} tokens")
     print(f"naive exact              : {t_naive:8.2f} s{naive_note}")
     exact = None
     for label, kw in variants.items():
@@ -148,6 +177,7 @@ def bench(name: str, loaded: LoadedModel, samples: list[Sample], args: argparse.
         diff = float((result.scores[mask] - naive[mask]).abs().max())
         print(f"{label:25s}: {t:8.2f} s   {t_naive / t:6.1f}x naive   max |exact - naive| = {diff:.2e}   "
               f"linear work {naive_macs / macs:.2f}x less")
+        _record(loaded.source, label, t, t_naive, max_diff=diff, max_batch_tokens=kw["max_batch_tokens"])
     top_h = args.top_h
     cfg = HeadScoreConfig(**{**base.__dict__, "engine": "approx", "approx_top_k": top_k, "approx_top_h": top_h,
                              "max_batch_tokens": args.max_batch_tokens})
@@ -177,6 +207,7 @@ def _approx(exact: torch.Tensor, loaded: LoadedModel, samples: list[Sample], cfg
         f"recall@top_h={top_h}: {recall_h:.2f} (estimate alone: {top_k_recall(exact, order, k):.2f}; "
         f"{len(rep['rescored'])} rescored of at most {rep['cap']}, settled={rep['settled']}; estimate: {rep['proxy']})"
     )
+    _record(loaded.source, label, t_approx, t_naive, recall=recall, recall_top_h=recall_h)
     print(f"approx phases (wall): {', '.join(f'{key}={v:.2f}s' for key, v in approx.timings.items())}")
 
 
@@ -191,7 +222,8 @@ def main() -> None:
     p.add_argument("--naive-layers", type=int, default=4, help="layers the naive loop is timed on (0 = all)")
     p.add_argument("--approx-top-k", type=int, default=40)
     p.add_argument("--batch-heads", type=int, default=16)
-    p.add_argument("--max-batch-tokens", type=int, default=1024, help="token budget of the prompt-batching variants")
+    p.add_argument("--max-batch-tokens", type=_batch_tokens, default=1024, help="token budget of the prompt-batching "
+                   "variants; 'device' = hsr's default for the device (32768 on CUDA)")
     p.add_argument("--top-h", type=int, default=10, help="top-h set the approx engine settles exactly")
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default); 1 gives steadier "
@@ -199,6 +231,8 @@ def main() -> None:
     p.add_argument("--skip-smollm", action="store_true")
     p.add_argument("--skip-tiny", action="store_true")
     p.add_argument("--wall", action="store_true", help="time wall clock instead of process CPU time")
+    p.add_argument("--device", default="cpu", help="torch device of the models, e.g. cuda:0")
+    p.add_argument("--json", default=None, help="also write every timing, ratio and peak GPU memory here")
     args = p.parse_args()
     global WALL
     WALL = args.wall
@@ -216,16 +250,25 @@ def main() -> None:
                     layer.self_attn.q_proj.weight.mul_(4.0)
                     layer.self_attn.o_proj.weight.mul_(4.0)
                 model.lm_head.weight.mul_(4.0)
-            loaded = LoadedModel(model, proc, describe(model), "tiny-llava")
+            loaded = LoadedModel(model.to(args.device), proc, describe(model), "tiny-llava")
             samples = _samples(args.prompts, args.data, True, tmp)
             bench("tiny LLaVA (random weights, sharpened x4; images on half the prompts)", loaded, samples,
                   argparse.Namespace(**{**vars(args), "naive_layers": 0, "top_h": 2}), top_k=4, k=2)
         if not args.skip_smollm:
             from hsr.loading import load_model
 
-            loaded = load_model("default")
+            loaded = load_model("default", device=args.device)
             bench("SmolLM2-135M-Instruct", loaded, _samples(args.prompts, args.data, False, tmp), args,
                   top_k=args.approx_top_k, k=10)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"device": args.device, "max_batch_tokens": args.max_batch_tokens, "wall": WALL,
+                       "torch": torch.__version__, "runs": RECORDS}, fh, indent=2)
+
+
+def _batch_tokens(text: str) -> int | None:
+    """An integer budget, or 'device' for hsr's per-device default (None in HeadScoreConfig)."""
+    return None if text.strip().lower() == "device" else int(text)
 
 
 if __name__ == "__main__":

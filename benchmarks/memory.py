@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/memory.py                        # SmolLM2-135M-Instruct (fp32), CPU
     .venv/bin/python benchmarks/memory.py --device cuda:0        # also peak GPU memory
+    .venv/bin/python benchmarks/memory.py --device cuda:0 --json out.json   # and every number as JSON
 
 Each stage of each run goes into its own process, so every peak is that stage's alone. The capped
 run loads with ``--max-memory`` set to a quarter of the fp32 model (on the execution device;
@@ -231,6 +232,20 @@ def _report(results: dict, budget: int, model_bytes: int, layer_bytes: int, n_la
           f"{(budget + layer_bytes) / MB:.0f} MiB + activations.")
 
 
+def _write_json(path: Path, results: dict, budget: int, model_bytes: int, device: str, problems: list[str]) -> None:
+    """Per stage: both runs' numbers and the capped/uncapped ratios (peak GPU memory on CUDA)."""
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or not b else round(a / b, 4)
+
+    stages = {}
+    for stage in STAGES:
+        u, c = results[(stage, "uncapped")], results[(stage, "capped")]
+        stages[stage] = {"uncapped": u, "capped": c, "rss_ratio": ratio(c["peak_rss"], u["peak_rss"]),
+                         "gpu_ratio": ratio(c["peak_gpu"], u["peak_gpu"]), "slowdown": ratio(c["seconds"], u["seconds"])}
+    path.write_text(json.dumps({"device": device, "budget_bytes": budget, "model_bytes": model_bytes,
+                                "identical": not problems, "problems": problems, "stages": stages}, indent=2))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -238,6 +253,7 @@ def main() -> int:
     p.add_argument("--prompts", type=int, default=2, help="harmful prompts for head scores")
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--work", default=None, help="keep outputs here (default: a temporary folder)")
+    p.add_argument("--json", default=None, help="also write the per-stage peaks, ratios and the identity check here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=("capped", "uncapped"), help=argparse.SUPPRESS)
@@ -264,6 +280,8 @@ def main() -> int:
             shutil.rmtree(args.work, ignore_errors=True)
     print("identical (masks, pruned and realigned weights, restored positions, importance, heads.json scores): "
           + ("yes" if not problems else "NO: " + ", ".join(problems)))
+    if args.json:
+        _write_json(Path(args.json), results, budget, model_bytes, args.device, problems)
     assert not problems, problems
     return 0
 

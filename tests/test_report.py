@@ -173,3 +173,71 @@ def test_eval_dirs_with_same_label_get_distinct_labels(tmp_path):
         (tmp_path / name / "metrics.json").write_text(json.dumps({"model": "m", "asr": _rate(1, 4)}))
     entries, heads = entries_from_dirs([tmp_path / "a", tmp_path / "b"])
     assert [e["label"] for e in entries] == ["m", "m #2"] and heads is None
+
+
+# ---------------------------------------------------------------------------- lm-eval columns
+def _with_lm_eval(entries):
+    scores = {"dense": 0.60, "pruned": 0.40, "realigned": 0.55}
+    for e in entries:
+        if e["label"] in scores:
+            v = scores[e["label"]]
+            e["metrics"]["lm_eval"] = {
+                "hsr_mcq": {"acc": {"value": v, "stderr": 0.065, "n": 60}},
+                "gsm": {"exact_match[strict-match]": {"value": v / 2, "stderr": None, "n": 60},
+                        "word_perplexity": {"value": 12.345, "stderr": 0.5, "n": 60}},
+            }
+            e["metrics"]["lm_eval_detail"] = {"tasks": ["hsr_mcq.yaml", "gsm"], "version": "0.4.13", "num_fewshot": None,
+                                              "chat_template": True}
+    return entries
+
+
+def test_results_table_has_a_column_per_lm_eval_metric_with_its_stderr():
+    table = results_table(_with_lm_eval(_entries()))
+    head, _, *rows = table.splitlines()[:6]
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    assert cols[-4:] == ["hsr_mcq acc ± SE", "gsm exact_match[strict-match] ± SE", "gsm word_perplexity ± SE",
+                         "restored params"]
+    cells = {r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")] for r in rows}
+    assert cells["dense"][-4:-1] == ["60.0% ± 6.5", "30.0%", "12.35 ± 0.5"]
+    assert cells["control"][-4:-1] == ["n/a", "n/a", "n/a"]  # not run on lm-eval
+    assert all(len(c) == len(cols) for c in cells.values())
+    assert "hsr_mcq" not in results_table(_entries())  # no lm-eval results, no columns
+
+
+def test_report_with_lm_eval_only_draws_utility_and_names_the_tasks(tmp_path):
+    entries = [{"label": "a", "metrics": {"model": "a", "lm_eval": {"t": {"acc": {"value": 0.5, "stderr": 0.1}}},
+                                          "lm_eval_detail": {"tasks": ["t"], "version": "0.4.13"}},
+                "realign_summary": None}]
+    out = build_report(entries, tmp_path / "rep")
+    assert (out / "utility.png").is_file()
+    html = (out / "report.html").read_text()
+    assert "<th>t acc ± SE</th>" in html and "<td>50.0% ± 10.0</td>" in html
+    assert "lm-eval 0.4.13 on t" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("bad", [{"t": {"acc": {"value": "high"}}}, {"t": {"acc": 0.5}}, ["t"],
+                                 {"t": {"acc": {"value": 0.5, "stderr": "N/A"}}}])
+def test_malformed_lm_eval_in_metrics_json_is_a_report_error(tmp_path, bad):
+    d = tmp_path / "ev"
+    d.mkdir()
+    (d / "metrics.json").write_text(json.dumps({"model": "m", "lm_eval": bad}))
+    with pytest.raises(ReportError, match="lm_eval"):
+        entries_from_dirs([d])
+
+
+def test_sweep_report_shows_lm_eval_per_point(tmp_path):
+    from hsr.report.sweep import build_sweep_report, sweep_table
+
+    entries = _with_lm_eval(_entries())
+    dense, point = entries[0], entries[1:]
+    lower = [dict(e, metrics={**e["metrics"], "lm_eval": {"hsr_mcq": {"acc": {"value": 0.3, "stderr": 0.06}}}})
+             if e["label"] == "pruned" else e for e in point]
+    points = [("wanda", "0.3", point), ("wanda", "0.5", lower)]
+    table = sweep_table(dense, points)
+    head = next(line for line in table.splitlines() if line.startswith("| method"))
+    assert "hsr_mcq acc pruned" in head and "hsr_mcq acc control" in head and "gsm word_perplexity realigned" in head
+    rows = [line for line in table.splitlines() if line.startswith("| wanda")]
+    assert "| 40.0% ± 6.5 | 55.0% ± 6.5 | n/a |" in rows[0] and "| 30.0% ± 6.0 |" in rows[1]
+    assert "hsr_mcq acc 60.0% ± 6.5" in table  # the dense model's line
+    out = build_sweep_report(dense, points, tmp_path / "sw")
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,9 +3,10 @@
 Writes into ``out_dir``: ``metrics.json`` (the pipeline contract: model, path, the outcome rates of
 :data:`hsr.evaluation.outcomes.RATE_KEYS` -- asr, harmful_refusal, harmful_non_answer,
 harmful_degenerate, benign_answered, over_refusal, benign_non_answer, benign_degenerate --
-perplexity, mcq_accuracy, judge, ...), ``generations_harmful.jsonl`` and ``generations_benign.jsonl``
+perplexity, mcq_accuracy, lm_eval, judge, ...), ``generations_harmful.jsonl`` and ``generations_benign.jsonl``
 (prompt, image, output, ``verdict`` = one outcome of docs/judging.md, and the booleans
-``attack_success`` / ``refused`` derived from it), and ``mcq.jsonl`` when run.
+``attack_success`` / ``refused`` derived from it), ``mcq.jsonl`` when run, and with ``lm_eval`` tasks
+``lm_eval.json`` and ``lm_eval_samples.jsonl`` (:mod:`hsr.evaluation.lm_eval_bridge`).
 
 Every answer gets exactly one outcome, degenerate checked first, whatever the judge: ``asr`` =
 complied / n on harmful prompts, ``over_refusal`` = refusal / n on benign prompts, each other
@@ -73,9 +74,20 @@ class EvalConfig:
     ppl_stride: int | None = option(None, help="perplexity sliding-window stride; none = non-overlapping windows",
                                     minimum=1)
     ppl_max_tokens: int | None = option(None, help="cap on held-out tokens scored for perplexity", minimum=1)
+    lm_eval: tuple[str, ...] | None = option(None, help="lm-eval-harness tasks run on the loaded model (utility suite): "
+                                             "lm-eval task/group names or task YAML paths, comma-separated; needs "
+                                             "pip install 'hsr[lm-eval]'", flag="lm-eval")
+    lm_eval_fewshot: int | None = option(None, help="lm-eval few-shot examples per task; none = each task's own",
+                                         minimum=0)
+    lm_eval_limit: int | None = option(None, help="lm-eval documents per task (the first N); none = all", minimum=1)
+    lm_eval_batch_size: int = option(8, help="lm-eval requests per forward pass", minimum=1)
+    lm_eval_chat_template: bool = option(False, help="render lm-eval prompts with the model's chat template, as "
+                                         "hsr's own multiple-choice scorer does; off = lm-eval's plain prompts, "
+                                         "comparable to published numbers")
 
     def validate(self) -> None:
         self.suites = tuple(self.suites)
+        self.lm_eval = tuple(self.lm_eval) if self.lm_eval else None
         check_declared(self)
         if not self.suites:
             raise ConfigError(f"suites must be a non-empty subset of {', '.join(SUITES)}, got [].")
@@ -95,6 +107,10 @@ class EvalConfig:
                 load_text(self.ppl_text)
             if self.mcq:
                 load_mcq(self.mcq, limit=self.mcq_limit, seed=self.seed)
+            if self.lm_eval:
+                from .lm_eval_bridge import check_tasks
+
+                check_tasks(self.lm_eval)  # installed, known tasks, loadable data
 
 
 def _device_dtype(loaded: LoadedModel) -> tuple[str, str]:
@@ -136,6 +152,7 @@ def evaluate_model(
         **{key: None for key in RATE_KEYS},
         "perplexity": None,
         "mcq_accuracy": None,
+        "lm_eval": None,
         "judge": judge.name if judge is not None else config.judge,
         "suites": list(config.suites),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
@@ -146,6 +163,7 @@ def evaluate_model(
         ("benign", "safety", config.benign, functools.partial(_safety_part, BENIGN, dist=dist)),
         ("perplexity", "utility", config.ppl_text, _perplexity_part),
         ("mcq", "utility", config.mcq, _mcq_part),
+        ("lm_eval", "utility", config.lm_eval, _lm_eval_part),
     )
     for name, suite, data, part in parts:
         if suite in config.suites and data:
@@ -220,6 +238,13 @@ def _mcq_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, la
         {"answer": [i.choices[i.answer] for i in items]},
     )
     return {"mcq_accuracy": proportion(result["correct"]), "mcq_data": config.mcq, "mcq_method": config.mcq_method}
+
+
+def _lm_eval_part(loaded: LoadedModel, config: EvalConfig, judge: Any, out: Path, label: str, progress: bool) -> dict[str, Any]:
+    from .lm_eval_bridge import run_lm_eval
+
+    return run_lm_eval(loaded, config.lm_eval or (), out, num_fewshot=config.lm_eval_fewshot, limit=config.lm_eval_limit,
+                       batch_size=config.lm_eval_batch_size, chat_template=config.lm_eval_chat_template, seed=config.seed)
 
 
 def _source_path(source: Any) -> str:

@@ -234,6 +234,10 @@ class _Pipeline:
         eval_config = eval_options(self.config)
         settings = {**self.common, **cfg, "label": label,
                     "data_digests": self.digests(cfg, ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))}
+        if cfg.get("lm_eval"):  # local task YAMLs and their data: an edited file is never served from cache
+            from ..evaluation.lm_eval_bridge import local_task_files
+
+            settings["data_digests"]["lm_eval"] = data_digest(local_task_files(cfg["lm_eval"]))
 
         def build(tmp: Path) -> None:
             loaded = self.load(model_path)

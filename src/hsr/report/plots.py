@@ -92,11 +92,38 @@ def plot_safety(entries: Sequence[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _lm_eval_panel(ax: Any, labels: Sequence[str], metrics: Sequence[dict[str, Any]], keys: Sequence[tuple[str, str]]) -> None:
+    """Grouped bars: for each lm-eval (task, metric), every model's value with ± one standard error."""
+    from .tables import PERCENT_METRICS, lm_eval_score
+
+    width = 0.8 / max(1, len(labels))
+    for i, (label, m) in enumerate(zip(labels, metrics)):
+        for j, (task, metric) in enumerate(keys):
+            s = lm_eval_score(m, task, metric)
+            if not s or s.get("value") is None:
+                continue
+            scale = 100.0 if metric.split("[")[0] in PERCENT_METRICS else 1.0
+            x = j - 0.4 + width * (i + 0.5)
+            ax.bar(x, scale * s["value"], width, color=color_of(label, i), label=label if j == 0 else None)
+            if s.get("stderr") is not None:
+                ax.errorbar(x, scale * s["value"], yerr=scale * s["stderr"], fmt="none", ecolor="black", capsize=3, zorder=3)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([f"{t}\n{m}" for t, m in keys], rotation=20, ha="right", fontsize=7)
+    ax.set_ylabel("% (shares) or value")
+    ax.set_title("lm-eval (± 1 standard error)", fontsize=10)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7)
+
+
 def plot_utility(entries: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Perplexity (log scale when values span >10x) and MCQ accuracy per model."""
+    """Perplexity (log scale when values span >10x), MCQ accuracy and, when run, the lm-eval metrics per model."""
+    from .tables import lm_eval_keys
+
     labels = [e["label"] for e in entries]
-    fig = _figure(max(6.0, 1.6 * len(labels) + 2), 3.6)
-    ax = fig.add_subplot(1, 2, 1)
+    keys = lm_eval_keys(entries)
+    panels = 3 if keys else 2
+    fig = _figure(max(6.0, 1.6 * len(labels) + 2) + (max(4.0, 1.2 * len(keys) * len(labels)) if keys else 0), 3.6)
+    ax = fig.add_subplot(1, panels, 1)
     ppls = [e["metrics"].get("perplexity") for e in entries]
     for i, (label, p) in enumerate(zip(labels, ppls)):
         if p is None or not math.isfinite(p):
@@ -111,7 +138,9 @@ def plot_utility(entries: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("perplexity")
     ax.set_title("Perplexity on held-out text (lower is better)", fontsize=10)
-    _rate_panel(fig.add_subplot(1, 2, 2), labels, [e["metrics"].get("mcq_accuracy") for e in entries], "Multiple-choice accuracy")
+    _rate_panel(fig.add_subplot(1, panels, 2), labels, [e["metrics"].get("mcq_accuracy") for e in entries], "Multiple-choice accuracy")
+    if keys:
+        _lm_eval_panel(fig.add_subplot(1, panels, 3), labels, [e["metrics"] for e in entries], keys)
     return _save(fig, path)
 
 

@@ -16,7 +16,7 @@ from ..io import atomic_output_dir
 from ..evaluation.metrics import restoration_rate
 from .paired import paired_summary
 from .plots import _figure, _save, color_of
-from .tables import fmt_ppl, fmt_rate
+from .tables import PERCENT_METRICS, fmt_score, fmt_ppl, fmt_rate, lm_eval_keys, lm_eval_score
 
 SWEEP_MD = "sweep.md"
 SWEEP_PNG = "sweep.png"
@@ -97,12 +97,19 @@ def _paired_rsr(dense_entry: dict[str, Any] | None, entries: Sequence[dict[str, 
     return out
 
 
+def _all_entries(dense: dict[str, Any] | None, points: Sequence[PointEntries]) -> list[dict[str, Any]]:
+    return [*([dense] if dense else []), *(e for _, _, entries in points for e in entries)]
+
+
 def sweep_table(dense: dict[str, Any] | None, points: Sequence[PointEntries]) -> str:
-    """Markdown: one row per point with ASR and perplexity of pruned/realigned/control and RSR."""
+    """Markdown: one row per point with ASR and perplexity of pruned/realigned/control, RSR, and each
+    lm-eval metric (± standard error) when the models were run on lm-eval tasks."""
     d_asr = (dense or {}).get("metrics", {}).get("asr")
     d_ppl = (dense or {}).get("metrics", {}).get("perplexity")
+    keys = lm_eval_keys(_all_entries(dense, points))
     head = ["method", "sparsity", "ASR pruned", "refusal pruned", "non-answer pruned", "degenerate pruned",
-            "ASR realigned", "ASR control", "RSR realigned", "RSR control", "ppl pruned", "ppl realigned", "ppl control"]
+            "ASR realigned", "ASR control", "RSR realigned", "RSR control", "ppl pruned", "ppl realigned", "ppl control",
+            *(f"{t} {m} {label}" for t, m in keys for label in ("pruned", "realigned", "control"))]
     rows = []
     for method, sparsity, entries in points:
         p, r, c = (_rate(entries, x) for x in ("pruned", "realigned", "control"))
@@ -111,11 +118,14 @@ def sweep_table(dense: dict[str, Any] | None, points: Sequence[PointEntries]) ->
         rsr_c = paired.get("control") or _rsr(d_asr, p, c)
         shares = [fmt_rate(_rate(entries, "pruned", k)) for k in ("harmful_refusal", "harmful_non_answer", "harmful_degenerate")]
         rows.append([method, sparsity, fmt_rate(p), *shares, fmt_rate(r), fmt_rate(c), rsr_r, rsr_c,
-                     fmt_ppl(_ppl(entries, "pruned")), fmt_ppl(_ppl(entries, "realigned")), fmt_ppl(_ppl(entries, "control"))])
+                     fmt_ppl(_ppl(entries, "pruned")), fmt_ppl(_ppl(entries, "realigned")), fmt_ppl(_ppl(entries, "control")),
+                     *(fmt_score(lm_eval_score(_metrics(entries, label), t, m), m) for t, m in keys
+                       for label in ("pruned", "realigned", "control"))])
     dm = (dense or {}).get("metrics", {})
     lines = [f"dense: ASR {fmt_rate(d_asr)}, refusal {fmt_rate(dm.get('harmful_refusal'))}, non-answer "
              f"{fmt_rate(dm.get('harmful_non_answer'))}, degenerate {fmt_rate(dm.get('harmful_degenerate'))}, "
-             f"perplexity {fmt_ppl(d_ppl)}",
+             f"perplexity {fmt_ppl(d_ppl)}"
+             + "".join(f", {t} {m} {fmt_score(lm_eval_score(dm, t, m), m)}" for t, m in keys if lm_eval_score(dm, t, m)),
              "ASR = complied (docs/judging.md). RSR [95% paired-bootstrap CI], McNemar exact p vs pruned, on the same "
              "prompts.", ""]
     lines.append("| " + " | ".join(head) + " |")
@@ -134,16 +144,21 @@ def sweep_table(dense: dict[str, Any] | None, points: Sequence[PointEntries]) ->
 
 
 def plot_sweep(dense: dict[str, Any] | None, points: Sequence[PointEntries], path: Path) -> Path:
-    """Two panels per method: ASR (95% intervals) and perplexity against sparsity."""
+    """Two panels per method: ASR (95% intervals) and perplexity against sparsity, and a third with the
+    lm-eval metrics (± one standard error) when the models were run on lm-eval tasks."""
     methods = list(dict.fromkeys(m for m, _, _ in points))
-    fig = _figure(10, 3.6 * len(methods))
+    keys = lm_eval_keys(_all_entries(dense, points))
+    cols = 3 if keys else 2
+    fig = _figure(5 * cols, 3.6 * len(methods))
     d_asr = (dense or {}).get("metrics", {}).get("asr")
     d_ppl = (dense or {}).get("metrics", {}).get("perplexity")
     for row, method in enumerate(methods):
         pts = sorted(((_sparsity_value(s), e) for m, s, e in points if m == method), key=lambda p: p[0])
         xs = [x for x, _ in pts]
-        ax_a = fig.add_subplot(len(methods), 2, 2 * row + 1)
-        ax_p = fig.add_subplot(len(methods), 2, 2 * row + 2)
+        ax_a = fig.add_subplot(len(methods), cols, cols * row + 1)
+        ax_p = fig.add_subplot(len(methods), cols, cols * row + 2)
+        if keys:
+            _lm_eval_sweep_panel(fig.add_subplot(len(methods), cols, cols * row + 3), method, dense, pts, keys)
         if d_asr:
             ax_a.axhspan(100 * d_asr["ci_low"], 100 * d_asr["ci_high"], color=color_of("dense", 0), alpha=0.15)
             ax_a.axhline(100 * d_asr["value"], color=color_of("dense", 0), label="dense")
@@ -182,6 +197,30 @@ def plot_sweep(dense: dict[str, Any] | None, points: Sequence[PointEntries], pat
         ax_a.legend(fontsize=7)
         ax_p.legend(fontsize=7)
     return _save(fig, path)
+
+
+def _lm_eval_sweep_panel(ax: Any, method: str, dense: dict[str, Any] | None,
+                         pts: Sequence[tuple[float, Sequence[dict[str, Any]]]], keys: Sequence[tuple[str, str]]) -> None:
+    """Each lm-eval metric of pruned/realigned/control against sparsity (dense as a line), ± 1 stderr."""
+    styles = ("-", "--", ":", "-.")
+    for k, (task, metric) in enumerate(keys):
+        scale = 100.0 if metric.split("[")[0] in PERCENT_METRICS else 1.0
+        name = f"{task} {metric}"
+        d = lm_eval_score((dense or {}).get("metrics"), task, metric)
+        if d and d.get("value") is not None:
+            ax.axhline(scale * d["value"], color=color_of("dense", 0), linestyle=styles[k % len(styles)],
+                       linewidth=1, label=f"dense {name}")
+        for i, label in enumerate(("pruned", "realigned", "control")):
+            got = [(x, lm_eval_score(_metrics(e, label), task, metric)) for x, e in pts]
+            got = [(x, s) for x, s in got if s and s.get("value") is not None]
+            if got:
+                ax.errorbar([x for x, _ in got], [scale * s["value"] for _, s in got],
+                            yerr=[scale * (s.get("stderr") or 0.0) for _, s in got], marker="o", capsize=3,
+                            linestyle=styles[k % len(styles)], color=color_of(label, i), label=f"{label} {name}")
+    ax.set_xlabel("sparsity")
+    ax.set_ylabel("% (shares) or value")
+    ax.set_title(f"{method}: lm-eval, ± 1 standard error", fontsize=10)
+    ax.legend(fontsize=6)
 
 
 def build_sweep_report(dense: dict[str, Any] | None, points: Sequence[PointEntries], out_dir: str | Path, title: str = "HSR sweep") -> Path:

@@ -12,6 +12,8 @@ COLUMNS = (
     "model", "ASR = complied [95% CI] (k/n)", "refusal", "non-answer", "degenerate", "over-refusal [95% CI]",
     "benign answered", "benign non-answer", "benign degenerate", "perplexity", "MCQ acc. [95% CI]", "restored params",
 )
+#: lm-eval metrics that are shares (shown in percent, their standard error in points).
+PERCENT_METRICS = ("acc", "acc_norm", "acc_mutual_info", "exact_match", "f1")
 #: The metrics.json keys behind the rate columns, in column order.
 RATE_COLUMNS = ("asr", "harmful_refusal", "harmful_non_answer", "harmful_degenerate", "over_refusal",
                 "benign_answered", "benign_non_answer", "benign_degenerate")
@@ -35,7 +37,38 @@ def fmt_restored(summary: dict[str, Any] | None) -> str:
     return f"{count:,} ({1e4 * frac:.3f} per 10k)" if frac is not None else f"{count:,}"
 
 
+def lm_eval_keys(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Every (task, metric) the entries' lm-eval results hold, in first-seen order: one column each."""
+    keys: dict[tuple[str, str], None] = {}
+    for e in entries:
+        for task, metrics in ((e.get("metrics") or {}).get("lm_eval") or {}).items():
+            for metric in metrics:
+                keys[(task, metric)] = None
+    return list(keys)
+
+
+def lm_eval_score(metrics: dict[str, Any] | None, task: str, metric: str) -> dict[str, Any] | None:
+    """``{"value", "stderr", "n"}`` of one lm-eval metric in a metrics.json, or None."""
+    return (((metrics or {}).get("lm_eval") or {}).get(task) or {}).get(metric)
+
+
+def fmt_score(score: dict[str, Any] | None, metric: str) -> str:
+    """An lm-eval metric with its standard error: "45.0% ± 2.1" for shares, else "12.3 ± 0.4"."""
+    if not score or score.get("value") is None:
+        return "n/a"
+    value, se = score["value"], score.get("stderr")
+    if metric.split("[")[0] in PERCENT_METRICS:
+        return f"{100 * value:.1f}%" + ("" if se is None else f" ± {100 * se:.1f}")
+    return f"{value:.4g}" + ("" if se is None else f" ± {se:.2g}")
+
+
+def table_columns(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """:data:`COLUMNS` with one "TASK METRIC ± SE" column per lm-eval metric before the restored parameters."""
+    return [*COLUMNS[:-1], *(f"{task} {metric} ± SE" for task, metric in lm_eval_keys(entries)), COLUMNS[-1]]
+
+
 def table_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
+    keys = lm_eval_keys(entries)
     rows = []
     for e in entries:
         m = e.get("metrics") or {}
@@ -45,6 +78,7 @@ def table_rows(entries: Sequence[dict[str, Any]]) -> list[list[str]]:
                 *(fmt_rate(m.get(key)) for key in RATE_COLUMNS),
                 fmt_ppl(m.get("perplexity")),
                 fmt_rate(m.get("mcq_accuracy")),
+                *(fmt_score(lm_eval_score(m, task, metric), metric) for task, metric in keys),
                 fmt_restored(e.get("realign_summary")),
             ]
         )
@@ -97,15 +131,16 @@ def point_rsr(entries: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def results_table(entries: Sequence[dict[str, Any]], summary: dict[str, Any] | None = None) -> str:
-    """Markdown table (model | the four harmful outcomes | the four benign ones | perplexity | MCQ | restored)
-    plus the paired lines."""
+    """Markdown table (model | the four harmful outcomes | the four benign ones | perplexity | MCQ | each
+    lm-eval metric | restored) plus the paired lines."""
     rows = table_rows(entries)
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
+    columns = table_columns(entries)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
 
-    out = [line(COLUMNS), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out = [line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out.extend(line(r) for r in rows)
     paired = paired_lines(entries, summary)
     if paired:
