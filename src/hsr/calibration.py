@@ -25,9 +25,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .architecture import ArchInfo, layer_hidden, model_device
+from .architecture import ArchInfo, layer_hidden
+
+from .placement import model_device, onloaded
 from .data import Encoded
-from .placement import onloaded
 
 #: Cache arguments a replayed layer must not see (layers run without a KV cache here).
 _CACHE_KWARGS = ("past_key_values", "past_key_value", "cache")

@@ -11,3 +11,7 @@ class ConfigError(HsrError, ValueError):
 
 class JudgeError(HsrError, ValueError):
     """A judge could not be built or run; the message says which and why."""
+
+
+class ModelLoadError(HsrError, RuntimeError):
+    """A model could not be loaded; the message says what to do about it."""

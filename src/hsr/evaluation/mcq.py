@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..architecture import model_device
+from ..placement import model_device
 from ..data import DataError, Sample, iter_jsonl_rows, render_chat, resolve_data_path, tokenize
 from ..loading import LoadedModel
 

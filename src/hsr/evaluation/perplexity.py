@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..architecture import model_device
+from ..placement import model_device
 from ..data import DataError, resolve_data_path
 from ..loading import LoadedModel
 

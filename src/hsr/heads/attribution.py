@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..architecture import model_device
+from ..placement import model_device
 from ..calibration import layers_onloaded
 from ..data import Encoded, Sample, encode
 from ..distributed import SINGLE, Dist

@@ -24,7 +24,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..architecture import final_norm, layer_hidden, lm_head, model_device, position_ids_batch_dim
+from ..architecture import final_norm, layer_hidden, lm_head, position_ids_batch_dim
+
+from ..placement import model_device
 from ..calibration import LayerInput, capture_inputs, layers_onloaded
 from ..data import Encoded
 from ..loading import LoadedModel

@@ -157,7 +157,7 @@ def validate_run_config(config: dict[str, Any]) -> None:
             raise ConfigError("sweep.sparsities cannot be combined with prune.pruned (an external pruned model).")
     if not config["evaluate"]["models"]:
         raise ConfigError(f"evaluate.models must name at least one of {', '.join(EVALUABLE)}.")
-    from ..loading import check_device, resolve_dtype
+    from ..placement import check_device, resolve_dtype
 
     check_device(config["device"])
     resolve_dtype(config["dtype"])

@@ -28,13 +28,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..calibration import InputNormAccumulator, capture_inputs, collect_layer_statistics, walk_layers
-from ..architecture import model_device
+from ..placement import is_offloaded, model_device
 from ..data import DEFAULT_MAX_LENGTH, Encoded, Sample, encode
 from ..errors import ConfigError, HsrError
 from ..io import LazyMapping
 from ..loading import LoadedModel
 from ..options import option
-from ..placement import is_offloaded
 from ..pruning.methods import wanda_scores
 
 log = logging.getLogger(__name__)
