@@ -8,7 +8,9 @@ perplexity, multiple-choice accuracy, restored parameters per 10k, and, paired o
 RSR and McNemar against the pruned model (pruned against dense). The JSON also names the git commit
 and the machine it was measured on. With ``--readme``, the text between the markers
 ``<!-- results:NAME:start -->`` and ``<!-- results:NAME:end -->`` is replaced by the tables (NAME is
-the JSON file's stem), so the README always shows what the script last measured.
+the JSON file's stem), so the README always shows what the script last measured. ``--readme`` may be
+given more than once (the README and the experiment pages under docs/experiments/): each block is
+replaced in every given file that holds it, and a block that none of them holds is an error.
 """
 
 from __future__ import annotations
@@ -94,11 +96,30 @@ def replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
 
 
+def has_block(text: str, name: str) -> bool:
+    return f"<!-- results:{name}:start -->" in text and f"<!-- results:{name}:end -->" in text
+
+
+def replace_blocks(paths: list[Path], blocks: dict[str, str]) -> None:
+    """Replace every ``results:NAME`` block in each of ``paths`` that holds it; each block must be in one at least."""
+    texts = {path: path.read_text(encoding="utf-8") for path in paths}
+    for name, body in blocks.items():
+        holders = [path for path, text in texts.items() if has_block(text, name)]
+        if not holders:
+            raise SystemExit(f"none of {', '.join(map(str, paths))} has a <!-- results:{name}:start --> ... "
+                             f"<!-- results:{name}:end --> block")
+        for path in holders:
+            texts[path] = replace_block(texts[path], name, body)
+    for path, text in texts.items():
+        path.write_text(text, encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", type=Path, nargs="+", help="an `hsr run` folder, or evaluation folders")
     parser.add_argument("--json", type=Path, default=Path("docs/results/default-run.json"))
-    parser.add_argument("--readme", type=Path, default=None, help="README to update between the results markers")
+    parser.add_argument("--readme", type=Path, action="append", default=[], help="README (or docs page) to update "
+                        "between the results markers; repeat for several files")
     parser.add_argument("--sweep", action="append", default=[], metavar="NAME=SWEEP_MD",
                         help="also put a sweep report's sweep.md (e.g. from `hsr judge SWEEP --out OUT`: OUT/report/"
                         "sweep.md) between the results:NAME markers of --readme")
@@ -109,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     commit = (record["git_commit"] or "unknown")[:10]
     body = f"{table}\n\n_Measured on commit `{commit}` ({record['machine']['cpu_count']} CPU cores, torch " \
            f"{record['machine']['torch']}); written by `scripts/results_tables.py` into `{args.json}`._"
-    if args.readme is not None:
-        text = replace_block(args.readme.read_text(encoding="utf-8"), args.json.stem, body)
+    if args.readme:
+        blocks = {args.json.stem: body}
         for spec in args.sweep:
             name, path = spec.split("=", 1)
             table = Path(path).read_text(encoding="utf-8").split("\n", 2)[2].split("![sweep]")[0].strip()
-            text = replace_block(text, name, f"{table}\n\n_From `{path}`, commit `{commit}`._")
-        args.readme.write_text(text, encoding="utf-8")
+            blocks[name] = f"{table}\n\n_From `{path}`, commit `{commit}`._"
+        replace_blocks(args.readme, blocks)
     print(body)
     return 0
 

@@ -31,3 +31,19 @@ def test_results_script_writes_json_and_readme_block(tiny_run_config, tmp_path, 
     text = readme.read_text()
     assert "old table" not in text and text.startswith("intro\n") and text.endswith("rest\n")
     assert "| realigned" in text and record["git_commit"][:10] in text
+
+
+def test_blocks_are_replaced_in_every_file_that_holds_them(tmp_path):
+    """--readme README.md --readme docs/experiments/PAGE.md: each block where it lives; a missing one fails, nothing written."""
+    import pytest
+
+    script = load_script("scripts/results_tables.py")
+    readme, page = tmp_path / "README.md", tmp_path / "page.md"
+    readme.write_text("a\n<!-- results:default-run:start -->\nold\n<!-- results:default-run:end -->\nb\n")
+    page.write_text("c\n<!-- results:validation-sweep:start -->\nold\n<!-- results:validation-sweep:end -->\nd\n")
+    script.replace_blocks([readme, page], {"default-run": "RUN", "validation-sweep": "SWEEP"})
+    assert readme.read_text() == "a\n<!-- results:default-run:start -->\nRUN\n<!-- results:default-run:end -->\nb\n"
+    assert page.read_text() == "c\n<!-- results:validation-sweep:start -->\nSWEEP\n<!-- results:validation-sweep:end -->\nd\n"
+    with pytest.raises(SystemExit, match="results:missing:start"):
+        script.replace_blocks([readme, page], {"default-run": "NEW", "missing": "X"})
+    assert "RUN" in readme.read_text()
