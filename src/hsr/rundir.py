@@ -1,8 +1,9 @@
 """Output folders that never lose data: input protection, run-folder ownership, one writer at a time,
 and clean-up of what killed processes left behind.
 
-Every command that writes calls :func:`check_out_against_inputs` before any model loads; ``hsr run``
-and ``hsr sweep`` also :func:`claim_run_dir` (refuse a folder hsr did not create) and hold a
+Every command collects what it reads in one :class:`hsr.inputs.Inputs` and checks each folder it writes
+with :func:`check_out_against_inputs` before any model loads; ``hsr run`` and ``hsr sweep`` also
+:func:`check_run_dir` then :func:`claim_run_dir` (refuse a folder hsr did not create) and hold a
 :class:`RunLock` for the whole run.
 """
 

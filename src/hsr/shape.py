@@ -68,6 +68,18 @@ def config_heads(config: dict) -> tuple[int, int] | None:
     return (layers, heads) if isinstance(layers, int) and isinstance(heads, int) else None
 
 
+def model_class(source: str | os.PathLike) -> str | None:
+    """The model class a local folder's config.json names (``architectures[0]``), or None."""
+    try:
+        where, gguf_file = locate_model(str(source), convert_default=False)
+        if isinstance(where, str) or gguf_file:
+            return None
+        names = _read_config(Path(where)).get("architectures")
+    except (ModelLoadError, OSError, ValueError):
+        return None
+    return names[0] if isinstance(names, list) and names and isinstance(names[0], str) else None
+
+
 def model_heads(source: str | os.PathLike) -> tuple[int, int] | None:
     """(decoder layers, attention heads per layer) of a local model, the embedded default included (its
     cache's config.json, or the wheel's GGUF header before it is converted); None where files cannot

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ..data import load_samples, require_responses
 from ..inputs import Inputs
-from ..shape import model_heads
+from ..loading import locate_model
+from ..realign.external import ModelMismatchError
+from ..shape import model_class, model_heads
 from ..heads import read_heads
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED
@@ -50,6 +52,18 @@ def _local_dir(source: str) -> Path | None:
     return path.resolve() if path.is_dir() else None
 
 
+def check_models_early(dense: str, pruned: str) -> None:
+    """Missing models and a dense/pruned architecture mismatch, told from their files before either loads
+    (the loaded models are compared again, tensor by tensor)."""
+    for source in (dense, pruned):
+        locate_model(source, convert_default=False)
+    names = model_class(dense), model_class(pruned)
+    if None not in names and names[0] != names[1]:
+        raise ModelMismatchError(
+            f"Dense model is {names[0]} but the pruned model is {names[1]}; they must share an architecture."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     config = from_args(args, RealignConfig, fixed={"seed": args.seed}, skip=("seed",))
     imp = from_args(args, ImportanceConfig, fixed={"max_length": args.max_length, "seed": args.seed}, skip=SHARED)
@@ -73,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                for kind in ("utility", "safety") if needs_scores and kind not in given}
     for kind, rows in samples.items():
         require_responses(rows, f"--{kind}-data")
+    check_models_early(args.dense, args.pruned)
     shape = model_heads(args.dense)  # from config.json, so a shape mismatch or too large --top-h fails now
     if shape is not None:
         heads_file.check_model(*shape, args.dense)

@@ -106,6 +106,10 @@ class EvalConfig:
         if "utility" in self.suites:
             inputs.data(self.ppl_text, "evaluate perplexity text", text=True)
             inputs.data(self.mcq, "evaluate multiple-choice data", text=True)
+            from .lm_eval_bridge import local_task_files
+
+            for path in local_task_files(self.lm_eval):
+                inputs.add(path, "an lm-eval task file")
 
     def check_data(self) -> None:
         """Read every data input the chosen suites use, so a bad file fails before any model loads."""

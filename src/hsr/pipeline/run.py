@@ -72,14 +72,14 @@ class _Pipeline:
         self._digests: dict[tuple[Any, bool], str] = {}
 
     # ------------------------------------------------------------------ helpers
-    def digests(self, section: dict[str, Any], keys: tuple[str, ...], text: tuple[str, ...] = ()) -> dict[str, str]:
+    def digests(self, stage: str, section: dict[str, Any], keys: tuple[str, ...], text: tuple[str, ...] = ()) -> dict[str, str]:
         """Content digests of the data files a stage reads, images its rows name included (so an edited
         file is never served from cache); the files join the run's inputs."""
         out = {}
         for k in keys:
             spec = (section[k], k in text)
             if spec not in self._digests:
-                self._digests[spec] = data_digest(self.inputs.data(section[k], k, text=k in text))
+                self._digests[spec] = data_digest(self.inputs.data(section[k], f"{stage}.{k}", text=k in text))
             out[k] = self._digests[spec]
         return out
 
@@ -97,25 +97,25 @@ class _Pipeline:
         self.inputs.model(c["model"])
         self.inputs.model(c["prune"]["pruned"] or None, "prune.pruned")
         if align_enabled(c):
-            self.digests(c["align"], ("harmful", "benign"))
+            self.digests("align", c["align"], ("harmful", "benign"))
         methods = {point.method for point in sweep_points(c) or []} or {c["prune"]["method"]}
         if methods != {"magnitude"} and not c["prune"]["pruned"]:
-            self.digests(c["prune"], ("data",))  # some (sweep) method calibrates on it
-        self.digests(c["heads"], ("data",))
-        self.digests(c["importance"], ("utility_data", "safety_data"))
+            self.digests("prune", c["prune"], ("data",))  # some (sweep) method calibrates on it
+        self.digests("heads", c["heads"], ("data",))
+        self.digests("importance", c["importance"], ("utility_data", "safety_data"))
         imp = c["importance"]
         for kind in ("utility", "safety"):  # importance scores response tokens
             require_responses(load_samples(imp[f"{kind}_data"], limit=imp["limit"], seed=c["seed"]), f"importance.{kind}_data")
         if c["evaluate"]["enabled"]:
             eval_options(c).check_data()  # the judge spec too
-            self.digests(c["evaluate"], ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))
-            self.inputs.judge(c["evaluate"]["judge"])
+            self.digests("evaluate", c["evaluate"], ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))
+            eval_options(c).add_inputs(self.inputs)  # the judge model and lm-eval task files too
+        self.check_written()
         shape = model_heads(c["model"])  # config.json or the GGUF header: no model is loaded for it
         if shape is not None:
             check_top_h(c["realign"]["top_h"], *shape)
             heads = c["heads"]
             head_options(c).check_against(len(load_samples(heads["data"], limit=heads["limit"], seed=c["seed"])), *shape)
-        self.check_written()
 
     def check_written(self) -> None:
         """The run folder, the offload folder and (converting the default model) the cache: none may
@@ -152,7 +152,7 @@ class _Pipeline:
 
         cfg = {k: v for k, v in self.config["align"].items() if k != "enabled"}
         align_config = align_options(self.config)
-        settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("harmful", "benign"))}
+        settings = {**self.common, **cfg, "data_digests": self.digests("align", cfg, ("harmful", "benign"))}
 
         def build(tmp: Path) -> None:
             loaded = self.load(self.config["model"])
@@ -179,7 +179,7 @@ class _Pipeline:
         prune_config = prune_options(self.config, cfg["method"], cfg["sparsity"])
         settings = {**self.common, **{k: v for k, v in cfg.items() if k != "pruned"}}
         if cfg["method"] != "magnitude":
-            settings["data_digests"] = self.digests(cfg, ("data",))
+            settings["data_digests"] = self.digests("prune", cfg, ("data",))
 
         def build(tmp: Path) -> None:
             samples = (
@@ -198,7 +198,7 @@ class _Pipeline:
 
         cfg = self.config["heads"]
         upstream = [pruned] if cfg["score_model"] == "pruned" else list(self.dense_upstream)
-        settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("data",))}
+        settings = {**self.common, **cfg, "data_digests": self.digests("heads", cfg, ("data",))}
         checkpoint = self.run_dir / f".heads-checkpoint-{fingerprint(settings, [u.fingerprint for u in upstream])}"
 
         def build(tmp: Path) -> dict:
@@ -220,7 +220,7 @@ class _Pipeline:
         from ..realign import compute_importance, save_importance
 
         cfg = self.config["importance"]
-        settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("utility_data", "safety_data"))}
+        settings = {**self.common, **cfg, "data_digests": self.digests("importance", cfg, ("utility_data", "safety_data"))}
 
         def build(tmp: Path) -> None:
             loaded = self.load(self.dense)
@@ -265,7 +265,7 @@ class _Pipeline:
         cfg = {k: v for k, v in self.config["evaluate"].items() if k not in ("enabled", "models")}
         eval_config = eval_options(self.config)
         settings = {**self.common, **cfg, "label": label,
-                    "data_digests": self.digests(cfg, ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))}
+                    "data_digests": self.digests("evaluate", cfg, ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))}
         if cfg.get("lm_eval"):  # local task YAMLs and their data: an edited file is never served from cache
             from ..evaluation.lm_eval_bridge import local_task_files
 
