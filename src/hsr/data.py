@@ -109,8 +109,8 @@ def read_jsonl(path: str | Path, image_root: str | Path | None = None, check_ima
             if not isinstance(image, str):
                 raise DataError(f"{where}: 'image' must be a path string.")
             image_path = (root / image) if not Path(image).is_absolute() else Path(image)
-            if check_images and not image_path.is_file():
-                raise DataError(f"{where}: image file not found: {image_path}")
+            if check_images:
+                check_image(image_path, where)
         meta = {k: v for k, v in row.items() if k not in ("prompt", "response", "image")}
         meta["source"] = where
         samples.append(Sample(prompt=prompt, response=response, image=image_path, meta=meta))
@@ -158,6 +158,7 @@ def read_vlguard(
         image = images / entry["image"]
         if check_images and not image.is_file():
             raise DataError(f"{where}: image file not found: {image}")
+        before = len(samples)
         for pair in entry["instr-resp"]:
             if not isinstance(pair, dict):
                 raise DataError(f"{where}: each 'instr-resp' item must be an object.")
@@ -174,9 +175,35 @@ def read_vlguard(
                         meta={"source": where, "id": entry.get("id"), "split": split},
                     )
                 )
+        if check_images and len(samples) > before:
+            check_image(image, where)
     if not samples:
         raise DataError(f"{ann}: no samples in split {split!r}.")
     return samples
+
+
+def check_image(path: Path, where: str) -> None:
+    """An image a row names must exist and decode: checked when the data is read, so a missing, unreadable
+    or corrupt file fails before any model loads, naming the data file's row (``where``) and the image."""
+    if not path.is_file():
+        raise DataError(f"{where}: image file not found: {path}")
+    st = path.stat()
+    problem = _image_problem(str(path), st.st_size, st.st_mtime_ns)
+    if problem:
+        raise DataError(f"{where}: cannot read image {path} ({problem}).")
+
+
+@functools.lru_cache(maxsize=65536)
+def _image_problem(path: str, size: int, mtime_ns: int) -> str | None:
+    """Why ``path`` is not a readable image, or None (keyed on size and mtime: data is read several times)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()  # the whole file's structure (PNG chunks and CRCs), without decoding pixels
+    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, struct.error, ...)
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None
 
 
 def load_samples(spec: str | Path, limit: int | None = None, seed: int = 0, check_images: bool = True) -> list[Sample]:
@@ -214,6 +241,15 @@ def data_files(spec: str | Path | None, text: bool = False) -> list[Path]:
     else:
         head = [resolve_data_path(spec)]
     return head + sorted({s.image for s in samples if s.image is not None})
+
+
+def require_responses(samples: Sequence[Sample], what: str) -> None:
+    """Stages that score response tokens (importance) need a response on every row they use: checked
+    when the data is read, before any model loads, naming the first row without one."""
+    for s in samples:
+        if not s.response:
+            where = s.meta.get("source", what)
+            raise DataError(f"{where}: a 'response' is required for {what} (its response tokens are scored).")
 
 
 def subsample(samples: Sequence[Sample], limit: int | None, seed: int = 0) -> list[Sample]:
@@ -265,14 +301,14 @@ def render_chat(processor: Any, sample: Sample, *, add_generation_prompt: bool =
     return target.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def load_image(path: Path) -> Any:
+def load_image(path: Path, where: str = "sample") -> Any:
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
     except (OSError, ValueError) as exc:
-        raise DataError(f"Cannot read image {path}: {exc}") from exc
+        raise DataError(f"{where}: cannot read image {path} ({exc}).") from exc
 
 
 def tokenize(processor: Any, texts: list[str], images: list[Any] | None, padding_side: str = "left") -> dict[str, torch.Tensor]:
@@ -324,7 +360,7 @@ def encode(
     if max_length <= 0:
         raise DataError(f"max_length must be positive, got {max_length}.")
     where = sample.meta.get("source", "sample")
-    images = [load_image(sample.image)] if (sample.image is not None and _is_processor(processor)) else None
+    images = [load_image(sample.image, where)] if (sample.image is not None and _is_processor(processor)) else None
     prompt_text = render_chat(processor, sample, add_generation_prompt=True)
     prompt_inputs = tokenize(processor, [prompt_text], images)
     prompt_len = int(prompt_inputs["input_ids"].shape[1])

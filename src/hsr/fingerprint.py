@@ -82,6 +82,16 @@ def model_digest(source: str | os.PathLike) -> str:
     return tree_digest(where / gguf_file if gguf_file else where)
 
 
+def judge_digest(spec: str | None) -> str | None:
+    """Digest of a ``model:PATH`` judge's folder (other judges are code, versioned with hsr): replacing
+    the judge's weights at the same path must not reuse verdicts it did not give."""
+    if not spec or not spec.strip().startswith("model:"):
+        return None
+    from .evaluation.judges import parse_model_spec
+
+    return tree_digest(Path(parse_model_spec(spec.strip())[0]).expanduser())
+
+
 def data_digest(files: Iterable[str | os.PathLike]) -> str:
     """Digest of the data files a stage reads (JSONL/JSON, referenced images, text)."""
     h = hashlib.sha256()

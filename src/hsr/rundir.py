@@ -1,8 +1,9 @@
 """Output folders that never lose data: input protection, run-folder ownership, one writer at a time,
 and clean-up of what killed processes left behind.
 
-Every command that writes calls :func:`check_out_against_inputs` before any model loads; ``hsr run``
-and ``hsr sweep`` also :func:`claim_run_dir` (refuse a folder hsr did not create) and hold a
+Every command collects what it reads in one :class:`hsr.inputs.Inputs` and checks each folder it writes
+with :func:`check_out_against_inputs` before any model loads; ``hsr run`` and ``hsr sweep`` also
+:func:`check_run_dir` then :func:`claim_run_dir` (refuse a folder hsr did not create) and hold a
 :class:`RunLock` for the whole run.
 """
 
@@ -19,7 +20,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from .errors import HsrError
 
@@ -40,23 +41,30 @@ class RunLockedError(HsrError):
     """Another live process holds the run folder."""
 
 
-def check_out_against_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], flag: str = "--out") -> Path:
+def check_out_against_inputs(
+    out: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike | None] | Mapping[Path, str],
+    flag: str = "--out",
+) -> Path:
     """Refuse an output that equals, contains or lies inside an existing input path; return it resolved.
 
     Writing an output replaces its folder (``--overwrite``) or adds files to it, so all three cases could
-    delete or change an input.
+    delete or change an input. ``inputs`` are paths, or (as :class:`hsr.inputs.Inputs` collects them)
+    a mapping of paths to what they are, named in the message.
     """
     target = Path(out).expanduser().resolve()
-    for source in inputs:
+    labelled = inputs if isinstance(inputs, Mapping) else {source: "" for source in inputs}
+    for source, what in labelled.items():
         if source is None:
             continue
         src = Path(str(source)).expanduser()
-        if not src.exists():
+        if not src.exists() and not src.is_symlink():
             continue  # a hub id, "default" or a builtin: nothing on disk to protect here
-        src = src.resolve()
+        src = src.parent.resolve() / src.name if src.is_symlink() else src.resolve()
         if target == src or target in src.parents or src in target.parents:
+            named = f" ({what})" if what else ""
             raise OutputError(
-                f"{flag} {target} overlaps the input {src}; inputs are never modified, choose an {flag} outside it."
+                f"{flag} {target} overlaps the input {src}{named}; inputs are never modified, choose an {flag} outside it."
             )
     return target
 
@@ -84,18 +92,12 @@ def _is_legacy_run_dir(path: Path) -> bool:
     return (path / "config.yaml").is_file() and any(path.glob("*/stage.json"))
 
 
-def claim_run_dir(run_dir: Path, overwrite: bool = False) -> None:
-    """Make ``run_dir`` an hsr run folder, refusing one that holds anything hsr run did not write.
-
-    A new or empty folder is claimed (the marker is written); a folder with the marker (or an older run
-    folder) is reused. Any other non-empty folder (a model, a pruned checkpoint, someone's files) is
-    refused unless ``overwrite``, in which case its contents are kept but the folder is claimed.
-    """
-    marker = run_dir / RUN_MARKER
-    if marker.is_file() or (run_dir.is_dir() and _is_legacy_run_dir(run_dir)):
-        if not marker.is_file():
-            _write_marker(marker)
-        return
+def check_run_dir(run_dir: Path, overwrite: bool = False) -> bool:
+    """Whether ``run_dir`` is already an hsr run folder; refuse one that holds anything hsr run did not
+    write (a model, a pruned checkpoint, someone's files) unless ``overwrite``. Writes nothing, so it
+    runs before any model loads or converts."""
+    if (run_dir / RUN_MARKER).is_file() or (run_dir.is_dir() and _is_legacy_run_dir(run_dir)):
+        return True
     if run_dir.exists():
         if not run_dir.is_dir():
             raise OutputError(f"run directory {run_dir} is a file.")
@@ -106,6 +108,21 @@ def claim_run_dir(run_dir: Path, overwrite: bool = False) -> None:
                 f"run directory {run_dir} already holds files hsr run did not write ({shown}); "
                 "choose a new or empty --out (hsr run never replaces what it did not create)."
             )
+    return False
+
+
+def claim_run_dir(run_dir: Path, overwrite: bool = False) -> None:
+    """Make ``run_dir`` an hsr run folder, refusing one that holds anything hsr run did not write.
+
+    A new or empty folder is claimed (the marker is written); a folder with the marker (or an older run
+    folder) is reused. Any other non-empty folder is refused (:func:`check_run_dir`) unless
+    ``overwrite``, in which case its contents are kept but the folder is claimed.
+    """
+    marker = run_dir / RUN_MARKER
+    if check_run_dir(run_dir, overwrite):
+        if not marker.is_file():
+            _write_marker(marker)
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_marker(marker)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..align import AlignConfig, align_model, save_aligned
+from ..inputs import Inputs
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
@@ -24,7 +25,11 @@ def config_from_args(args: argparse.Namespace) -> AlignConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    prepare_output(args.out, args.overwrite, args.model, args.harmful, args.benign)  # fail before the work
+    inputs = Inputs()
+    inputs.model(args.model)
+    inputs.data(config.harmful, "--harmful")
+    inputs.data(config.benign, "--benign")
+    prepare_output(args, inputs)  # fail before the work
     loaded = load_from_args(args)
     summary = align_model(loaded, config, progress=True)
     summary["base_model"] = str(args.model)

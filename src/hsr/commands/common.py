@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Mapping
+
+from ..inputs import Inputs
 
 from ..loading import LoadedModel, load_model
 from ..options import add_flags, from_args
@@ -56,27 +59,26 @@ def load_from_args(args: argparse.Namespace, source: str | None = None, share: i
     )
 
 
-def input_path(spec: object) -> str | None:
-    """The local path behind a model or data option (None for hub ids, builtins, "default", "none")."""
-    if spec is None:
-        return None
-    text = str(spec)
-    if text.startswith("vlguard:"):
-        return text.split(":")[1]
-    if text.startswith("builtin:") or text.lower() in ("none", "default"):
-        return None
-    return text
+def prepare_output(args: argparse.Namespace, inputs: Inputs, written: Mapping[str, object] | None = None) -> Path:
+    """Check every folder the command writes before any work, against everything it reads (``inputs``).
 
-
-def prepare_output(out: str, overwrite: bool, *inputs: object) -> Path:
-    """Check ``--out`` before any work: not overlapping an input, creatable, and not already there
-    unless ``--overwrite``; leftovers of killed writers beside it are removed. Returns it resolved."""
+    The folders: ``--out``, ``--offload-folder`` and ``written`` (e.g. ``--checkpoint-dir``), and the model
+    cache while the default model is converted. None may equal, contain or lie inside an input; each must
+    be creatable, and ``--out`` must not overlap the others (replacing it would delete them) nor exist
+    unless ``--overwrite``. Leftovers of killed writers beside ``--out`` are removed. Returns it resolved.
+    """
     from ..io import OutputExistsError
-    from ..rundir import check_out_against_inputs, check_writable, clean_stale_temps
+    from ..rundir import OutputError, check_writable, clean_stale_temps
 
-    target = check_out_against_inputs(out, [input_path(i) for i in inputs])
-    check_writable(target)
-    if target.exists() and not overwrite:
+    folders = {"--out": args.out, "--offload-folder": getattr(args, "offload_folder", None), **(written or {})}
+    resolved = {flag: check_writable(inputs.check_written(folder, flag), flag)
+                for flag, folder in folders.items() if folder is not None}
+    target = resolved.pop("--out")
+    for flag, folder in resolved.items():
+        if folder == target or target in folder.parents or folder in target.parents:
+            raise OutputError(f"--out {target} overlaps {flag} {folder}; give them separate folders.")
+    inputs.check_cache()
+    if target.exists() and not args.overwrite:
         raise OutputExistsError(f"Output directory {target} already exists; pass --overwrite or choose another --out.")
     if target.parent.is_dir():
         clean_stale_temps(target.parent, depth=1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import distributed
 from ..evaluation import EvalConfig, evaluate_model
 from ..evaluation.judges import check_judge_spec
+from ..inputs import Inputs
 from ..io import atomic_output_dir
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED
@@ -37,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
     config = from_args(args, EvalConfig, fixed={"max_length": args.max_length, "seed": args.seed}, skip=SHARED)
     check_judge_spec(config.judge)
     config.check_data()
-    prepare_output(args.out, args.overwrite, args.model, config.harmful, config.benign, config.ppl_text, config.mcq)
+    inputs = Inputs()
+    inputs.model(args.model)
+    config.add_inputs(inputs)
+    prepare_output(args, inputs)
     label = args.label or Path(str(args.model)).expanduser().name or str(args.model)
     with distributed.session(args.device) as dist:  # one process, or each rank of torchrun / accelerate launch
         args.device = dist.device

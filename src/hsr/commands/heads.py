@@ -9,7 +9,9 @@ from pathlib import Path
 from .. import distributed
 from ..data import load_samples
 from ..heads import HeadScoreConfig, save_head_scores, score_heads
+from ..inputs import Inputs
 from ..io import atomic_output_dir
+from ..shape import model_heads
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED, HeadData
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
@@ -32,9 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = from_args(args, HeadScoreConfig, fixed={"max_length": args.max_length, "seed": args.seed}, skip=SHARED)
     data = from_args(args, HeadData)
-    out = prepare_output(args.out, args.overwrite, args.model, data.data, args.checkpoint_dir)
+    inputs = Inputs()
+    inputs.model(args.model)
+    inputs.data(data.data, "--data")
+    given = Path(args.out).expanduser().resolve()
+    checkpoint = Path(args.checkpoint_dir) if args.checkpoint_dir else given.with_name(f".{given.name}.heads-checkpoint")
+    out = prepare_output(args, inputs, {"--checkpoint-dir": checkpoint})
     samples = load_samples(data.data, limit=data.limit, seed=args.seed)
-    checkpoint = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(f".{out.name}.heads-checkpoint")
+    shape = model_heads(args.model)  # from config.json: too many heads asked for fails before the model loads
+    if shape is not None:
+        config.check_against(len(samples), *shape)
     with distributed.session(args.device) as dist:  # one process, or each rank of torchrun / accelerate launch
         args.device = dist.device
         loaded = load_from_args(args)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..evaluation.judges import DEFAULT_JUDGE, check_judge_spec, make_judge, parse_model_spec
+from ..evaluation.judges import DEFAULT_JUDGE, check_judge_spec, make_judge
 from ..evaluation.outcomes import HARMFUL, KINDS
 from ..evaluation.rejudge import RejudgeError, dense_entry, rejudge, sweep_points
+from ..inputs import Inputs
 from ..io import atomic_output_dir
 from ..report import build_sweep_report, results_table
 from .common import add_output_args, prepare_output
@@ -36,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.input).expanduser()
     if not source.exists():
         raise RejudgeError(f"{source} not found: give an evaluation folder, a run folder or a JSONL file.")
-    judge_path = parse_model_spec(args.judge)[0] if args.judge.startswith("model:") else None
-    prepare_output(args.out, args.overwrite, source, judge_path)
+    inputs = Inputs()
+    inputs.add(source, "INPUT")
+    inputs.judge(args.judge)
+    prepare_output(args, inputs)
     judge = make_judge(args.judge, device=args.device)
     with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
         done = rejudge(judge, source, tmp, default_kind=args.kind)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import load_samples
+from ..inputs import Inputs
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED, PruneData
 from ..pruning import PruneConfig, prune_model, save_pruned
@@ -24,7 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = from_args(args, PruneConfig, fixed={"max_length": args.max_length, "seed": args.seed}, skip=SHARED)
     data = from_args(args, PruneData)
-    prepare_output(args.out, args.overwrite, args.model, data.data)
+    inputs = Inputs()
+    inputs.model(args.model)
+    if config.method != "magnitude":
+        inputs.data(data.data, "--data")
+    prepare_output(args, inputs)
     samples = load_samples(data.data, limit=data.n_samples, seed=args.seed) if config.method != "magnitude" else []
     loaded = load_from_args(args)
     result = prune_model(loaded, samples, config)

@@ -6,7 +6,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ..data import load_samples
+from ..data import load_samples, require_responses
+from ..inputs import Inputs
+from ..loading import locate_model
+from ..realign.external import ModelMismatchError
+from ..shape import model_class, model_heads
 from ..heads import read_heads
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED
@@ -19,6 +23,7 @@ from ..realign import (
     realign_pruned,
     save_realigned,
 )
+from ..realign.ranking import select_heads
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 
@@ -47,13 +52,32 @@ def _local_dir(source: str) -> Path | None:
     return path.resolve() if path.is_dir() else None
 
 
+def check_models_early(dense: str, pruned: str) -> None:
+    """Missing models and a dense/pruned architecture mismatch, told from their files before either loads
+    (the loaded models are compared again, tensor by tensor)."""
+    for source in (dense, pruned):
+        locate_model(source, convert_default=False)
+    names = model_class(dense), model_class(pruned)
+    if None not in names and names[0] != names[1]:
+        raise ModelMismatchError(
+            f"Dense model is {names[0]} but the pruned model is {names[1]}; they must share an architecture."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     config = from_args(args, RealignConfig, fixed={"seed": args.seed}, skip=("seed",))
     imp = from_args(args, ImportanceConfig, fixed={"max_length": args.max_length, "seed": args.seed}, skip=SHARED)
-    prepare_output(args.out, args.overwrite, args.pruned, args.dense, args.heads, imp.utility_data, imp.safety_data,
-                   args.utility_scores, args.safety_scores)
-    heads_file = read_heads(args.heads)
     needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
+    inputs = Inputs()
+    inputs.model(args.dense, "--dense")
+    inputs.model(args.pruned, "--pruned")
+    inputs.add(args.heads, "--heads")
+    for kind in ("utility", "safety"):
+        inputs.add(getattr(args, f"{kind}_scores"), f"--{kind}-scores")
+        if needs_scores and not getattr(args, f"{kind}_scores"):
+            inputs.data(getattr(imp, f"{kind}_data"), f"--{kind}-data")
+    prepare_output(args, inputs)
+    heads_file = read_heads(args.heads)
 
     # Read every input before the first model loads, so a bad file fails in seconds, not after the work.
     lazy = bool(args.max_memory or args.offload_folder)  # placed: read score tensors only when used
@@ -61,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
              if getattr(args, f"{kind}_scores")}
     samples = {kind: load_samples(getattr(imp, f"{kind}_data"), limit=imp.limit, seed=args.seed)
                for kind in ("utility", "safety") if needs_scores and kind not in given}
+    for kind, rows in samples.items():
+        require_responses(rows, f"--{kind}-data")
+    check_models_early(args.dense, args.pruned)
+    shape = model_heads(args.dense)  # from config.json, so a shape mismatch or too large --top-h fails now
+    if shape is not None:
+        heads_file.check_model(*shape, args.dense)
+    select_heads(heads_file.ranking, config.top_h, heads_file.num_layers, heads_file.num_heads, config.random_heads, config.seed)
     dense = load_from_args(args, source=args.dense, share=2)
     ranking = heads_file.check_model(dense.arch.num_layers, dense.arch.num_heads, args.dense).ranking
     scores = {kind: given.get(kind) for kind in ("utility", "safety")}

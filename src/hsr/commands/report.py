@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..inputs import Inputs
 from ..report import HTML_FILE, MD_FILE, build_report, entries_from_dirs, results_table
 from ..report.build import ReportError
 from .common import add_output_args, prepare_output
@@ -26,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prepare_output(args.out, args.overwrite, *args.inputs, args.heads)
+    inputs = Inputs()
+    for folder in args.inputs:
+        inputs.add(folder, "RUN_OR_EVAL_DIR")
+    inputs.add(args.heads, "--heads")
+    prepare_output(args, inputs)
     entries, heads = entries_from_dirs(args.inputs)
     if args.heads:
         heads = Path(args.heads).expanduser()

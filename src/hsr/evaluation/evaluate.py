@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data import Sample, load_samples
 from ..distributed import SINGLE, Dist
@@ -37,6 +37,9 @@ from .mcq import load_mcq, mcq_accuracy
 from .metrics import proportion
 from .perplexity import load_text, perplexity
 from .outcomes import BENIGN, COMPLIED, HARMFUL, RATE_KEYS, REFUSAL, outcome_rates
+
+if TYPE_CHECKING:
+    from ..inputs import Inputs
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,21 @@ class EvalConfig:
         if not self.suites:
             raise ConfigError(f"suites must be a non-empty subset of {', '.join(SUITES)}, got [].")
 
+
+    def add_inputs(self, inputs: Inputs) -> None:
+        """What an evaluation reads besides the model: the chosen suites' data (with the images its rows
+        name) and a ``model:PATH`` judge."""
+        if "safety" in self.suites:
+            inputs.data(self.harmful, "evaluate harmful data")
+            inputs.data(self.benign, "evaluate benign data")
+            inputs.judge(self.judge)
+        if "utility" in self.suites:
+            inputs.data(self.ppl_text, "evaluate perplexity text", text=True)
+            inputs.data(self.mcq, "evaluate multiple-choice data", text=True)
+            from .lm_eval_bridge import local_task_files
+
+            for path in local_task_files(self.lm_eval):
+                inputs.add(path, "an lm-eval task file")
 
     def check_data(self) -> None:
         """Read every data input the chosen suites use, so a bad file fails before any model loads."""

@@ -43,6 +43,18 @@ def _prompt_digest(encoded: Sequence[Encoded]) -> str:
     return h.hexdigest()
 
 
+def _files_digest(source: str) -> str | None:
+    """Content digest of the model's files where it has local ones (:func:`hsr.fingerprint.model_digest`):
+    the weight sum below only sees attention, so an edit elsewhere would resume from stale layers."""
+    from ..errors import HsrError
+    from ..fingerprint import model_digest
+
+    try:
+        return model_digest(source)
+    except (HsrError, OSError):
+        return None  # a model built in memory: the weight sum is all there is
+
+
 @torch.no_grad()
 def _weight_digest(loaded: LoadedModel) -> float:
     total = 0.0
@@ -209,6 +221,7 @@ def _checkpoint(
         "class": arch.class_name,
         "shape": [arch.num_layers, arch.num_heads, arch.num_kv_heads, arch.head_dim],
         "weights": _weight_digest(loaded),
+        "files": _files_digest(loaded.source),
         "prompts": _prompt_digest(encoded),
         "config": config.as_dict(),
     }

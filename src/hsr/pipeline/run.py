@@ -17,10 +17,11 @@ import yaml
 
 from ..data import data_files, load_samples
 from ..errors import ConfigError
-from ..fingerprint import data_digest, model_digest, tree_digest
+from ..fingerprint import data_digest, judge_digest, model_digest, tree_digest
 from ..io import read_json
 from ..loading import LoadedModel, load_model
-from ..rundir import check_out_against_inputs, run_folder
+from ..inputs import Inputs
+from ..rundir import run_folder
 from .config import align_options, eval_options, head_options, prune_options, realign_options
 from .stages import StageRecord, fingerprint, run_stage
 
@@ -62,7 +63,8 @@ class _Pipeline:
         self.progress = progress
         self.echo = echo
         self.run_dir = Path(config["out"]).expanduser().resolve()
-        self.common = _common(config)
+        self.common: dict[str, Any] = {}  # filled after the preflight: digesting the default model converts it
+        self.inputs = Inputs()  # everything the enabled stages read, filled by the preflight
         self.result = RunResult(self.run_dir)
         # The model every stage treats as "dense": the input model, or its aligned version.
         self.dense: str | Path = config["model"]
@@ -70,32 +72,62 @@ class _Pipeline:
         self._digests: dict[tuple[Any, bool], str] = {}
 
     # ------------------------------------------------------------------ helpers
-    def digests(self, section: dict[str, Any], keys: tuple[str, ...], text: tuple[str, ...] = ()) -> dict[str, str]:
-        """Content digests of the data files a stage reads (so an edited file is never served from cache)."""
+    def digests(self, stage: str, section: dict[str, Any], keys: tuple[str, ...], text: tuple[str, ...] = ()) -> dict[str, str]:
+        """Content digests of the data files a stage reads, images its rows name included (so an edited
+        file is never served from cache); the files join the run's inputs."""
         out = {}
         for k in keys:
             spec = (section[k], k in text)
             if spec not in self._digests:
-                self._digests[spec] = data_digest(data_files(section[k], text=k in text))
+                self._digests[spec] = data_digest(self.inputs.data(section[k], f"{stage}.{k}", text=k in text))
             out[k] = self._digests[spec]
         return out
 
     def preflight(self) -> None:
-        """Parse every data file the enabled stages will read, before the first model loads."""
+        """Read every input the enabled stages will use and check every folder the run writes against
+        them, before the first model loads or the default model is converted."""
+        from ..data import require_responses
         from ..loading import locate_model
+        from ..shape import model_heads
+        from ..realign.ranking import check_top_h
+        from .config import head_options
 
         c = self.config
         locate_model(c["model"], convert_default=False)
+        self.inputs.model(c["model"])
+        self.inputs.model(c["prune"]["pruned"] or None, "prune.pruned")
         if align_enabled(c):
-            self.digests(c["align"], ("harmful", "benign"))
+            self.digests("align", c["align"], ("harmful", "benign"))
         methods = {point.method for point in sweep_points(c) or []} or {c["prune"]["method"]}
         if methods != {"magnitude"} and not c["prune"]["pruned"]:
-            self.digests(c["prune"], ("data",))  # some (sweep) method calibrates on it
-        self.digests(c["heads"], ("data",))
-        self.digests(c["importance"], ("utility_data", "safety_data"))
+            self.digests("prune", c["prune"], ("data",))  # some (sweep) method calibrates on it
+        self.digests("heads", c["heads"], ("data",))
+        self.digests("importance", c["importance"], ("utility_data", "safety_data"))
+        imp = c["importance"]
+        for kind in ("utility", "safety"):  # importance scores response tokens
+            require_responses(load_samples(imp[f"{kind}_data"], limit=imp["limit"], seed=c["seed"]), f"importance.{kind}_data")
         if c["evaluate"]["enabled"]:
-            eval_options(c).check_data()
-            self.digests(c["evaluate"], ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))
+            eval_options(c).check_data()  # the judge spec too
+            self.digests("evaluate", c["evaluate"], ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))
+            eval_options(c).add_inputs(self.inputs)  # the judge model and lm-eval task files too
+        self.check_written()
+        shape = model_heads(c["model"])  # config.json or the GGUF header: no model is loaded for it
+        if shape is not None:
+            check_top_h(c["realign"]["top_h"], *shape)
+            heads = c["heads"]
+            head_options(c).check_against(len(load_samples(heads["data"], limit=heads["limit"], seed=c["seed"])), *shape)
+
+    def check_written(self) -> None:
+        """The run folder, the offload folder and (converting the default model) the cache: none may
+        overlap an input; the run folder must be hsr's own (or new), the others creatable."""
+        from ..rundir import check_run_dir, check_writable
+
+        self.inputs.check_written(self.run_dir, "out")
+        check_writable(self.run_dir, "out")
+        check_run_dir(self.run_dir)
+        if self.config.get("offload_folder"):
+            check_writable(self.inputs.check_written(self.config["offload_folder"], "offload_folder"), "offload_folder")
+        self.inputs.check_cache()
 
     def load(self, source: str | Path, share: int = 1) -> LoadedModel:
         """``source`` with the run's device, dtype and placement; ``share`` models held at once split the budgets."""
@@ -120,7 +152,7 @@ class _Pipeline:
 
         cfg = {k: v for k, v in self.config["align"].items() if k != "enabled"}
         align_config = align_options(self.config)
-        settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("harmful", "benign"))}
+        settings = {**self.common, **cfg, "data_digests": self.digests("align", cfg, ("harmful", "benign"))}
 
         def build(tmp: Path) -> None:
             loaded = self.load(self.config["model"])
@@ -147,7 +179,7 @@ class _Pipeline:
         prune_config = prune_options(self.config, cfg["method"], cfg["sparsity"])
         settings = {**self.common, **{k: v for k, v in cfg.items() if k != "pruned"}}
         if cfg["method"] != "magnitude":
-            settings["data_digests"] = self.digests(cfg, ("data",))
+            settings["data_digests"] = self.digests("prune", cfg, ("data",))
 
         def build(tmp: Path) -> None:
             samples = (
@@ -166,7 +198,7 @@ class _Pipeline:
 
         cfg = self.config["heads"]
         upstream = [pruned] if cfg["score_model"] == "pruned" else list(self.dense_upstream)
-        settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("data",))}
+        settings = {**self.common, **cfg, "data_digests": self.digests("heads", cfg, ("data",))}
         checkpoint = self.run_dir / f".heads-checkpoint-{fingerprint(settings, [u.fingerprint for u in upstream])}"
 
         def build(tmp: Path) -> dict:
@@ -188,7 +220,7 @@ class _Pipeline:
         from ..realign import compute_importance, save_importance
 
         cfg = self.config["importance"]
-        settings = {**self.common, **cfg, "data_digests": self.digests(cfg, ("utility_data", "safety_data"))}
+        settings = {**self.common, **cfg, "data_digests": self.digests("importance", cfg, ("utility_data", "safety_data"))}
 
         def build(tmp: Path) -> None:
             loaded = self.load(self.dense)
@@ -233,11 +265,14 @@ class _Pipeline:
         cfg = {k: v for k, v in self.config["evaluate"].items() if k not in ("enabled", "models")}
         eval_config = eval_options(self.config)
         settings = {**self.common, **cfg, "label": label,
-                    "data_digests": self.digests(cfg, ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))}
+                    "data_digests": self.digests("evaluate", cfg, ("harmful", "benign", "ppl_text", "mcq"), text=("ppl_text", "mcq"))}
         if cfg.get("lm_eval"):  # local task YAMLs and their data: an edited file is never served from cache
             from ..evaluation.lm_eval_bridge import local_task_files
 
             settings["data_digests"]["lm_eval"] = data_digest(local_task_files(cfg["lm_eval"]))
+        judge = judge_digest(cfg["judge"])  # a model judge's weights, read by content like every other input
+        if judge is not None:
+            settings["judge_digest"] = judge
 
         def build(tmp: Path) -> None:
             loaded = self.load(model_path)
@@ -247,8 +282,8 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ all
     def run(self) -> RunResult:
-        check_out_against_inputs(self.run_dir, [self.config["model"], self.config["prune"]["pruned"]], flag="out")
         self.preflight()
+        self.common = _common(self.config)
         with run_folder(self.run_dir):
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
             return self._run()

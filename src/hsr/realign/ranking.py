@@ -31,15 +31,21 @@ def check_ranking(ranking: Sequence[tuple[int, int]], num_layers: int, num_heads
     return out
 
 
+def check_top_h(top_h: int, num_layers: int, num_heads: int, model: str = "the model's") -> None:
+    """``top_h`` heads must exist: checked from config.json before any model loads, and again on the model."""
+    if top_h > num_layers * num_heads:
+        raise ConfigError(f"top_h={top_h} exceeds {model} {num_layers * num_heads} attention heads "
+                          f"({num_layers} layers x {num_heads}).")
+
+
 def select_heads(
     ranking: Sequence[tuple[int, int]], top_h: int, num_layers: int, num_heads: int,
     random_heads: bool = False, seed: int = 0,
 ) -> list[tuple[int, int]]:
     """The heads to realign: the first ``top_h`` of ``ranking``, or ``top_h`` seeded-random heads."""
     if random_heads:
+        check_top_h(top_h, num_layers, num_heads)
         population = [(layer, head) for layer in range(num_layers) for head in range(num_heads)]
-        if top_h > len(population):
-            raise ConfigError(f"top_h={top_h} exceeds the model's {len(population)} attention heads.")
         return sorted(random.Random(seed).sample(population, top_h))
     ranked = check_ranking(ranking, num_layers, num_heads)
     if top_h > len(ranked):
