@@ -2,7 +2,7 @@
 
 Ablating a head only where the next token is predicted is exact and nonlinear there (the earlier
 positions keep their unablated states), and its error is nearly independent of the gradient
-estimate's, so their geometric mean ranks heads much better than either (README, head scoring).
+estimate's, so their geometric mean ranks heads much better than either (docs/experiments/approx-estimates.md).
 
 All prompts run together, layer-major: the earlier positions' keys/values come from the gradient
 pass (or one unablated forward of every prompt's earlier tokens, right-padded), and each prompt's
