@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import HsrError
+from .io import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,14 @@ def check_out_against_inputs(out: str | os.PathLike, inputs: Iterable[str | os.P
     Writing an output replaces its folder (``--overwrite``) or adds files to it, so all three cases could
     delete or change an input.
     """
-    target = Path(out).expanduser().resolve()
+    target = resolve_path(out, flag)
     for source in inputs:
         if source is None:
             continue
         src = Path(str(source)).expanduser()
         if not src.exists():
             continue  # a hub id, "default" or a builtin: nothing on disk to protect here
-        src = src.resolve()
+        src = resolve_path(src, "input")
         if target == src or target in src.parents or src in target.parents:
             raise OutputError(
                 f"{flag} {target} overlaps the input {src}; inputs are never modified, choose an {flag} outside it."
@@ -63,7 +64,7 @@ def check_out_against_inputs(out: str | os.PathLike, inputs: Iterable[str | os.P
 
 def check_writable(out: str | os.PathLike, flag: str = "--out") -> Path:
     """Fail early when ``out`` could not be created: a file in its path, or a parent we cannot write."""
-    target = Path(out).expanduser().resolve()
+    target = resolve_path(out, flag)
     if target.exists() and not target.is_dir():
         raise OutputError(f"{flag} {target} is a file, not a folder.")
     parent = target
