@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     prepare_output(args.out, args.overwrite, args.model, args.harmful, args.benign)  # fail before the work
     loaded = load_from_args(args)
-    summary = align_model(loaded, config, progress=True)
+    summary = align_model(loaded, config, progress=args.progress)
     summary["base_model"] = str(args.model)
     out = save_aligned(args.out, loaded, summary, overwrite=args.overwrite)
     print(
