@@ -527,3 +527,15 @@ def test_default_model_cache_is_verified_and_reconverted_when_damaged(tmp_path, 
     loading.default_model_dir()
     assert len(calls) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no temporary or old folder left
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, True, "0.5"])
+def test_lm_eval_values_must_be_finite_numbers(tmp_path, value):
+    from hsr.report.build import ReportError, read_metrics
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"model": "m", "lm_eval": {"arc": {"acc": {"value": value, "stderr": None}}}}))
+    with pytest.raises(ReportError, match="lm_eval"):
+        read_metrics(path)
+    path.write_text(json.dumps({"model": "m", "lm_eval": {"arc": {"acc": {"value": 0.5, "stderr": 0.01}}}}))
+    assert read_metrics(path)["lm_eval"]["arc"]["acc"]["value"] == 0.5

@@ -18,7 +18,7 @@ from ..errors import HsrError
 from ..evaluation.outcomes import RATE_KEYS
 from ..heads.results import load_head_scores
 from ..io import atomic_output_dir, read_json, read_json_checked, write_json
-from ..values import check_rate, is_number, shown
+from ..values import check_rate, is_finite_number, is_number, shown
 from . import plots
 from .paired import paired_summary
 from .tables import lm_eval_keys, paired_lines, results_table, table_columns, table_rows
@@ -282,13 +282,14 @@ def read_metrics(path: Path) -> dict[str, Any]:
 
 
 def _check_lm_eval(path: Path, results: Any) -> None:
-    """metrics.json's ``lm_eval``: task -> metric -> {"value": number, "stderr": number | None}."""
+    """metrics.json's ``lm_eval``: task -> metric -> {"value": finite number, "stderr": finite number >= 0 | None}
+    (what the bridge writes; NaN would show as "nan" in every table)."""
     if results is None:
         return
     ok = isinstance(results, dict) and all(
         isinstance(metrics, dict) and all(
-            isinstance(s, dict) and isinstance(s.get("value"), (int, float))
-            and (s.get("stderr") is None or isinstance(s.get("stderr"), (int, float)))
+            isinstance(s, dict) and is_finite_number(s.get("value"))
+            and (s.get("stderr") is None or (is_finite_number(s.get("stderr")) and s["stderr"] >= 0))
             for s in metrics.values())
         for metrics in results.values())
     if not ok:
