@@ -10,7 +10,7 @@ import torch
 
 from ..data import DEFAULT_MAX_LENGTH
 from ..errors import ConfigError
-from ..options import check_declared, option
+from ..options import check_declared, option, seed_option
 from .ablation import MODES, default_eps
 
 SCORES: tuple[str, ...] = ("ships", "gships")
@@ -88,7 +88,7 @@ class HeadScoreConfig:
     max_batch_tokens: int | None = option(None, help="fast engine: tokens per forward batching prompts with heads; "
                                           "0 = one prompt per forward; none = the measured best for the device",
                                           minimum=0)
-    seed: int = option(0, help="random seed (data subsets, ties)")
+    seed: int = seed_option(help="random seed (data subsets, ties)")
 
     @property
     def effective_approx_top_h(self) -> int:
