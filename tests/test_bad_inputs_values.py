@@ -409,7 +409,7 @@ def test_duplicates():
 
 
 def test_duplicate_key_and_alias_in_yaml():
-    from hsr.pipeline.config import YamlRefused, load_yaml
+    from hsr.yaml_config import YamlRefused, load_yaml
 
     with pytest.raises(YamlRefused, match="line 4: key 'b' is given twice"):
         load_yaml("a:\n  b: 1\n  c: 2\n  b: 3\n")

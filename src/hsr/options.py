@@ -26,6 +26,7 @@ import yaml
 
 from .errors import ConfigError
 from .values import shown
+from .yaml_config import load_yaml
 
 NONE_WORDS = ("none", "null", "")
 #: Integers beyond a signed 64-bit value overflow torch and NumPy; none is declared larger.
@@ -331,8 +332,6 @@ def yaml_lines(cls_values: dict[str, Any], cls: type, skip: Iterable[str] = (), 
 
 
 def _needs_quotes(text: str) -> bool:
-    from .pipeline.config import load_yaml
-
     try:
         return load_yaml(text) != text
     except yaml.YAMLError:
