@@ -18,7 +18,7 @@ import yaml
 from ..errors import ConfigError
 from ..options import Spec, build, plain_value, specs, yaml_lines
 from ..values import duplicates, first_surrogate, shown
-from ..yaml_config import load_yaml
+from ..yaml_config import YamlRefused, load_yaml
 from .sections import EVALUABLE, SHARED, derived_defaults, layout
 
 
