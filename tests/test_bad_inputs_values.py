@@ -51,7 +51,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model-nan-weight", ["prune", "--model", "{in}/nan_model", "--method", "magnitude", "--out", "{out}/p"], "model.layers.1.mlp.up_proj.weight"),
     ("model-no-tokenizer", ["prune", "--model", "{in}/no_tokenizer", "--method", "magnitude", "--out", "{out}/p"], "no usable tokenizer"),
     ("model-pickle-code", ["prune", "--model", "{in}/evil", "--method", "magnitude", "--out", "{out}/p"], "never runs"),
-    ("realign-unrelated-pair", ["realign", "--dense", "{in}/model", "--pruned", "{in}/model_b", "--heads", "{in}/heads.json", "--whole-head", "--out", "{out}/r"], "not made from this dense model"),
+    ("realign-unrelated-pair", ["realign", "--dense", "{in}/model", "--pruned", "{in}/model_b", "--heads", "{in}/heads.json", "--whole-head", "--top-h", "2", "--out", "{out}/r"], "not made from this dense model"),
     # ---------------------------------------------------------------- run configs
     ("config-duplicate-key", ["run", "{in}/dup.yaml", "--out", "{out}/run"], "line 3: key 'sparsity' is given twice (first on line 2)"),
     ("config-anchor", ["run", "{in}/anchor.yaml", "--out", "{out}/run"], "anchors and aliases"),
@@ -512,7 +512,7 @@ def test_default_model_cache_is_verified_and_reconverted_when_damaged(tmp_path, 
 
     monkeypatch.setenv("HSR_CACHE", str(tmp_path))
     monkeypatch.setattr(loading, "_convert_default", fake_convert)
-    monkeypatch.setattr(loading, "_smollm_gguf_path", lambda: tmp_path / "x.gguf")
+    monkeypatch.setattr(loading, "smollm_gguf_path", lambda: tmp_path / "x.gguf")
     target = loading.default_model_dir()
     assert (target / MANIFEST).is_file() and len(calls) == 1
     assert loading.default_model_dir() == target and len(calls) == 1  # verified, reused

@@ -274,7 +274,7 @@ def subsample(samples: Sequence[Sample], limit: int | None, seed: int = 0) -> li
 # --------------------------------------------------------------------------- encoding
 
 
-def _is_processor(processor: Any) -> bool:
+def is_processor(processor: Any) -> bool:
     return hasattr(processor, "tokenizer") and hasattr(processor, "image_processor")
 
 
@@ -303,7 +303,7 @@ def chat_messages(sample: Sample, *, vlm: bool, response: str | None = None) -> 
 
 def render_chat(processor: Any, sample: Sample, *, add_generation_prompt: bool = True, response: str | None = None) -> str:
     """The chat-templated text for ``sample`` (user turn, optionally the assistant's response)."""
-    vlm = _is_processor(processor)
+    vlm = is_processor(processor)
     target = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
     if not getattr(target, "chat_template", None):
         raise DataError(f"{type(processor).__name__} has no chat template; hsr needs an instruction-tuned model.")
@@ -336,7 +336,7 @@ def tokenize(processor: Any, texts: list[str], images: list[Any] | None, padding
     old_side = tok.padding_side
     tok.padding_side = padding_side
     try:
-        if _is_processor(processor):
+        if is_processor(processor):
             kw: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
             if images:
                 kw["images"] = processor_images(processor, images)
@@ -379,7 +379,7 @@ def encode(
     if max_length <= 0:
         raise DataError(f"max_length must be positive, got {max_length}.")
     where = sample.meta.get("source", "sample")
-    images = [load_image(sample.image, where)] if (sample.image is not None and _is_processor(processor)) else None
+    images = [load_image(sample.image, where)] if (sample.image is not None and is_processor(processor)) else None
     prompt_text = render_chat(processor, sample, add_generation_prompt=True)
     prompt_inputs = tokenize(processor, [prompt_text], images)
     prompt_len = int(prompt_inputs["input_ids"].shape[1])

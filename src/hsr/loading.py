@@ -64,7 +64,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HSR_CACHE", Path.home() / ".cache" / "hsr"))
 
 
-def _smollm_gguf_path() -> Path:
+def smollm_gguf_path() -> Path:
     # find_spec locates the package without executing its __init__ (which imports `llm`).
     spec = importlib.util.find_spec(_SMOLLM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
@@ -109,7 +109,7 @@ def default_model_dir() -> Path:
             return target
         log.warning("The cached default model %s does not match what was written (%s); converting it again.",
                     target, problem)
-    gguf = _smollm_gguf_path()
+    gguf = smollm_gguf_path()
     log.info("Converting %s to a safetensors cache at %s (once)", gguf.name, target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ def _replace_dir(new: Path, target: Path) -> None:
         os.replace(new, target)
 
 
-def _read_config(path: Path) -> dict:
+def read_model_config(path: Path) -> dict:
     try:
         return json.loads((path / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -180,7 +180,7 @@ def locate_model(source: str | os.PathLike, convert_default: bool = True) -> tup
     src = str(source)
     if src == DEFAULT_MODEL:
         if not convert_default:
-            _smollm_gguf_path()
+            smollm_gguf_path()
             return src, None
         return default_model_dir(), None
     p = Path(src).expanduser()
@@ -264,7 +264,7 @@ def load_model(
         kwargs["gguf_file"] = gguf_file
     try:
         if isinstance(path, Path) and gguf_file is None:
-            is_vlm = _is_vlm_config(_read_config(path))
+            is_vlm = _is_vlm_config(read_model_config(path))
         else:
             cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, gguf_file=gguf_file)
             is_vlm = hasattr(cfg, "vision_config")

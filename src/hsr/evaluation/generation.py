@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..placement import model_device
-from ..data import DataError, Sample, _is_processor, load_image, render_chat, tokenize
+from ..data import DataError, Sample, is_processor, load_image, render_chat, tokenize
 from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel
 
@@ -44,7 +44,7 @@ def _generate_batch(loaded: LoadedModel, batch: Sequence[Sample], gen_kw: dict[s
     """Greedy answers to one left-padded batch (new tokens only, special tokens removed)."""
     proc, tok = loaded.processor, loaded.tokenizer
     texts = [render_chat(proc, s, add_generation_prompt=True) for s in batch]
-    images = [load_image(s.image, s.meta.get("source", "sample")) for s in batch if s.image is not None] if _is_processor(proc) else None
+    images = [load_image(s.image, s.meta.get("source", "sample")) for s in batch if s.image is not None] if is_processor(proc) else None
     inputs = tokenize(proc, texts, images or None, padding_side="left")
     lengths = inputs["attention_mask"].sum(dim=1)
     if int(lengths.max()) > max_length:
