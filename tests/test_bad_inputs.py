@@ -175,9 +175,9 @@ def _make_inputs(root: Path) -> None:
     _write(root / "good_eval" / "metrics.json", json.dumps(metrics))
     _write(root / "bad.yaml", "model: [unclosed\n")
     _write(root / "latin1.yaml", b"model: caf\xe9\n")
-    from hsr.loading import _smollm_gguf_path
+    from hsr.loading import smollm_gguf_path
 
-    with open(_smollm_gguf_path(), "rb") as fh:
+    with open(smollm_gguf_path(), "rb") as fh:
         _write(root / "truncated.gguf", fh.read(2_000_000))
 
 

@@ -627,7 +627,7 @@ def test_refinement_combines_the_two_estimates(tmp_path):
 
 # On the tiny random models the refinement helps on some architectures (qwen2_vl: the exact top-4 at
 # estimate ranks 1,3,2,5 instead of 1,5,2,3) and not on others (llama, llava); on SmolLM2-135M it
-# brings the exact top-10 from estimate ranks <= 33 to <= 11 (README). The test pins the cases where it holds.
+# brings the exact top-10 from estimate ranks <= 33 to <= 11 (docs/experiments/approx-estimates.md). The test pins the cases where it holds.
 @pytest.mark.parametrize("arch_name", ["qwen2", "qwen2_vl"])
 def test_refined_estimate_ranks_the_top_heads_first(arch_name, tmp_path):
     """The approximate engine with the last-position refinement: rescored heads carry exact scores, the

@@ -28,6 +28,7 @@ from hsr.evaluation.lm_eval_bridge import (  # noqa: E402
 )
 from hsr.evaluation.mcq import continuation_scores, load_mcq, mcq_accuracy  # noqa: E402
 from hsr.testing.tiny import save_tiny_model  # noqa: E402
+from test_run_pipeline import tiny_run_config  # noqa: E402, F401  (fixture)
 
 DATA = Path(__file__).parent / "data" / "lm_eval"
 TASK = DATA / "hsr_mcq.yaml"
@@ -224,3 +225,23 @@ def test_options_declare_flags_and_run_config_keys():
     assert options.lm_eval == (str(TASK),) and options.lm_eval_limit == 3
     with pytest.raises(ConfigError, match="lm_eval_limit"):
         eval_options(load_run_config(None, ["evaluate.lm_eval_limit=0"]))
+
+
+def test_hsr_run_with_lm_eval_fills_metrics_the_table_and_the_report(tiny_run_config, capsys):
+    """The run-config key end to end: each evaluated model's metrics.json holds the task's accuracy (equal
+    to hsr's own MCQ accuracy on the same questions), the printed table and report.md get its column."""
+    import yaml
+
+    config_path, run_dir, _ = tiny_run_config  # the pipeline's tiny run, with the shipped task added
+    config = yaml.safe_load(config_path.read_text())
+    config["evaluate"].update(lm_eval=[str(TASK)], lm_eval_chat_template=True, mcq=str(MCQ), models=["dense", "pruned"])
+    config["realign"]["control"] = False
+    config_path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(config_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for label in ("dense", "pruned"):
+        metrics = json.loads((run_dir / "eval" / label / "metrics.json").read_text())
+        acc = metrics["lm_eval"]["hsr_mcq"]["acc"]
+        assert acc["value"] == pytest.approx(metrics["mcq_accuracy"]["value"]) and acc["n"] == metrics["mcq_accuracy"]["n"]
+    assert "hsr_mcq acc" in out
+    assert "hsr_mcq acc" in (run_dir / "report" / "report.md").read_text()

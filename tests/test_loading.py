@@ -48,9 +48,9 @@ def test_hub_id_offline_gives_actionable_error(monkeypatch):
 
 @pytest.mark.slow
 def test_load_from_gguf_file():
-    from hsr.loading import _smollm_gguf_path
+    from hsr.loading import smollm_gguf_path
 
-    loaded = load_model(_smollm_gguf_path())
+    loaded = load_model(smollm_gguf_path())
     assert loaded.arch.num_heads == 9 and loaded.arch.num_kv_heads == 3 and loaded.arch.num_layers == 30
 
 

@@ -221,7 +221,7 @@ def _gradient_rows(loaded, samples):
     from hsr.data import encode
     from hsr.heads import HeadScoreConfig
     from hsr.heads.attribution import _engine
-    from hsr.heads.rows import RowBatch, _pad_rows
+    from hsr.heads.rows import RowBatch, pad_rows
 
     cfg = HeadScoreConfig(score="ships", engine="approx")
     engine = _engine(loaded, [encode(loaded.processor, s, include_response=False) for s in samples[:2]], cfg,
@@ -229,7 +229,7 @@ def _gradient_rows(loaded, samples):
     engine.prepare()
     lengths = [x.hidden.shape[1] for x in engine.layer0]
     batch = RowBatch([0, 1], lengths, 2)
-    hidden = _pad_rows([x.hidden for x in engine.layer0], batch.width, 2).contiguous()
+    hidden = pad_rows([x.hidden for x in engine.layer0], batch.width, 2).contiguous()
     ends = torch.as_tensor(lengths).repeat_interleave(2) - 1
     return engine, hidden, engine._suffix_kwargs(batch, None, prefix_len=0), ends
 

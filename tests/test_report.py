@@ -124,7 +124,7 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ReportError, match="neither"):
         entries_from_dirs([tmp_path])
     for content, msg in [("{not json", "cannot read"), ("[1, 2]", "not an object"),
-                         ('{"asr": {"value": "high"}}', "numeric value")]:
+                         ('{"asr": {"value": "high"}}', "number between 0 and 1")]:
         (tmp_path / "e").mkdir(exist_ok=True)
         (tmp_path / "e" / "metrics.json").write_text(content)
         with pytest.raises(ReportError, match=msg):

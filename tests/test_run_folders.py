@@ -55,7 +55,7 @@ def test_evaluate_and_prune_with_overwrite_never_delete_the_model(tmp_path, caps
 
 def test_run_refuses_a_folder_it_did_not_create(tiny_run_config, capsys):
     config_path, run_dir, model_dir = tiny_run_config
-    # The README's stage-by-stage flow puts `hsr prune --out runs/pruned` beside a later run folder.
+    # The stage-by-stage flow (docs/cli.md) puts `hsr prune --out runs/pruned` beside a later run folder.
     (run_dir / "pruned").mkdir(parents=True)
     (run_dir / "pruned" / "keep.txt").write_text("my pruned model")
     assert _run(config_path, *NO_EVAL) == 2

@@ -11,9 +11,12 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 
 from . import __version__, distributed
-from .errors import HsrError
+from .errors import HsrError, describe_os_error
+from .termination import Terminated, terminate_cleanly
+from .values import bounded
 
 #: Command modules under hsr.commands, in the order they appear in --help.
 COMMANDS: tuple[str, ...] = ("align", "prune", "heads", "realign", "evaluate", "judge", "run", "sweep", "report")
@@ -26,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and restore the pruned weights that matter for safety.",
     )
     parser.add_argument("--version", action="version", version=f"hsr {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail (and the traceback of an "
+                        "unexpected operating-system error)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"hsr.commands.{name}").register(sub)
@@ -43,20 +47,52 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if getattr(args, "_runtime_defaults", False):
-            from .commands.common import runtime
+        with terminate_cleanly():  # SIGTERM runs the same clean-up as Ctrl-C
+            if getattr(args, "_runtime_defaults", False):
+                from .commands.common import runtime
 
-            runtime(args)  # fill the declared defaults of the runtime flags a user left unset
-        distributed.check_command(args.command)
-        return int(args.func(args) or 0)
+                runtime(args)  # fill the declared defaults of the runtime flags a user left unset
+            distributed.check_command(args.command)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a full stdout (> /dev/full) fails here, as one line, not at exit
+            return code
     except HsrError as exc:
-        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # always one line
-        rank = distributed.env_rank_label()
-        print(f"hsr {args.command}{rank}: error: {message}", file=sys.stderr)
-        return 2
+        return _error(args.command, str(exc))
+    except OSError as exc:  # the safety net: no check foresaw it (ENOSPC mid-write, ELOOP, EACCES)
+        if args.verbose:
+            traceback.print_exc()
+        _quiet_stdout()
+        return _error(args.command, describe_os_error(exc))
+    except UnicodeEncodeError as exc:  # text that is not Unicode (a lone surrogate) reached an output
+        if args.verbose:
+            traceback.print_exc()
+        return _error(args.command, f"text that is not valid Unicode ({exc.reason}: {exc.object[exc.start:exc.end]!r}) "
+                      "reached an output; check the inputs for lone UTF-16 surrogates such as \\ud800.")
     except KeyboardInterrupt:
         print(f"hsr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"hsr {args.command}: terminated ({exc}); temporary outputs removed", file=sys.stderr)
+        return exc.exit_code
+
+
+def _error(command: str, message: str) -> int:
+    """Print ``hsr CMD: error: MESSAGE`` as one bounded line; the exit code of every user error."""
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())  # always one line
+    rank = distributed.env_rank_label()
+    print(f"hsr {command}{rank}: error: {bounded(message)}", file=sys.stderr)
+    return 2
+
+
+def _quiet_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null once writing to it failed, so the interpreter's exit-time
+    flush of what is still buffered does not fail a second time with a traceback."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured, closed): nothing to flush later
+        pass
 
 
 def entry() -> None:

@@ -27,6 +27,7 @@ import torch
 
 from .architecture import processor_images
 from .errors import HsrError
+from .values import first_surrogate
 
 #: VLGuard splits: safe image + safe instruction, safe image + unsafe instruction, unsafe image.
 VLGUARD_SPLITS: tuple[str, ...] = ("safe_safes", "safe_unsafes", "unsafes")
@@ -86,7 +87,15 @@ def iter_jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 raise DataError(f"{where}: not valid JSON ({exc.msg}).") from exc
             if not isinstance(row, dict):
                 raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}.")
+            _refuse_surrogates(row, where)
             yield where, row
+
+
+def _refuse_surrogates(obj: Any, where: str) -> None:
+    """JSON may spell a lone UTF-16 surrogate (``"\\ud800"``); such text cannot be tokenized or written."""
+    at = first_surrogate(obj)
+    if at is not None:
+        raise DataError(f"{where}: {at} holds a lone UTF-16 surrogate (such as \\ud800), which is not text.")
 
 
 def read_jsonl(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> list[Sample]:
@@ -139,6 +148,7 @@ def read_vlguard(
         raise DataError(f"{ann}: not valid JSON ({exc.msg}).") from exc
     except UnicodeDecodeError:
         raise DataError(f"{ann}: not valid UTF-8 text.") from None
+    _refuse_surrogates(entries, str(ann))
     if not isinstance(entries, list):
         raise DataError(f"{ann}: expected a JSON list of entries, got {type(entries).__name__}.")
     images = root / (image_dir or Path(annotation).stem)
@@ -264,7 +274,7 @@ def subsample(samples: Sequence[Sample], limit: int | None, seed: int = 0) -> li
 # --------------------------------------------------------------------------- encoding
 
 
-def _is_processor(processor: Any) -> bool:
+def is_processor(processor: Any) -> bool:
     return hasattr(processor, "tokenizer") and hasattr(processor, "image_processor")
 
 
@@ -293,7 +303,7 @@ def chat_messages(sample: Sample, *, vlm: bool, response: str | None = None) -> 
 
 def render_chat(processor: Any, sample: Sample, *, add_generation_prompt: bool = True, response: str | None = None) -> str:
     """The chat-templated text for ``sample`` (user turn, optionally the assistant's response)."""
-    vlm = _is_processor(processor)
+    vlm = is_processor(processor)
     target = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
     if not getattr(target, "chat_template", None):
         raise DataError(f"{type(processor).__name__} has no chat template; hsr needs an instruction-tuned model.")
@@ -302,12 +312,21 @@ def render_chat(processor: Any, sample: Sample, *, add_generation_prompt: bool =
 
 
 def load_image(path: Path, where: str = "sample") -> Any:
+    """The image at ``path`` as RGB; one that would decompress beyond PIL's pixel limit (a decompression
+    bomb: a small file that expands to gigabytes) is refused, as is any unreadable one. ``where`` names
+    the data row in the message."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # the warning level is refused too
+            with Image.open(path) as im:
+                return im.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{where}: image {path} is too large to decode safely ({exc}); resize it first.") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{where}: cannot read image {path} ({exc}).") from exc
 
 
@@ -317,7 +336,7 @@ def tokenize(processor: Any, texts: list[str], images: list[Any] | None, padding
     old_side = tok.padding_side
     tok.padding_side = padding_side
     try:
-        if _is_processor(processor):
+        if is_processor(processor):
             kw: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
             if images:
                 kw["images"] = processor_images(processor, images)
@@ -360,7 +379,7 @@ def encode(
     if max_length <= 0:
         raise DataError(f"max_length must be positive, got {max_length}.")
     where = sample.meta.get("source", "sample")
-    images = [load_image(sample.image, where)] if (sample.image is not None and _is_processor(processor)) else None
+    images = [load_image(sample.image, where)] if (sample.image is not None and is_processor(processor)) else None
     prompt_text = render_chat(processor, sample, add_generation_prompt=True)
     prompt_inputs = tokenize(processor, [prompt_text], images)
     prompt_len = int(prompt_inputs["input_ids"].shape[1])

@@ -57,11 +57,11 @@ class Inputs:
         """A model option: a folder or ``.gguf`` file, a hub id (nothing local), or the embedded default."""
         if spec is None:
             return
-        from .loading import DEFAULT_MODEL, _smollm_gguf_path, converted_default_dir
+        from .loading import DEFAULT_MODEL, smollm_gguf_path, converted_default_dir
 
         text = str(spec)
         if text == DEFAULT_MODEL:
-            self.add(_smollm_gguf_path(), f"{what} (the embedded default's GGUF file)")
+            self.add(smollm_gguf_path(), f"{what} (the embedded default's GGUF file)")
             self.converts_default = self.converts_default or converted_default_dir() is None
             return
         self.add(text, what)

@@ -20,16 +20,29 @@ import numpy as np
 import torch
 
 from .errors import HsrError
+from .values import first_surrogate, shown
 
 
 class OutputExistsError(HsrError):
     pass
 
 
+def resolve_path(path: str | os.PathLike, what: str = "--out") -> Path:
+    """``path`` made absolute with symlinks followed; a symlink loop or an unreadable component is a
+    one-line error naming ``what`` instead of a RuntimeError/OSError from pathlib."""
+    try:
+        return Path(path).expanduser().resolve()
+    except RuntimeError:  # pathlib's "Symlink loop from ..." (Python < 3.13)
+        raise OutputExistsError(f"{what} {path}: a symbolic link in it points back at itself (a loop); fix or remove "
+                                "the link.") from None
+    except OSError as exc:
+        raise OutputExistsError(f"{what} {path}: cannot resolve the path ({exc.strerror or exc}).") from None
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` only if the block succeeds."""
-    out = Path(out).expanduser().resolve()
+    out = resolve_path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"Output directory {out} already exists; pass --overwrite or choose another --out.")
     if out.exists() and not out.is_dir():
@@ -64,9 +77,14 @@ def _umask() -> int:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
     path = Path(path)
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:  # a full disk mid-write leaves no temporary file behind
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _json_default(obj: Any) -> Any:
@@ -83,14 +101,29 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def read_json_checked(path: str | os.PathLike, error: type[Exception], what: str) -> Any:
-    """:func:`read_json` whose failures (missing, unreadable, not UTF-8, not JSON) become one-line ``error``s."""
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON object hsr wrote for itself (stage.json, a manifest); a missing, damaged or wrong-shaped
+    one (a list, a number) reads as ``{}``, i.e. as if never written, so its work is redone."""
     try:
-        return read_json(path)
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_json_checked(path: str | os.PathLike, error: type[Exception], what: str) -> Any:
+    """:func:`read_json` whose failures (missing, unreadable, not UTF-8, not JSON, text holding a lone
+    UTF-16 surrogate such as ``"\\ud800"``) become one-line ``error``s."""
+    try:
+        data = read_json(path)
     except UnicodeDecodeError:
         raise error(f"{path}: not valid UTF-8 text.") from None
     except (OSError, ValueError) as exc:
-        raise error(f"{path}: cannot read {what} ({exc}).") from None
+        raise error(f"{path}: cannot read {what} ({shown(str(exc), 200)}).") from None
+    at = first_surrogate(data)
+    if at is not None:
+        raise error(f"{path}: {at} holds a lone UTF-16 surrogate (such as \\ud800), which is not text.")
+    return data
 
 
 def _unpack(bits: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:

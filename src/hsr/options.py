@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass
@@ -24,8 +25,14 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from .errors import ConfigError
+from .values import shown
+from .yaml_config import load_yaml
 
 NONE_WORDS = ("none", "null", "")
+#: Integers beyond a signed 64-bit value overflow torch and NumPy; none is declared larger.
+INT_LIMIT = 2**63 - 1
+#: Seeds seed NumPy's legacy generator too, which takes 32 bits.
+SEED_LIMIT = 2**32 - 1
 
 
 def option(
@@ -36,16 +43,24 @@ def option(
     flag: str | None = None,
     factory: Callable[[], Any] | None = None,
     minimum: float | None = None,
+    maximum: float | None = None,
     zero_is_none: bool = False,
 ) -> Any:
     """A dataclass field with what the CLI and the run config need to know about it.
 
-    ``minimum``: smallest allowed number; ``zero_is_none``: on the command line 0 means "unset"
-    (e.g. ``--limit 0`` = every prompt)."""
-    meta = {"help": help, "choices": choices, "flag": flag, "minimum": minimum, "zero_is_none": zero_is_none}
+    ``minimum``/``maximum``: allowed range of a number (integers are always within 64 bits, floats
+    always finite); ``zero_is_none``: on the command line 0 means "unset" (e.g. ``--limit 0`` = every
+    prompt)."""
+    meta = {"help": help, "choices": choices, "flag": flag, "minimum": minimum, "maximum": maximum,
+            "zero_is_none": zero_is_none}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def seed_option(help: str) -> Any:
+    """The ``seed`` field every stage declares: 0 to 2**32 - 1, what every generator it seeds accepts."""
+    return option(0, help=help, minimum=0, maximum=SEED_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,7 @@ class Spec:
     choices: tuple[Any, ...] | None
     flag: str
     minimum: float | None
+    maximum: float | None
     zero_is_none: bool
 
     def plain_default(self) -> Any:
@@ -101,7 +117,7 @@ def specs(cls: type, skip: Iterable[str] = ()) -> list[Spec]:
         default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
         m = f.metadata
         out.append(Spec(f.name, kind, optional, default, m["help"], m["choices"], m["flag"] or f.name.replace("_", "-"),
-                        m["minimum"], m["zero_is_none"]))
+                        m["minimum"], m.get("maximum"), m["zero_is_none"]))
     return out
 
 
@@ -120,21 +136,21 @@ def plain_value(spec: Spec, value: Any, where: str, check: bool = True) -> Any:
         value = {"true": True, "false": False}.get(value.strip().lower(), value) if isinstance(value, str) else value
     elif kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}.")
+            raise ConfigError(f"{where} must be true or false, got {shown(value)}.")
     elif kind in (int, float):
         value = _number(kind, value, where)
     elif kind is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}.")
+            raise ConfigError(f"{where} must be a list, got {shown(value)}.")
         value = list(value)
     elif kind is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where} must be text, got {value!r}.")
+            raise ConfigError(f"{where} must be text, got {shown(value)}.")
     elif hasattr(kind, "parse"):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{where} must be text, got {value!r}.")
+            raise ConfigError(f"{where} must be text, got {shown(value)}.")
         value = str(value)
         if check:
             kind.parse(value)  # fails here, with its own message, rather than inside the stage
@@ -148,15 +164,24 @@ def _number(kind: type, value: Any, where: str) -> Any:
         try:
             value = float(value) if kind is float or any(c in value for c in ".eE") else int(value)
         except ValueError:
-            raise ConfigError(f"{where} must be a number, got {value!r}.") from None
+            raise ConfigError(f"{where} must be a number, got {shown(value)}.") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where} must be a number, got {value!r}.")
-    if kind is int:
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise ConfigError(f"{where} must be an integer, got {value!r}.")
-            value = int(value)
+        raise ConfigError(f"{where} must be a number, got {shown(value)}.")
+    check_number(kind, value, where)
+    if kind is int and isinstance(value, float):
+        value = int(value)
     return value
+
+
+def check_number(kind: type, value: int | float, where: str) -> None:
+    """What every number option needs whatever its declaration: finite (``nan``, ``inf`` would poison
+    every computation they touch), an integer where one is declared, and within 64 bits."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}.")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ConfigError(f"{where} must be an integer, got {value!r}.")
+    if abs(value) > INT_LIMIT:
+        raise ConfigError(f"{where} is too large: {shown(value, 40)} (at most {INT_LIMIT:,}).")
 
 
 def _check_choices(spec: Spec, value: Any, where: str) -> None:
@@ -164,10 +189,17 @@ def _check_choices(spec: Spec, value: Any, where: str) -> None:
     if spec.choices is not None:
         bad = [v for v in items if v not in spec.choices]
         if bad:
-            shown = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in spec.choices)
-            raise ConfigError(f"{where} must be one of {shown}, got {value!r}.")
-    if spec.minimum is not None and isinstance(value, (int, float)) and value < spec.minimum:
-        raise ConfigError(f"{where} must be at least {spec.minimum:g}, got {value!r}.")
+            names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in spec.choices)
+            raise ConfigError(f"{where} must be one of {names}, got {shown(value)}.")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if spec.minimum is not None and value < spec.minimum:
+            raise ConfigError(f"{where} must be at least {_num(spec.minimum)}, got {shown(value, 40)}.")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ConfigError(f"{where} must be at most {_num(spec.maximum)}, got {shown(value, 40)}.")
+
+
+def _num(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) or float(x).is_integer() and abs(x) >= 1e6 else f"{x:g}"
 
 
 def check_declared(obj: Any, prefix: str = "") -> None:
@@ -183,9 +215,11 @@ def check_declared(obj: Any, prefix: str = "") -> None:
             continue
         if spec.kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))
                                           or (spec.kind is int and not isinstance(value, int))):
-            raise ConfigError(f"{where} must be {'an integer' if spec.kind is int else 'a number'}, got {value!r}.")
+            raise ConfigError(f"{where} must be {'an integer' if spec.kind is int else 'a number'}, got {shown(value)}.")
+        if spec.kind in (int, float):
+            check_number(spec.kind, value, where)
         if spec.kind is bool and not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}.")
+            raise ConfigError(f"{where} must be true or false, got {shown(value)}.")
         _check_choices(spec, list(value) if isinstance(value, tuple) else value, where)
 
 
@@ -210,7 +244,7 @@ def build(cls: type, values: dict[str, Any], fixed: dict[str, Any] | None = None
         spec = by_name.get(name)
         if spec is None:
             known = ", ".join(sorted(by_name))
-            raise ConfigError(f"Unknown option {where}{name!r}; known: {known}.")
+            raise ConfigError(f"Unknown option {where}{shown(name)}; known: {known}.")
         label = f"--{spec.flag}" if cli else f"{where}{name}"
         kwargs[name] = rich_value(spec, plain_value(spec, value, label))
     obj = cls(**kwargs)
@@ -298,8 +332,6 @@ def yaml_lines(cls_values: dict[str, Any], cls: type, skip: Iterable[str] = (), 
 
 
 def _needs_quotes(text: str) -> bool:
-    from .pipeline.config import load_yaml
-
     try:
         return load_yaml(text) != text
     except yaml.YAMLError:

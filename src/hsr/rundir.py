@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from .errors import HsrError
+from .io import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def check_out_against_inputs(
     delete or change an input. ``inputs`` are paths, or (as :class:`hsr.inputs.Inputs` collects them)
     a mapping of paths to what they are, named in the message.
     """
-    target = Path(out).expanduser().resolve()
+    target = resolve_path(out, flag)
     labelled = inputs if isinstance(inputs, Mapping) else {source: "" for source in inputs}
     for source, what in labelled.items():
         if source is None:
@@ -60,7 +61,7 @@ def check_out_against_inputs(
         src = Path(str(source)).expanduser()
         if not src.exists() and not src.is_symlink():
             continue  # a hub id, "default" or a builtin: nothing on disk to protect here
-        src = src.parent.resolve() / src.name if src.is_symlink() else src.resolve()
+        src = resolve_path(src.parent, "input") / src.name if src.is_symlink() else resolve_path(src, "input")
         if target == src or target in src.parents or src in target.parents:
             named = f" ({what})" if what else ""
             raise OutputError(
@@ -71,7 +72,7 @@ def check_out_against_inputs(
 
 def check_writable(out: str | os.PathLike, flag: str = "--out") -> Path:
     """Fail early when ``out`` could not be created: a file in its path, or a parent we cannot write."""
-    target = Path(out).expanduser().resolve()
+    target = resolve_path(out, flag)
     if target.exists() and not target.is_dir():
         raise OutputError(f"{flag} {target} is a file, not a folder.")
     parent = target

@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .loading import DEFAULT_MODEL, ModelLoadError, _read_config, _smollm_gguf_path, converted_default_dir, locate_model
+from .loading import DEFAULT_MODEL, ModelLoadError, read_model_config, smollm_gguf_path, converted_default_dir, locate_model
 
 #: GGUF value types: struct format of the fixed-size ones; 8 = string, 9 = array.
 _GGUF_FIXED = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -74,7 +74,7 @@ def model_class(source: str | os.PathLike) -> str | None:
         where, gguf_file = locate_model(str(source), convert_default=False)
         if isinstance(where, str) or gguf_file:
             return None
-        names = _read_config(Path(where)).get("architectures")
+        names = read_model_config(Path(where)).get("architectures")
     except (ModelLoadError, OSError, ValueError):
         return None
     return names[0] if isinstance(names, list) and names and isinstance(names[0], str) else None
@@ -88,10 +88,10 @@ def model_heads(source: str | os.PathLike) -> tuple[int, int] | None:
     try:
         if src == DEFAULT_MODEL:
             converted = converted_default_dir()
-            return config_heads(_read_config(converted)) if converted else gguf_heads(_smollm_gguf_path())
+            return config_heads(read_model_config(converted)) if converted else gguf_heads(smollm_gguf_path())
         where, gguf_file = locate_model(src, convert_default=False)
         if isinstance(where, str):
             return None
-        return gguf_heads(Path(where) / gguf_file) if gguf_file else config_heads(_read_config(Path(where)))
+        return gguf_heads(Path(where) / gguf_file) if gguf_file else config_heads(read_model_config(Path(where)))
     except (ModelLoadError, OSError, ValueError, struct.error):
         return None  # loading the model reports what is wrong with it

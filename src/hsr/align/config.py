@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..options import check_declared, option
+from ..options import check_declared, option, seed_option
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -36,7 +36,7 @@ class AlignConfig:
     modules: tuple[str, ...] = option(("q_proj", "k_proj", "v_proj", "o_proj"), help="projections to train",
                                       choices=PROJECTIONS)
     max_length: int = option(256, help="cap on tokens per example", minimum=1)
-    seed: int = option(0, help="random seed (subsets, initialization order)")
+    seed: int = seed_option(help="random seed (subsets, initialization order)")
 
     def validate(self) -> None:
         self.modules = tuple(self.modules)

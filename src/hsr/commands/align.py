@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     inputs.data(config.benign, "--benign")
     prepare_output(args, inputs)  # fail before the work
     loaded = load_from_args(args)
-    summary = align_model(loaded, config, progress=True)
+    summary = align_model(loaded, config, progress=args.progress)
     summary["base_model"] = str(args.model)
     out = save_aligned(args.out, loaded, summary, overwrite=args.overwrite)
     print(

@@ -23,8 +23,8 @@ def add_model_args(parser: argparse.ArgumentParser, flag: str = "--model", defau
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
-    """--seed, --device, --dtype, --max-memory, --offload-folder, --max-length, --trust-remote-code: declared once,
-    in ``RunOptions``."""
+    """--seed, --device, --dtype, --max-memory, --offload-folder, --max-length, --trust-remote-code,
+    --no-progress: declared once, in ``RunOptions``, so every command spells and checks them alike."""
     add_flags(parser, RunOptions, skip=("model", "out"))
     parser.set_defaults(_runtime_defaults=True)
 
@@ -32,12 +32,22 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
 def runtime(args: argparse.Namespace) -> RunOptions:
     """The runtime flags with their declared defaults filled in (``args`` is updated in place too)."""
     options = from_args(args, RunOptions, fixed={"model": "", "out": ""}, skip=("model", "out"))
-    for name in ("seed", "device", "dtype", "max_length", "trust_remote_code", "max_memory", "offload_folder"):
+    for name in ("seed", "device", "dtype", "max_length", "trust_remote_code", "max_memory", "offload_folder",
+                 "progress"):
         setattr(args, name, getattr(options, name))
     from ..placement import placement_from
 
     placement_from(options.device, options.max_memory, options.offload_folder)  # bad specs fail before any work
+    if not options.progress:
+        hide_library_progress()
     return options
+
+
+def hide_library_progress() -> None:
+    """--no-progress also silences the bars transformers draws itself (loading and writing shards)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default=None, help="model name in metrics.json and reports (default: the --model folder name)")
     add_runtime_args(p)
     add_output_args(p)
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
 
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
             loaded = load_from_args(args)
-            metrics = evaluate_model(loaded, config, tmp, label=label, progress=not args.no_progress, dist=dist)
+            metrics = evaluate_model(loaded, config, tmp, label=label, progress=args.progress, dist=dist)
     print(results_table([{"label": label, "metrics": metrics, "realign_summary": None}]))
     print(f"Saved to {Path(args.out).expanduser().resolve()}")
     return 0

@@ -27,7 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "rerunning the same command resumes from it")
     add_runtime_args(p)
     add_output_args(p)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
 
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     with distributed.session(args.device) as dist:  # one process, or each rank of torchrun / accelerate launch
         args.device = dist.device
         loaded = load_from_args(args)
-        result = score_heads(loaded, samples, config, checkpoint_dir=checkpoint, progress=not args.no_progress, dist=dist)
+        result = score_heads(loaded, samples, config, checkpoint_dir=checkpoint, progress=args.progress, dist=dist)
         if not dist.is_main:  # every rank holds the result; only rank 0 writes it
             return 0
     with atomic_output_dir(out, overwrite=args.overwrite) as tmp:

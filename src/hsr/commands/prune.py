@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_output(args, inputs)
     samples = load_samples(data.data, limit=data.n_samples, seed=args.seed) if config.method != "magnitude" else []
     loaded = load_from_args(args)
-    result = prune_model(loaded, samples, config)
+    result = prune_model(loaded, samples, config, progress=args.progress)
     result.summary["data"] = data.data if samples else None
     out = save_pruned(args.out, loaded, result, overwrite=args.overwrite)
     s = result.summary

@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     scratch = tempfile.TemporaryDirectory(prefix="hsr-importance-", dir=args.offload_folder and str(Path(args.offload_folder).expanduser())) if lazy else None
     for kind, data in samples.items():
         stream = Path(scratch.name) / f"{kind}.safetensors" if scratch and imp.method == "wanda" else None
-        scores[kind] = compute_importance(dense, data, method=imp.method, max_length=imp.max_length, out=stream)
+        scores[kind] = compute_importance(dense, data, method=imp.method, max_length=imp.max_length, out=stream,
+                                          progress=args.progress)
 
     pruned = load_from_args(args, source=args.pruned, share=2)
     pruned_dir = _local_dir(args.pruned)

@@ -6,6 +6,7 @@ import argparse
 
 from ..pipeline.config import load_run_config
 from ..pipeline.run import run_pipeline
+from .common import hide_library_progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offload-folder", help="override `offload_folder`")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars (same as --set progress=false)")
     p.set_defaults(func=run)
 
 
@@ -46,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     config = load_run_config(args.config, overrides + list(args.overrides))
-    result = run_pipeline(config, progress=not args.no_progress)
+    progress = config["progress"] and not args.no_progress
+    if not progress:
+        hide_library_progress()
+    result = run_pipeline(config, progress=progress)
     if result.table:
         print()
         print(result.table)

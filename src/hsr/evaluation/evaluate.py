@@ -28,9 +28,9 @@ from ..distributed import SINGLE, Dist
 from ..errors import ConfigError
 from ..io import write_json
 from ..loading import LoadedModel
-from ..options import check_declared, option
+from ..options import check_declared, option, seed_option
 from .degenerate import degenerate_reason
-from .generation import generate, write_generations
+from .generation import check_generation_budget, context_length, generate, write_generations
 from .judges import KeywordJudge, make_judge
 from .mcq import METHODS as MCQ_METHODS
 from .mcq import load_mcq, mcq_accuracy
@@ -70,7 +70,7 @@ class EvalConfig:
     mcq: str | None = option("builtin:mcq", help="multiple-choice JSONL (or builtin:NAME, none)")
     suites: tuple[str, ...] = option(("safety", "utility"), help="suites to run", choices=SUITES, flag="suite")
     max_length: int = option(512, help="cap on tokens per sample", minimum=1)
-    seed: int = option(0, help="random seed (data subsets)")
+    seed: int = seed_option(help="random seed (data subsets)")
     mcq_method: str = option("loglik", help="loglik: log-likelihood of each choice text; letter: of its letter",
                              choices=MCQ_METHODS)
     mcq_limit: int | None = option(None, help="multiple-choice questions (seeded subset); none = all", minimum=1)
@@ -157,6 +157,8 @@ def evaluate_model(
     multiple choice and every file are rank 0's (the others return ``{}`` and need no ``out_dir``).
     """
     config.validate()
+    if "safety" in config.suites:  # before a judge model loads
+        check_generation_budget(config.max_new_tokens, context_length(loaded.model))
     if not dist.is_main:
         return _follow(loaded, config, dist)
     out = Path(out_dir)

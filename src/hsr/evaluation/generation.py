@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..placement import model_device
-from ..data import DataError, Sample, _is_processor, load_image, render_chat, tokenize
+from ..data import DataError, Sample, is_processor, load_image, render_chat, tokenize
 from ..distributed import SINGLE, Dist
 from ..loading import LoadedModel
 
@@ -44,7 +44,7 @@ def _generate_batch(loaded: LoadedModel, batch: Sequence[Sample], gen_kw: dict[s
     """Greedy answers to one left-padded batch (new tokens only, special tokens removed)."""
     proc, tok = loaded.processor, loaded.tokenizer
     texts = [render_chat(proc, s, add_generation_prompt=True) for s in batch]
-    images = [load_image(s.image, s.meta.get("source", "sample")) for s in batch if s.image is not None] if _is_processor(proc) else None
+    images = [load_image(s.image, s.meta.get("source", "sample")) for s in batch if s.image is not None] if is_processor(proc) else None
     inputs = tokenize(proc, texts, images or None, padding_side="left")
     lengths = inputs["attention_mask"].sum(dim=1)
     if int(lengths.max()) > max_length:
@@ -58,6 +58,22 @@ def _generate_batch(loaded: LoadedModel, batch: Sequence[Sample], gen_kw: dict[s
     out = loaded.model.generate(**inputs, **gen_kw)
     new = out[:, inputs["input_ids"].shape[1] :]
     return [text.strip() for text in tok.batch_decode(new, skip_special_tokens=True)]
+
+
+def context_length(model: Any) -> int | None:
+    """The number of positions the (language) model was built for, when its config says."""
+    config = getattr(model, "config", None)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n = getattr(text, "max_position_embeddings", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def check_generation_budget(max_new_tokens: int, context: int | None) -> None:
+    """Refuse a generation budget the model cannot hold: beyond its context, generation would run for
+    hours (or forever) producing nothing usable."""
+    if context is not None and max_new_tokens >= context:
+        raise DataError(f"max_new_tokens (--max-new-tokens) is {max_new_tokens:,} but the model holds only {context:,} "
+                        f"positions (max_position_embeddings); use at most {context - 1:,}, far fewer in practice.")
 
 
 def generate(
@@ -79,6 +95,7 @@ def generate(
     """
     if batch_size <= 0 or max_new_tokens <= 0:
         raise DataError(f"batch_size and max_new_tokens must be positive, got {batch_size} and {max_new_tokens}.")
+    check_generation_budget(max_new_tokens, context_length(loaded.model))
     # Greedy, overriding sampling defaults a checkpoint's generation_config may carry.
     gen_kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": _pad_id(loaded.tokenizer),
                               "do_sample": False, "temperature": None, "top_p": None, "top_k": None}

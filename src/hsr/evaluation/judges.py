@@ -349,7 +349,7 @@ class ModelJudge:
             return
         import transformers as tf
 
-        from ..loading import _DTYPES
+        from ..placement import resolve_dtype
 
         path = _local_judge_folder(self.path)
         try:
@@ -357,7 +357,7 @@ class ModelJudge:
             self._tok = tf.AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise JudgeError(f"Cannot load judge model {path}: {exc}") from exc
-        dtype = _DTYPES.get(self.dtype, torch.float32)
+        dtype = resolve_dtype(self.dtype)  # a name from the judge spec, or None: float32
         archs = getattr(config, "architectures", None) or []
         if any(a.endswith("ForSequenceClassification") for a in archs):
             self._kind = "classifier"

@@ -200,12 +200,12 @@ def local_task_files(specs: Sequence[str] | None) -> list[Path]:
 def chat_text(processor: Any, history: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
     """lm-eval's chat history rendered as hsr renders prompts: through the processor's template when it
     has one (VLMs, whose messages carry content parts), else the tokenizer's."""
-    from ..data import _is_processor
+    from ..data import is_processor
 
     target = processor if getattr(processor, "chat_template", None) else getattr(processor, "tokenizer", processor)
     if not getattr(target, "chat_template", None):
         raise ConfigError(f"{type(processor).__name__} has no chat template; turn lm_eval_chat_template off.")
-    if _is_processor(processor):
+    if is_processor(processor):
         history = [{**m, "content": [{"type": "text", "text": m["content"]}]} if isinstance(m.get("content"), str)
                    else m for m in history]
     return target.apply_chat_template(history, tokenize=False, add_generation_prompt=add_generation_prompt,

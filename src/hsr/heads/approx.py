@@ -38,7 +38,7 @@ from ..architecture import final_norm, lm_head
 from ..placement import is_offloaded, onloaded
 from .engines import FastEngine
 from .layerwise import layerwise_gate_grads
-from .rows import PrefixKV, RowBatch, _pad_rows, group_prompts
+from .rows import PrefixKV, RowBatch, pad_rows, group_prompts
 
 
 class _KVRecorder(PrefixKV):
@@ -54,7 +54,7 @@ def _row_inputs(engine: FastEngine, batch: RowBatch, recorder: PrefixKV | None =
     """``batch``'s rows (whole prompts, right-padded) entering layer 0, their layer kwargs, and each row's
     last position; ``recorder`` (on the exact row path only) sees every layer's keys/values."""
     parts = [engine.layer0[n].hidden for n in batch.prompts]
-    hidden = _pad_rows(parts, batch.width, batch.heads) if len(parts) > 1 else parts[0].expand(batch.rows, -1, -1)
+    hidden = pad_rows(parts, batch.width, batch.heads) if len(parts) > 1 else parts[0].expand(batch.rows, -1, -1)
     kwargs_of = engine._suffix_kwargs(batch, recorder, prefix_len=0)
     ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(batch.heads) - 1
     return hidden.contiguous(), kwargs_of, ends

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..fingerprint import fingerprint
-from ..io import read_json, write_json
+from ..io import read_json_object, write_json
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class LayerCheckpoint:
             return
         manifest = self.dir / MANIFEST
         if manifest.is_file():
-            old = read_json(manifest).get("fingerprint")
+            old = read_json_object(manifest).get("fingerprint")
             if old != self.key:
                 log.warning("Checkpoint %s was written for a different run; starting over.", self.dir)
                 self.clear()

@@ -10,7 +10,7 @@ import torch
 
 from ..data import DEFAULT_MAX_LENGTH
 from ..errors import ConfigError
-from ..options import check_declared, option
+from ..options import check_declared, option, seed_option
 from .ablation import MODES, default_eps
 
 SCORES: tuple[str, ...] = ("ships", "gships")
@@ -76,7 +76,7 @@ class HeadScoreConfig:
     approx_refine: int = option(0, help="approx Ships: re-estimate this many top candidates of the gradient "
                                 "estimate with the head ablated at the last position only (exact there), combined "
                                 "with the gradient estimate by geometric mean (helped on one prompt set, hurt on "
-                                "another: README); 0 = gradient estimate only", minimum=0)
+                                "another: docs/experiments/approx-estimates.md); 0 = gradient estimate only", minimum=0)
     approx_top_h: int | None = option(None, help="approx: rescore until the exact top-h set is settled; none = 10 "
                                       "(hsr heads) or realign.top_h (hsr run)", minimum=1)
     approx_adaptive: bool = option(True, help="approx: stop rescoring once the top-h set is settled (else rescore "
@@ -88,7 +88,7 @@ class HeadScoreConfig:
     max_batch_tokens: int | None = option(None, help="fast engine: tokens per forward batching prompts with heads; "
                                           "0 = one prompt per forward; none = the measured best for the device",
                                           minimum=0)
-    seed: int = option(0, help="random seed (data subsets, ties)")
+    seed: int = seed_option(help="random seed (data subsets, ties)")
 
     @property
     def effective_approx_top_h(self) -> int:

@@ -35,7 +35,7 @@ from .rows import (
     PrefixKV,
     PrefixReplay,
     RowBatch,
-    _pad_rows,
+    pad_rows,
     common_prefix,
     group_prompts,
     prefix_kwargs,
@@ -257,7 +257,7 @@ class FastEngine(EngineBase):
         """One forward's worth of suffix rows (``rows`` per prompt, prompt-major) entering ``stream``'s layer."""
         batch = RowBatch(prompts, [self.lengths[n] for n in prompts], rows)
         parts = [stream.suffix[n] for n in prompts]
-        hidden = parts[0].expand(rows, *parts[0].shape[1:]) if len(prompts) == 1 else _pad_rows(parts, batch.width, rows)
+        hidden = parts[0].expand(rows, *parts[0].shape[1:]) if len(prompts) == 1 else pad_rows(parts, batch.width, rows)
         tiled = {k: v.repeat(len(prompts), 1) if v.dim() == 2 else v for k, v in gates.items()}
         kv = cache.replay(len(prompts)) if cache is not None else None
         return RowGroup(batch, hidden.contiguous(), self._suffix_kwargs(batch, kv), tiled)
@@ -415,7 +415,7 @@ class MergedRows:
         layers = sorted(layer for layer, heads in plan.items() if len(heads))
         first, stream = layers[0], e.stream_to(layers[0])
         prefix = stream.prefix
-        suffix = _pad_rows(list(stream.suffix), self.width, 1)[:, None]  # [N, 1, W, d]
+        suffix = pad_rows(list(stream.suffix), self.width, 1)[:, None]  # [N, 1, W, d]
         owners: list[tuple[int, int]] = [(-1, -1)]  # (layer, head) per row; row 0 is unablated
         for i in layers_onloaded(e.arch, first):
             gate = None

@@ -2,7 +2,7 @@
 
 Ablating a head only where the next token is predicted is exact and nonlinear there (the earlier
 positions keep their unablated states), and its error is nearly independent of the gradient
-estimate's, so their geometric mean ranks heads much better than either (README, head scoring).
+estimate's, so their geometric mean ranks heads much better than either (docs/experiments/approx-estimates.md).
 
 All prompts run together, layer-major: the earlier positions' keys/values come from the gradient
 pass (or one unablated forward of every prompt's earlier tokens, right-padded), and each prompt's
@@ -22,7 +22,7 @@ from ..architecture import final_norm
 from ..calibration import layers_onloaded
 from .approx import unembedding_rows
 from .engines import FastEngine
-from .rows import PrefixKV, PrefixReplay, RowBatch, _pad_rows, in_mask_format, row_kwargs
+from .rows import PrefixKV, PrefixReplay, RowBatch, pad_rows, in_mask_format, row_kwargs
 
 #: ``{prompt: {layer: (keys, values)}}`` of each prompt's positions before its last one (batch 1).
 EarlierKV = dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]]
@@ -64,7 +64,7 @@ def last_position_hidden(engine: FastEngine, plan: dict[int, list[int]], kv: Ear
     dtype = engine.layer0[0].hidden.dtype
     keys = PrefixKV()  # every prompt's earlier keys/values, padded to W, one layer at a time
     if kv is None:  # recorded by a forward of the earlier tokens
-        before = _pad_rows([x.hidden[:, :P] for x, P in zip(engine.layer0, earlier)], W, 1).contiguous()
+        before = pad_rows([x.hidden[:, :P] for x, P in zip(engine.layer0, earlier)], W, 1).contiguous()
         kwargs_before = engine._suffix_kwargs(RowBatch(list(range(N)), earlier, 1), keys, prefix_len=0)
     rows = torch.stack([x.hidden[0, P] for x, P in zip(engine.layer0, earlier)])[:, None, None, :]  # [N, 1, 1, d]
     for i in layers_onloaded(arch):

@@ -12,9 +12,14 @@ import torch
 from .. import __version__
 from ..errors import ConfigError, HsrError
 from ..io import read_json_checked, write_json
+from ..values import check_scores
 from .config import HeadScoreConfig
 
 HEADS_FILE = "heads.json"
+
+
+class HeadScoreError(HsrError, ValueError):
+    """Head scoring produced values that cannot rank heads."""
 HEATMAP_FILE = "heads.png"
 TIMINGS_FILE = "timings.json"
 
@@ -59,6 +64,17 @@ class HeadScores:
     def top(self, h: int) -> list[tuple[int, int]]:
         return self.ranking()[:h]
 
+    def check_finite(self) -> None:
+        """Refuse NaN/inf scores (from a model or data that overflowed): their ranking would be arbitrary."""
+        bad = (~torch.isfinite(self.scores)).nonzero().tolist()
+        if bad:
+            layer, head = bad[0]
+            raise HeadScoreError(
+                f"{len(bad)} of {self.scores.numel()} head scores are NaN or infinite (first: layer {layer}, head "
+                f"{head}, {float(self.scores[layer, head])}); the model or the prompts give non-finite outputs "
+                "(try --dtype float32), so no ranking is written."
+            )
+
     def records(self) -> list[dict[str, Any]]:
         out = []
         approx = not bool(self.exact.all())
@@ -100,6 +116,7 @@ def top_k_recall(exact_scores: torch.Tensor, ranking: list[tuple[int, int]], k: 
 
 def save_head_scores(out_dir: str | os.PathLike, result: HeadScores, model_label: str) -> Path:
     """Write ``heads.json``, the ``heads.png`` heatmap and ``timings.json`` into ``out_dir`` (created if needed)."""
+    result.check_finite()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = result.to_json(model_label)
@@ -162,7 +179,8 @@ def read_heads(path: str | os.PathLike) -> HeadsFile:
     """Read and validate a heads.json (or its folder): the one reader of the pipeline contract.
 
     Layers, heads and ranks must be JSON integers (not 1.7, "1" or true) inside the header's
-    ``num_layers`` x ``num_heads``; each head appears once.
+    ``num_layers`` x ``num_heads``; each head and each rank appears once (tied ranks would let file
+    order pick the heads); a score, where given, is a finite number.
     """
     path = _heads_json(path)
     data = read_json_checked(path, HeadsFileError, "heads JSON")
@@ -174,6 +192,7 @@ def read_heads(path: str | os.PathLike) -> HeadsFile:
         raise HeadsFileError(f"{path}: header needs positive integer 'num_layers' and 'num_heads'.")
     parsed: list[tuple[int, int, int]] = []
     seen: set[tuple[int, int]] = set()
+    ranks: dict[int, int] = {}
     for i, r in enumerate(rows):
         fields = (r.get("rank"), r.get("layer"), r.get("head")) if isinstance(r, dict) else (None,)
         if not all(_exact_int(v) for v in fields):
@@ -184,14 +203,24 @@ def read_heads(path: str | os.PathLike) -> HeadsFile:
         if (layer, head) in seen:
             raise HeadsFileError(f"{path}: head (layer {layer}, head {head}) is listed twice.")
         seen.add((layer, head))
+        if rank in ranks:
+            raise HeadsFileError(f"{path}: heads[{ranks[rank]}] and heads[{i}] both have rank {rank}; ranks must be "
+                                 "distinct, or the choice of heads would be arbitrary.")
+        ranks[rank] = i
+        if "score" in r:
+            check_scores([(f"{path}: heads[{i}]", r["score"])], HeadsFileError)
         parsed.append((rank, layer, head))
     parsed.sort(key=lambda t: t[0])  # stable: equal ranks keep file order
     return HeadsFile(path, data, [(layer, head) for _, layer, head in parsed])
 
 
 def load_head_scores(path: str | os.PathLike) -> dict[str, Any]:
-    """The validated heads.json as a dict (for plots and reports)."""
-    return read_heads(path).data
+    """The validated heads.json as a dict (for plots and reports, which need every head's score)."""
+    heads = read_heads(path)
+    for i, r in enumerate(heads.data["heads"]):
+        if "score" not in r:
+            raise HeadsFileError(f"{heads.path}: heads[{i}] has no 'score', which the heatmap needs.")
+    return heads.data
 
 
 def plot_head_heatmap(heads: str | os.PathLike | dict[str, Any], png_path: str | os.PathLike, mark_top: int = 10) -> Path:

@@ -152,7 +152,7 @@ def common_prefix(inputs: Sequence[LayerInput], kwargs: Sequence[dict[str, Any]]
     return max(P, 0)
 
 
-def _pad_rows(parts: list[torch.Tensor], width: int, heads: int) -> torch.Tensor:
+def pad_rows(parts: list[torch.Tensor], width: int, heads: int) -> torch.Tensor:
     """Right-pad each prompt's slice with zeros to ``width`` tokens, stack prompts on the row axis and
     tile every prompt ``heads`` times (prompt-major rows)."""
     tok, row = _dims(parts[0])
@@ -216,7 +216,7 @@ def row_kwargs(per: Sequence[dict[str, Any]], starts: Sequence[int], lengths: Se
     emb = per[0].get("position_embeddings")
     if emb is not None:
         out["position_embeddings"] = tuple(
-            _pad_rows([sliced(kw["position_embeddings"][j], a, S) for kw, a, S in zip(per, starts, lengths)], W, heads)
+            pad_rows([sliced(kw["position_embeddings"][j], a, S) for kw, a, S in zip(per, starts, lengths)], W, heads)
             for j in range(len(emb))
         )
     for key in ("position_ids", "cache_position"):
@@ -225,7 +225,7 @@ def row_kwargs(per: Sequence[dict[str, Any]], starts: Sequence[int], lengths: Se
             first = max(starts)
             out[key] = torch.arange(first, first + W, device=t.device, dtype=t.dtype)
         elif isinstance(t, torch.Tensor):
-            out[key] = _pad_rows([sliced(kw[key], a, S) for kw, a, S in zip(per, starts, lengths)], W, heads)
+            out[key] = pad_rows([sliced(kw[key], a, S) for kw, a, S in zip(per, starts, lengths)], W, heads)
         elif key in per[0]:
             out[key] = t
     return out

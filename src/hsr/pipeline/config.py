@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,29 +17,9 @@ import yaml
 
 from ..errors import ConfigError
 from ..options import Spec, build, plain_value, specs, yaml_lines
+from ..values import duplicates, first_surrogate, shown
+from ..yaml_config import YamlRefused, load_yaml
 from .sections import EVALUABLE, SHARED, derived_defaults, layout
-
-class _YamlLoader(yaml.SafeLoader):
-    """YAML 1.1 safe loader without base-60 numbers: ``sparsity: 2:4`` stays the text "2:4", not 124."""
-
-
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if not (tag.endswith((":int", ":float")) and rx.match("2:4"))]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_YamlLoader.add_implicit_resolver(  # decimal integers only (base 60 removed above)
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"),
-)
-_YamlLoader.add_implicit_resolver(  # 1e-4 is a number, as a user means it (YAML 1.1 wants 1.0e-4)
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
-
-
-def load_yaml(text: str) -> Any:
-    """Parse config YAML (no base-60 numbers)."""
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _spec_index() -> dict[str, Spec]:
@@ -89,12 +68,12 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dic
         dotted = f"{where}{key}"
         if key not in base:
             known = ", ".join(sorted(map(str, base)))
-            raise ConfigError(f"Unknown config key {dotted!r}; known keys here: {known}.")
+            raise ConfigError(f"Unknown config key {shown(dotted)}; known keys here: {known}.")
         if isinstance(base.get(key), dict):
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise ConfigError(f"Config key {dotted!r} must be a mapping, got {value!r}.")
+                raise ConfigError(f"Config key {dotted!r} must be a mapping, got {shown(value)}.")
             out[key] = _merge(base[key], value, f"{dotted}.")
         else:
             out[key] = plain_value(index[dotted], value, f"Config key {dotted!r}")
@@ -104,19 +83,28 @@ def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dic
 def parse_override(text: str) -> dict[str, Any]:
     """``"realign.top_h=5"`` -> ``{"realign": {"top_h": 5}}`` (the value parsed as YAML)."""
     if "=" not in text:
-        raise ConfigError(f"--set expects KEY=VALUE (e.g. realign.top_h=5), got {text!r}.")
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. realign.top_h=5), got {shown(text)}.")
     key, raw = text.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
-        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}.")
+        raise ConfigError(f"--set expects KEY=VALUE, got {shown(text)}.")
     try:
         value = load_yaml(raw) if raw.strip() else None
+    except YamlRefused as exc:
+        raise ConfigError(f"--set {key}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
+        raise ConfigError(f"--set {key}: cannot parse value {shown(raw)}: {exc}") from None
+    _refuse_surrogates(value, f"--set {key}")
     nested: dict[str, Any] = {parts[-1]: value}
     for part in reversed(parts[:-1]):
         nested = {part: nested}
     return nested
+
+
+def _refuse_surrogates(value: Any, where: str) -> None:
+    at = first_surrogate(value)
+    if at is not None:
+        raise ConfigError(f"{where}: {at} holds a lone UTF-16 surrogate (such as \\ud800), which is not text; fix it.")
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -128,12 +116,15 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple
             raise ConfigError(f"Run config {str(p)!r} does not exist.")
         try:
             user = load_yaml(p.read_text(encoding="utf-8")) or {}
+        except YamlRefused as exc:
+            raise ConfigError(f"{p}, {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
         except UnicodeDecodeError:
             raise ConfigError(f"{p}: not valid UTF-8 text.") from None
         if not isinstance(user, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections (prune:, heads:, ...).")
+        _refuse_surrogates(user, str(p))
         config = _merge(config, user)
     for text in overrides:
         config = _merge(config, parse_override(text))
@@ -147,12 +138,17 @@ def validate_run_config(config: dict[str, Any]) -> None:
     sw = config["sweep"]
     for key in ("sparsities", "methods"):
         if sw[key] is not None and not sw[key]:
-            raise ConfigError(f"sweep.{key} must be a non-empty list or null, got {sw[key]!r}.")
+            raise ConfigError(f"sweep.{key} must be a non-empty list or null, got {shown(sw[key])}.")
     if sw["sparsities"]:
         from ..pruning import Sparsity
 
-        for text in sw["sparsities"]:
-            Sparsity.parse(str(text))
+        points = [Sparsity.parse(str(text)).describe() for text in sw["sparsities"]]
+        twice = duplicates(points)
+        if twice:
+            raise ConfigError(f"sweep.sparsities lists {', '.join(twice)} twice ({shown(sw['sparsities'])}); each point "
+                              "would be computed twice under one name, so list it once.")
+    if sw["methods"] and duplicates(sw["methods"]):
+        raise ConfigError(f"sweep.methods lists {', '.join(duplicates(sw['methods']))} twice; list each method once.")
         if config["prune"]["pruned"]:
             raise ConfigError("sweep.sparsities cannot be combined with prune.pruned (an external pruned model).")
     if not config["evaluate"]["models"]:

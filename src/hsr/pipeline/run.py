@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 import yaml
 
-from ..data import data_files, load_samples
+from ..data import load_samples
 from ..errors import ConfigError
 from ..fingerprint import data_digest, judge_digest, model_digest, tree_digest
-from ..io import read_json
+from ..io import read_json_object
 from ..loading import LoadedModel, load_model
 from ..inputs import Inputs
 from ..rundir import run_folder
@@ -336,11 +336,13 @@ class _Pipeline:
 
     @staticmethod
     def entry(label: str, path: str | Path, record: StageRecord) -> dict[str, Any]:
+        from ..report.build import read_metrics
+
         summary = Path(path) / "summary.json"
-        summary_data = read_json(summary) if label != "dense" and summary.is_file() else None
+        summary_data = read_json_object(summary) or None if label != "dense" and summary.is_file() else None
         return {
             "label": label,
-            "metrics": read_json(record.path / "metrics.json"),
+            "metrics": read_metrics(record.path / "metrics.json"),
             "eval_dir": str(record.path),
             "realign_summary": summary_data if label in (REALIGNED, CONTROL) else None,
         }

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data import DEFAULT_MAX_LENGTH
-from ..options import option, section_defaults
+from ..options import option, section_defaults, seed_option
 from ..pruning.methods import METHODS
 
 #: Fields every stage shares; the run config keeps them at the top level.
@@ -25,7 +25,7 @@ class RunOptions:
 
     model: str = option("default", help="hub id, local directory, .gguf file, or default (embedded SmolLM2-135M-Instruct)")
     out: str = option("hsr-out/default", help="run directory; finished stages are reused when re-run")
-    seed: int = option(0, help="random seed (data subsets, ties)")
+    seed: int = seed_option(help="random seed (data subsets, ties)")
     device: str = option("cpu", help="torch device, e.g. cpu or cuda:0")
     dtype: str = option("float32", help="float32, bfloat16, float16 or auto")
     max_memory: str | None = option(None, help="let accelerate place the model within these budgets, e.g. "
@@ -35,6 +35,7 @@ class RunOptions:
                                         "offload; a fresh subfolder per loaded model, removed after)")
     max_length: int = option(DEFAULT_MAX_LENGTH, help="cap on tokens per sample", minimum=1)
     trust_remote_code: bool = option(False, help="allow model repos to run their own code")
+    progress: bool = option(True, help="show progress bars (--no-progress hides them)")
 
 
 @dataclass

@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..fingerprint import fingerprint as _hash
-from ..io import atomic_output_dir, read_json, write_json
+from ..io import atomic_output_dir, read_json_object, write_json
+from ..values import is_finite_number
 from ..rundir import OutputError
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,11 @@ def run_stage(
     path = run_dir / name
     marker = path / STAGE_FILE
     if marker.is_file():
-        try:
-            done = read_json(marker)
-        except (OSError, ValueError):
-            done = {}
+        done = read_json_object(marker)  # damaged or of the wrong shape: recomputed like changed settings
         if done.get("fingerprint") == fp:
             log.info("stage %s: cached (%s)", name, path)
-            return StageRecord(name, path, fp, True, float(done.get("seconds", 0.0)))
+            seconds = done.get("seconds")
+            return StageRecord(name, path, fp, True, float(seconds) if is_finite_number(seconds) else 0.0)
         log.info("stage %s: settings changed, recomputing", name)
     elif path.exists():
         raise OutputError(f"{path} exists but was not written by hsr run (no {STAGE_FILE}); move it out of the run directory.")

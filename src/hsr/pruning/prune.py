@@ -22,7 +22,7 @@ from ..data import DEFAULT_MAX_LENGTH, Sample, encode
 from ..errors import ConfigError
 from ..io import PackedMasks, atomic_output_dir, save_masks, write_json
 from ..loading import LoadedModel
-from ..options import check_declared, option
+from ..options import check_declared, option, seed_option
 from ..placement import is_offloaded, onloaded, save_model
 from .masks import Sparsity
 from .methods import METHODS, get_method
@@ -41,7 +41,7 @@ class PruneConfig:
     sparsity: Sparsity = option(help="unstructured ratio in [0,1) or N:M such as 2:4",
                                 factory=lambda: Sparsity(ratio=0.5))
     max_length: int = option(DEFAULT_MAX_LENGTH, help="cap on tokens per sample", minimum=1)
-    seed: int = option(0, help="random seed (data subsets, ties)")
+    seed: int = seed_option(help="random seed (data subsets, ties)")
     include_mlp: bool = option(True, help="also prune the MLP projections (--no-mlp: attention only)", flag="mlp")
     block_size: int = option(128, help="SparseGPT column block size", minimum=1)
     percdamp: float = option(0.01, help="SparseGPT Hessian dampening (fraction of the mean diagonal)")

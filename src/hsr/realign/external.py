@@ -60,6 +60,60 @@ def check_compatible(dense: nn.Module, pruned: nn.Module) -> dict[str, tuple[nn.
     return pairs
 
 
+#: Kept weights sampled per checked matrix, and the matrices checked (first, middle, last decoder linear).
+RELATED_SAMPLE, RELATED_MATRICES = 4096, 3
+#: A pruned model made from the dense one keeps most weights exactly (Wanda, magnitude) or close to it
+#: (SparseGPT's updates): sampled kept weights either mostly equal the dense ones or correlate with them.
+#: Two independently trained or initialized models give a correlation near 0.
+MIN_EQUAL_SHARE, MIN_CORRELATION = 0.5, 0.5
+
+
+def relatedness(dense_values: torch.Tensor, pruned_values: torch.Tensor) -> tuple[float, float]:
+    """``(share exactly equal, Pearson correlation)`` of paired weight samples (pure, for the check below)."""
+    d, p = dense_values.double(), pruned_values.double()
+    equal = float((d == p).double().mean())
+    d, p = d - d.mean(), p - p.mean()
+    denom = float(d.norm() * p.norm())
+    return equal, (float((d * p).sum()) / denom) if denom > 0 else (1.0 if equal == 1.0 else 0.0)
+
+
+@torch.no_grad()
+def unrelated_problem(dense: nn.Module, pruned: nn.Module, pairs: dict[str, tuple[nn.Linear, nn.Linear]]) -> str | None:
+    """None when ``pruned`` looks made from ``dense``; else why not. Checks a seeded sample of the kept
+    (nonzero) weights of a few matrices, so it costs milliseconds whatever the model size: restoring
+    an unrelated model's weights would paste foreign values in without a word."""
+    names = list(pairs)
+    if not names:
+        return None
+    picked = list(dict.fromkeys(names[i] for i in (0, len(names) // 2, len(names) - 1)))[:RELATED_MATRICES]
+    gen = torch.Generator().manual_seed(0)
+    ds, ps = [], []
+    for name in onloaded_each((dense, pruned), picked):
+        d = pairs[name][0].weight.detach().reshape(-1)
+        p = pairs[name][1].weight.detach().reshape(-1)
+        idx = torch.randint(0, d.numel(), (min(RELATED_SAMPLE, d.numel()),), generator=gen).to(d.device)
+        dv, pv = d[idx].float().cpu(), p[idx.to(p.device)].float().cpu()
+        kept = pv != 0
+        ds.append(dv[kept])
+        ps.append(pv[kept])
+    dv, pv = torch.cat(ds), torch.cat(ps)
+    if dv.numel() < 32:  # (almost) everything pruned: nothing to compare
+        return None
+    equal, corr = relatedness(dv, pv)
+    if equal >= MIN_EQUAL_SHARE or corr >= MIN_CORRELATION:
+        return None
+    return (f"of {dv.numel()} sampled kept weights in {', '.join(picked)}, {100 * equal:.0f}% equal the dense model's "
+            f"and their correlation is {corr:.2f} (a pruned copy keeps them, or nearly)")
+
+
+def check_related(dense: nn.Module, pruned: nn.Module, pairs: dict[str, tuple[nn.Linear, nn.Linear]]) -> None:
+    """Refuse a dense/pruned pair whose kept weights say they are different models."""
+    problem = unrelated_problem(dense, pruned, pairs)
+    if problem is not None:
+        raise ModelMismatchError(f"The pruned model was not made from this dense model: {problem}. Pass the dense "
+                                 "model it was pruned from.")
+
+
 def infer_mask(dense_weight: torch.Tensor, pruned_weight: torch.Tensor) -> torch.Tensor:
     """True where the pruned weight is zero and the dense one is not."""
     d = dense_weight.detach().cpu()

@@ -33,7 +33,7 @@ from ..data import DEFAULT_MAX_LENGTH, Encoded, Sample, encode
 from ..errors import ConfigError, HsrError
 from ..io import LazyMapping
 from ..loading import LoadedModel
-from ..options import option
+from ..options import option, seed_option
 from ..pruning.methods import wanda_scores
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class ImportanceConfig:
     safety_data: str = option("builtin:safety", help="harmful prompts + refusals (JSONL, vlguard:..., builtin:NAME)")
     limit: int | None = option(32, help="samples per dataset (seeded subset); none = all", minimum=1)
     max_length: int = option(DEFAULT_MAX_LENGTH, help="cap on tokens per sample", minimum=1)
-    seed: int = option(0, help="random seed (data subsets)")
+    seed: int = seed_option(help="random seed (data subsets)")
 
 
 def _encode(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> list[Encoded]:

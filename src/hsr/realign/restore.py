@@ -41,12 +41,13 @@ from ..io import (
     save_masks,
     write_json,
 )
+from ..finite import count_nonfinite
 from ..loading import LoadedModel
-from ..options import check_declared, option
+from ..options import check_declared, option, seed_option
 from ..placement import onloaded_each, save_model
 from ..pruning.masks import Sparsity, nm_of
 from ..pruning.prune import MASK_FILE, SUMMARY_FILE
-from .external import check_compatible, infer_masks
+from .external import check_compatible, check_related, infer_masks
 from .nm import detect_nm, limit_per_group, reprune_for
 from .ranking import select_heads
 from .selection import candidate_mask, validate_fractions
@@ -74,7 +75,7 @@ class RealignConfig:
     include_mlp: bool = option(False, help="also realign the MLPs of layers holding a selected head")
     whole_head: bool = option(False, help="restore every pruned weight of the heads (HSR-a ablation)")
     random_heads: bool = option(False, help="control: top-h heads drawn at random (seeded)")
-    seed: int = option(0, help="random seed (random heads, ties)")
+    seed: int = seed_option(help="random seed (random heads, ties)")
     preserve_nm: bool = option(False, help="keep an N:M mask valid by swapping restored weights")
     budget: int | None = option(None, help="restore at most this many parameters (highest safety scores first)",
                                 minimum=0)
@@ -113,7 +114,12 @@ def _scores(table: Mapping[str, torch.Tensor] | None, kind: str, name: str, shap
     t = table[name]
     if tuple(t.shape) != tuple(shape):
         raise RealignError(f"{kind} importance for {name} has shape {tuple(t.shape)}, the weight {tuple(shape)}.")
-    return t.detach().float().cpu()
+    t = t.detach().float().cpu()
+    bad = count_nonfinite(t)
+    if bad:
+        raise RealignError(f"{kind} importance for {name} holds {bad:,} NaN or infinite value(s); recompute it "
+                           "(the scores rank weights, so they must be finite).")
+    return t
 
 
 def _apply_budget(restore: PackedMasks, restored_safety: dict[str, torch.Tensor], budget: int) -> PackedMasks:
@@ -366,6 +372,7 @@ def realign_pruned(
     """
     config.validate()
     pairs = check_compatible(dense.model, pruned.model)
+    check_related(dense.model, pruned.model, pairs)
     arch = pruned.arch
     mask_source = getattr(masks, "source", "given")
     if masks is None:

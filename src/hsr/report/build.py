@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +18,7 @@ from ..errors import HsrError
 from ..evaluation.outcomes import RATE_KEYS
 from ..heads.results import load_head_scores
 from ..io import atomic_output_dir, read_json, read_json_checked, write_json
+from ..values import check_rate, is_finite_number, is_number, shown
 from . import plots
 from .paired import paired_summary
 from .tables import lm_eval_keys, paired_lines, results_table, table_columns, table_rows
@@ -214,7 +216,7 @@ def entries_from_dirs(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]]
     for raw in paths:
         p = Path(raw).expanduser()
         if (p / "metrics.json").is_file():
-            metrics = _read_metrics(p / "metrics.json")
+            metrics = read_metrics(p / "metrics.json")
             model_path = metrics.get("path")
             entries.append({"label": str(metrics.get("model") or p.name), "metrics": metrics, "eval_dir": str(p),
                             "realign_summary": _summary(Path(model_path)) if model_path else None})
@@ -225,7 +227,7 @@ def entries_from_dirs(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]]
                 raise ReportError(f"{p}/eval has no evaluated models (no */metrics.json).")
             for d in found:
                 _check_not_stale(p, d)
-                metrics = _read_metrics(d / "metrics.json")
+                metrics = read_metrics(d / "metrics.json")
                 summary = _summary(p / d.name)
                 if summary is None and metrics.get("path"):  # a re-judged copy (`hsr judge`) beside no models
                     summary = _summary(Path(metrics["path"]))
@@ -263,27 +265,31 @@ def _check_not_stale(run_dir: Path, eval_dir: Path) -> None:
             )
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    """metrics.json of an evaluation folder, checked enough that the report cannot crash on it."""
+def read_metrics(path: Path) -> dict[str, Any]:
+    """metrics.json of an evaluation folder, checked so the report neither crashes on it nor shows
+    nonsense (a rate of 500%, k > n, an interval that excludes its value, NaN)."""
     data = read_json_checked(path, ReportError, "metrics JSON")
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not a metrics.json written by `hsr evaluate` (not an object).")
     for key, value in data.items():
         if key in (*RATE_KEYS, "mcq_accuracy") and value is not None:
-            if not isinstance(value, dict) or not all(isinstance(value.get(k), (int, float)) for k in ("value", "ci_low", "ci_high")):
-                raise ReportError(f"{path}: {key!r} must hold numeric value, ci_low and ci_high.")
+            check_rate(value, f"{path}: {key}", ReportError)
+    ppl = data.get("perplexity")
+    if ppl is not None and not (is_number(ppl) and (ppl >= 1 or ppl == math.inf)):
+        raise ReportError(f"{path}: perplexity must be a number of at least 1 (or null), got {shown(ppl)}.")
     _check_lm_eval(path, data.get("lm_eval"))
     return data
 
 
 def _check_lm_eval(path: Path, results: Any) -> None:
-    """metrics.json's ``lm_eval``: task -> metric -> {"value": number, "stderr": number | None}."""
+    """metrics.json's ``lm_eval``: task -> metric -> {"value": finite number, "stderr": finite number >= 0 | None}
+    (what the bridge writes; NaN would show as "nan" in every table)."""
     if results is None:
         return
     ok = isinstance(results, dict) and all(
         isinstance(metrics, dict) and all(
-            isinstance(s, dict) and isinstance(s.get("value"), (int, float))
-            and (s.get("stderr") is None or isinstance(s.get("stderr"), (int, float)))
+            isinstance(s, dict) and is_finite_number(s.get("value"))
+            and (s.get("stderr") is None or (is_finite_number(s.get("stderr")) and s["stderr"] >= 0))
             for s in metrics.values())
         for metrics in results.values())
     if not ok:

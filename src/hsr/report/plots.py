@@ -20,13 +20,13 @@ def color_of(label: str, i: int) -> str:
     return COLORS.get(label, FALLBACK[i % len(FALLBACK)])
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     return path
@@ -86,10 +86,10 @@ def plot_safety(entries: Sequence[dict[str, Any]], path: Path) -> Path:
     (the count of answers above each bar)."""
     labels = [e["label"] for e in entries]
     metrics = [e["metrics"] for e in entries]
-    fig = _figure(max(8.0, 2.2 * len(labels) + 2), 3.8)
+    fig = new_figure(max(8.0, 2.2 * len(labels) + 2), 3.8)
     _outcome_panel(fig.add_subplot(1, 2, 1), labels, metrics, "harmful", "Harmful prompts (ASR = complied)")
     _outcome_panel(fig.add_subplot(1, 2, 2), labels, metrics, "benign", "Benign prompts (over-refusal = refusal)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _lm_eval_panel(ax: Any, labels: Sequence[str], metrics: Sequence[dict[str, Any]], keys: Sequence[tuple[str, str]]) -> None:
@@ -122,7 +122,7 @@ def plot_utility(entries: Sequence[dict[str, Any]], path: Path) -> Path:
     labels = [e["label"] for e in entries]
     keys = lm_eval_keys(entries)
     panels = 3 if keys else 2
-    fig = _figure(max(6.0, 1.6 * len(labels) + 2) + (max(4.0, 1.2 * len(keys) * len(labels)) if keys else 0), 3.6)
+    fig = new_figure(max(6.0, 1.6 * len(labels) + 2) + (max(4.0, 1.2 * len(keys) * len(labels)) if keys else 0), 3.6)
     ax = fig.add_subplot(1, panels, 1)
     ppls = [e["metrics"].get("perplexity") for e in entries]
     for i, (label, p) in enumerate(zip(labels, ppls)):
@@ -141,7 +141,7 @@ def plot_utility(entries: Sequence[dict[str, Any]], path: Path) -> Path:
     _rate_panel(fig.add_subplot(1, panels, 2), labels, [e["metrics"].get("mcq_accuracy") for e in entries], "Multiple-choice accuracy")
     if keys:
         _lm_eval_panel(fig.add_subplot(1, panels, 3), labels, [e["metrics"] for e in entries], keys)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_heads(heads: dict[str, Any], path: Path, marked: dict[str, list[tuple[int, int]]] | None = None) -> Path:
@@ -150,7 +150,7 @@ def plot_heads(heads: dict[str, Any], path: Path, marked: dict[str, list[tuple[i
     grid = [[math.nan] * H for _ in range(L)]
     for r in heads["heads"]:
         grid[int(r["layer"])][int(r["head"])] = float(r["score"])
-    fig = _figure(min(3 + 0.4 * H, 18), min(2 + 0.28 * L, 18))
+    fig = new_figure(min(3 + 0.4 * H, 18), min(2 + 0.28 * L, 18))
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(grid, aspect="auto", cmap="viridis", origin="upper", interpolation="nearest")
     unit = {"ships": "KL (nats)", "gships": "angle (degrees)"}.get(heads.get("score", ""), "score")
@@ -167,12 +167,12 @@ def plot_heads(heads: dict[str, Any], path: Path, marked: dict[str, list[tuple[i
     ax.set_xlabel("query head")
     ax.set_ylabel("layer")
     ax.set_title(f"Head safety scores ({heads.get('score', '?')}, {heads.get('mode', '?')} ablation)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_restored(labels: Sequence[str], counts: Sequence[int], per_10k: Sequence[float], path: Path) -> Path:
     """Restored parameter counts per realigned model (annotated with the share per ten-thousand)."""
-    fig = _figure(max(4.5, 1.4 * len(labels) + 2), 3.4)
+    fig = new_figure(max(4.5, 1.4 * len(labels) + 2), 3.4)
     ax = fig.add_subplot(1, 1, 1)
     for i, (label, c, f) in enumerate(zip(labels, counts, per_10k)):
         ax.bar(i, c, color=color_of(label, i))
@@ -182,4 +182,4 @@ def plot_restored(labels: Sequence[str], counts: Sequence[int], per_10k: Sequenc
     ax.set_ylim(0, max(list(counts) + [1]) * 1.3)
     ax.set_ylabel("restored parameters")
     ax.set_title("Parameters restored by realignment", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -15,7 +15,7 @@ from typing import Any
 from ..io import atomic_output_dir
 from ..evaluation.metrics import restoration_rate
 from .paired import paired_summary
-from .plots import _figure, _save, color_of
+from .plots import new_figure, save_figure, color_of
 from .tables import PERCENT_METRICS, fmt_score, fmt_ppl, fmt_rate, lm_eval_keys, lm_eval_score
 
 SWEEP_MD = "sweep.md"
@@ -149,7 +149,7 @@ def plot_sweep(dense: dict[str, Any] | None, points: Sequence[PointEntries], pat
     methods = list(dict.fromkeys(m for m, _, _ in points))
     keys = lm_eval_keys(_all_entries(dense, points))
     cols = 3 if keys else 2
-    fig = _figure(5 * cols, 3.6 * len(methods))
+    fig = new_figure(5 * cols, 3.6 * len(methods))
     d_asr = (dense or {}).get("metrics", {}).get("asr")
     d_ppl = (dense or {}).get("metrics", {}).get("perplexity")
     for row, method in enumerate(methods):
@@ -196,7 +196,7 @@ def plot_sweep(dense: dict[str, Any] | None, points: Sequence[PointEntries], pat
         ax_p.set_title(f"{method}: held-out perplexity", fontsize=10)
         ax_a.legend(fontsize=7)
         ax_p.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _lm_eval_sweep_panel(ax: Any, method: str, dense: dict[str, Any] | None,
