@@ -43,6 +43,14 @@ def _score(loaded, samples, **kw):
     return score_heads(loaded, samples, HeadScoreConfig(**kw), progress=False)
 
 
+def _atol(score):
+    """Fast vs naive: the same float32 arithmetic in other batch shapes and orders (rounding ~1e-7 per
+    step). Ships' KL stays within 1e-5. Generalized Ships (up to ~0.8 here) is 1 - cos of principal
+    angles between top-r singular subspaces, which amplifies that rounding by the inverse gap of the
+    singular values: 1.6e-5 was seen on one machine, so 1e-4 (a wrong ablated head moves it by ~0.1)."""
+    return 1e-4 if score == "gships" else 1e-5
+
+
 @pytest.mark.parametrize(
     "arch_name,score,mode",
     [
@@ -58,14 +66,6 @@ def _score(loaded, samples, **kw):
         ("gemma3", "ships", "uniform"),  # local/global layers with their own rotary embeddings, q_norm
     ],
 )
-def _atol(score):
-    """Fast vs naive: the same float32 arithmetic in other batch shapes and orders (rounding ~1e-7 per
-    step). Ships' KL stays within 1e-5. Generalized Ships (up to ~0.8 here) is 1 - cos of principal
-    angles between top-r singular subspaces, which amplifies that rounding by the inverse gap of the
-    singular values: 1.6e-5 was seen on one machine, so 1e-4 (a wrong ablated head moves it by ~0.1)."""
-    return 1e-4 if score == "gships" else 1e-5
-
-
 def test_fast_engine_equals_naive_reference(arch_name, score, mode, tmp_path):
     loaded = _sharpened(arch_name)
     samples = _samples(tmp_path, with_images=loaded.is_vlm)
