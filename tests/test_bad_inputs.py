@@ -8,15 +8,14 @@ parametrized checks read their results.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from cli_cases import error_line, run_all, tree, write
 
 HSR = [sys.executable, "-m", "hsr"]
 
@@ -131,15 +130,6 @@ CASES: list[tuple[str, list[str], str]] = [
 ]
 
 
-def _tree(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _write(path: Path, text: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
-
-
 def _make_inputs(root: Path) -> None:
     from hsr.testing.tiny import save_tiny_model
 
@@ -151,34 +141,34 @@ def _make_inputs(root: Path) -> None:
     (corrupt / "model.safetensors").write_bytes(data[: len(data) // 2])
     (root / "empty_dir").mkdir()
     good = [{"prompt": f"Tell me about item {i}.", "response": f"Item {i} is a red box."} for i in range(4)]
-    _write(root / "good.jsonl", "".join(json.dumps(r) + "\n" for r in good))
-    _write(root / "datadir" / "rows.jsonl", "".join(json.dumps(r) + "\n" for r in good))
-    _write(root / "bad_json.jsonl", json.dumps(good[0]) + "\n{not json\n")
-    _write(root / "no_prompt.jsonl", json.dumps({"response": "x"}) + "\n")
-    _write(root / "latin1.jsonl", b'{"prompt": "caf\xe9"}\n')
-    _write(root / "no_image.jsonl", json.dumps({"prompt": "What is this?", "image": "missing.png"}) + "\n")
-    _write(root / "empty.jsonl", "\n")
-    _write(root / "response_number.jsonl", json.dumps({"prompt": "p", "response": 3}) + "\n")
-    _write(root / "row_list.jsonl", "[1, 2]\n")
-    _write(root / "vlguard" / "train.json", json.dumps([{"image": "a.png", "safe": False, "instr-resp": [{"instruction": 5}]}]))
-    _write(root / "vlguard" / "a.png", b"not read: the instruction fails first")
-    _write(root / "vlguard_latin1" / "train.json", b'[{"image": "caf\xe9.png"}]')
+    write(root / "good.jsonl", "".join(json.dumps(r) + "\n" for r in good))
+    write(root / "datadir" / "rows.jsonl", "".join(json.dumps(r) + "\n" for r in good))
+    write(root / "bad_json.jsonl", json.dumps(good[0]) + "\n{not json\n")
+    write(root / "no_prompt.jsonl", json.dumps({"response": "x"}) + "\n")
+    write(root / "latin1.jsonl", b'{"prompt": "caf\xe9"}\n')
+    write(root / "no_image.jsonl", json.dumps({"prompt": "What is this?", "image": "missing.png"}) + "\n")
+    write(root / "empty.jsonl", "\n")
+    write(root / "response_number.jsonl", json.dumps({"prompt": "p", "response": 3}) + "\n")
+    write(root / "row_list.jsonl", "[1, 2]\n")
+    write(root / "vlguard" / "train.json", json.dumps([{"image": "a.png", "safe": False, "instr-resp": [{"instruction": 5}]}]))
+    write(root / "vlguard" / "a.png", b"not read: the instruction fails first")
+    write(root / "vlguard_latin1" / "train.json", b'[{"image": "caf\xe9.png"}]')
     header = {"score": "ships", "num_layers": 2, "num_heads": 4}
     rows = [{"layer": l, "head": h, "rank": 1 + 4 * l + h, "score": 1.0} for l in range(2) for h in range(4)]
-    _write(root / "heads.json", json.dumps({**header, "heads": rows}))
-    _write(root / "headsdir" / "heads.json", json.dumps({**header, "heads": rows}))
-    _write(root / "heads_30x9.json", json.dumps({**header, "num_layers": 30, "num_heads": 9, "heads": rows}))
-    _write(root / "heads_float.json", json.dumps({**header, "heads": [{"layer": 1.7, "head": 0, "rank": 1}]}))
-    _write(root / "heads_dup.json", json.dumps({**header, "heads": [rows[0], {**rows[0], "rank": 2}]}))
-    _write(root / "bad_eval" / "metrics.json", "{not json")
+    write(root / "heads.json", json.dumps({**header, "heads": rows}))
+    write(root / "headsdir" / "heads.json", json.dumps({**header, "heads": rows}))
+    write(root / "heads_30x9.json", json.dumps({**header, "num_layers": 30, "num_heads": 9, "heads": rows}))
+    write(root / "heads_float.json", json.dumps({**header, "heads": [{"layer": 1.7, "head": 0, "rank": 1}]}))
+    write(root / "heads_dup.json", json.dumps({**header, "heads": [rows[0], {**rows[0], "rank": 2}]}))
+    write(root / "bad_eval" / "metrics.json", "{not json")
     metrics = {"model": "m", "asr": {"value": 0.5, "ci_low": 0.1, "ci_high": 0.9, "n": 4, "k": 2}}
-    _write(root / "good_eval" / "metrics.json", json.dumps(metrics))
-    _write(root / "bad.yaml", "model: [unclosed\n")
-    _write(root / "latin1.yaml", b"model: caf\xe9\n")
+    write(root / "good_eval" / "metrics.json", json.dumps(metrics))
+    write(root / "bad.yaml", "model: [unclosed\n")
+    write(root / "latin1.yaml", b"model: caf\xe9\n")
     from hsr.loading import smollm_gguf_path
 
     with open(smollm_gguf_path(), "rb") as fh:
-        _write(root / "truncated.gguf", fh.read(2_000_000))
+        write(root / "truncated.gguf", fh.read(2_000_000))
 
 
 def _run_case(case: tuple[str, list[str], str], root: Path) -> dict:
@@ -201,10 +191,9 @@ def _run_case(case: tuple[str, list[str], str], root: Path) -> dict:
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs")
     _make_inputs(root / "inputs")
-    before = _tree(root / "inputs")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = dict(zip([c[0] for c in CASES], pool.map(lambda c: _run_case(c, root), CASES)))
-    return done, before, _tree(root / "inputs")
+    before = tree(root / "inputs")
+    done = run_all(CASES, lambda c: _run_case(c, root))
+    return done, before, tree(root / "inputs")
 
 
 def test_there_are_enough_distinct_cases():
@@ -217,12 +206,7 @@ def test_bad_input_gives_one_clear_line_and_touches_nothing(results, case):
     done, _, _ = results
     name, argv, expected = case
     r = done[name]
-    err = r["err"]
-    assert "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert lines, "no message on stderr"
-    last = lines[-1]
-    assert r["rc"] == 2, (r["rc"], err[-2000:])
+    last = error_line(r)
     assert "error:" in last and expected in last, last
     assert r["outs"] == [], r["outs"]
 

@@ -12,16 +12,15 @@ image a data row names, weights outside attention) and check that the cached res
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from cli_cases import error_line, run_all, tree, write
 
 HSR = [sys.executable, "-m", "hsr"]
 REALIGN = ["realign", "--dense", "{in}/model", "--pruned", "{in}/pruned", "--heads", "{in}/heads.json"]
@@ -123,18 +122,11 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
 
 
 def _tree(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() or p.is_symlink()}
-
-
-def _write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
-    return path
+    return tree(folder, lambda p: p.is_file() or p.is_symlink())
 
 
 def _rows(path: Path, rows: list[dict]) -> Path:
-    return _write(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return write(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _make_inputs(root: Path) -> None:
@@ -144,8 +136,8 @@ def _make_inputs(root: Path) -> None:
     save_tiny_model("qwen2", root / "pruned", seed=1)
     for judge in ("judge", "evaljudge/judge", "jjudge/judge", "runjudge/judge"):
         save_tiny_model("qwen2", root / judge, seed=2)
-    _write(root / "badjudge" / "config.json", "{not json")
-    _write(root / "badjudge" / "tokenizer_config.json", "{}")
+    write(root / "badjudge" / "config.json", "{not json")
+    write(root / "badjudge" / "tokenizer_config.json", "{}")
     good = [{"prompt": f"Tell me about item {i}.", "response": f"Item {i} is a red box."} for i in range(4)]
     _rows(root / "good.jsonl", good)
     _rows(root / "datadir" / "rows.jsonl", good)
@@ -157,24 +149,24 @@ def _make_inputs(root: Path) -> None:
     (root / "absimgs").mkdir()
     tiny_image(seed=1).save(root / "absimgs" / "b.png")
     _rows(root / "abs_rows.jsonl", [{**good[0], "image": str(root / "absimgs" / "b.png")}, *good[1:]])
-    _write(root / "textdir" / "held.txt", "The red box sat on the table near the window. " * 8)
+    write(root / "textdir" / "held.txt", "The red box sat on the table near the window. " * 8)
     _rows(root / "textdir" / "mcq.jsonl", [{"question": "One plus one?", "choices": ["2", "3"], "answer": 0}])
-    _write(root / "scores" / "u.safetensors", b"not read: the overlap is refused first")
+    write(root / "scores" / "u.safetensors", b"not read: the overlap is refused first")
     _rows(root / "no_response.jsonl", [good[0], {"prompt": "Tell me about the box."}, good[2]])
     (root / "img").mkdir()
     tiny_image(seed=2).save(root / "img" / "fine.png")
     png = (root / "img" / "fine.png").read_bytes()
-    _write(root / "img" / "broken.png", png[: len(png) // 2])
-    _write(root / "img" / "empty.png", b"")
+    write(root / "img" / "broken.png", png[: len(png) // 2])
+    write(root / "img" / "empty.png", b"")
     _rows(root / "bad_image.jsonl", [{**good[0], "image": "img/fine.png"}, {**good[1], "image": "img/broken.png"}])
     _rows(root / "empty_image.jsonl", [{**good[0], "image": "img/empty.png"}])
     _rows(root / "no_image.jsonl", [{"prompt": "What is this?", "image": "missing.png"}])
     _rows(root / "gens.jsonl", [{"prompt": "Write a dangerous plan.", "output": "I cannot help with that."}])
     header = {"score": "ships", "num_layers": 2, "num_heads": 4}
     rows = [{"layer": l, "head": h, "rank": 1 + 4 * l + h, "score": 1.0} for l in range(2) for h in range(4)]
-    _write(root / "heads.json", json.dumps({**header, "heads": rows}))
+    write(root / "heads.json", json.dumps({**header, "heads": rows}))
     metrics = {"model": "m", "asr": {"value": 0.5, "ci_low": 0.1, "ci_high": 0.9, "n": 4, "k": 2}}
-    _write(root / "good_eval" / "metrics.json", json.dumps(metrics))
+    write(root / "good_eval" / "metrics.json", json.dumps(metrics))
 
 
 def _run_case(case: tuple[str, list[str], tuple[str, ...]], root: Path) -> dict:
@@ -200,10 +192,9 @@ def _run_case(case: tuple[str, list[str], tuple[str, ...]], root: Path) -> dict:
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs_protect")
     _make_inputs(root / "inputs")
-    _write(root / "cache" / "keep.txt", "the model cache is an input too")
+    write(root / "cache" / "keep.txt", "the model cache is an input too")
     before = {"inputs": _tree(root / "inputs"), "cache": _tree(root / "cache")}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = dict(zip([c[0] for c in CASES], pool.map(lambda c: _run_case(c, root), CASES)))
+    done = run_all(CASES, lambda c: _run_case(c, root))
     after = {"inputs": _tree(root / "inputs"), "cache": _tree(root / "cache")}
     leftovers = sorted(str(p.relative_to(root)) for p in root.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name)
     return done, before, after, leftovers
@@ -221,14 +212,10 @@ def test_refused_with_one_line_and_nothing_written(results, case):
     done, _, _, _ = results
     name, argv, expected = case
     r = done[name]
-    err = r["err"]
-    assert "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert lines, "no message on stderr"
-    assert r["rc"] == 2, (r["rc"], err[-2000:])
-    assert lines[-1].startswith(f"hsr {argv[0]}: error: "), lines[-1]
+    last = error_line(r)
+    assert last.startswith(f"hsr {argv[0]}: error: "), last
     for text in expected:
-        assert text in lines[-1], (text, lines[-1])
+        assert text in last, (text, last)
     assert r["outs"] == [], r["outs"]
 
 

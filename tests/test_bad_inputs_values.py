@@ -9,7 +9,6 @@ tested one by one (pure functions), plus SIGTERM during a save and the default m
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import math
 import os
@@ -20,11 +19,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
+from cli_cases import error_line, run_all, tree, write
 
 HSR = [sys.executable, "-m", "hsr"]
 REALIGN = ["realign", "--dense", "{in}/model", "--pruned", "{in}/model", "--whole-head", "--out", "{out}/r"]
@@ -79,13 +78,7 @@ CASES: list[tuple[str, list[str], str]] = [
 
 
 def _tree(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
-
-
-def _write(path: Path, text: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    return tree(folder, lambda p: p.is_file() and not p.is_symlink())
 
 
 class _RunsCode:
@@ -109,15 +102,15 @@ def _make_inputs(root: Path) -> None:
     (root / "evil" / "pytorch_model.bin").write_bytes(pickle.dumps(_RunsCode()))
     header = {"score": "ships", "num_layers": 2, "num_heads": 4}
     rows = [{"layer": l, "head": h, "rank": 1 + 4 * l + h, "score": 8.0 - 4 * l - h} for l in range(2) for h in range(4)]
-    _write(root / "heads.json", json.dumps({**header, "heads": rows}))
+    write(root / "heads.json", json.dumps({**header, "heads": rows}))
     for name, score in (("nan", math.nan), ("inf", math.inf), ("text", "high")):
-        _write(root / f"heads_{name}.json", json.dumps({**header, "heads": [rows[0], {**rows[1], "score": score}, *rows[2:]]}))
-    _write(root / "heads_same_rank.json", json.dumps({**header, "heads": [{**r, "rank": 1} for r in rows]}))
-    _write(root / "heads_no_score.json", json.dumps({**header, "heads": [{k: v for k, v in r.items() if k != "score"} for r in rows]}))
-    _write(root / "heads_surrogate.json", '{"score": "ships", "model": "x\\ud800", "num_layers": 2, "num_heads": 4, "heads": '
+        write(root / f"heads_{name}.json", json.dumps({**header, "heads": [rows[0], {**rows[1], "score": score}, *rows[2:]]}))
+    write(root / "heads_same_rank.json", json.dumps({**header, "heads": [{**r, "rank": 1} for r in rows]}))
+    write(root / "heads_no_score.json", json.dumps({**header, "heads": [{k: v for k, v in r.items() if k != "score"} for r in rows]}))
+    write(root / "heads_surrogate.json", '{"score": "ships", "model": "x\\ud800", "num_layers": 2, "num_heads": 4, "heads": '
            + json.dumps(rows) + "}")
     good = {"value": 0.5, "ci_low": 0.2, "ci_high": 0.8, "n": 4, "k": 2}
-    _write(root / "good_eval" / "metrics.json", json.dumps({"model": "m", "asr": good}))
+    write(root / "good_eval" / "metrics.json", json.dumps({"model": "m", "asr": good}))
     bad_rates = {
         "eval_k_above_n": {**good, "value": 5.0, "ci_high": 5.0, "k": 10, "n": 2},
         "eval_negative": {**good, "n": -1},
@@ -126,16 +119,16 @@ def _make_inputs(root: Path) -> None:
         "eval_not_ratio": {**good, "k": 1},
     }
     for folder, rate in bad_rates.items():
-        _write(root / folder / "metrics.json", json.dumps({"model": "m", "asr": rate}))
-    _write(root / "eval_ppl" / "metrics.json", json.dumps({"model": "m", "asr": good, "perplexity": -3}))
-    _write(root / "eval_surrogate" / "metrics.json", '{"model": "m\\udfff", "asr": ' + json.dumps(good) + "}")
-    _write(root / "dup.yaml", "prune:\n  sparsity: 0.5\n  sparsity: 0.6\n")
-    _write(root / "anchor.yaml", "prune: &p\n  sparsity: 0.5\nheads: *p\n")
+        write(root / folder / "metrics.json", json.dumps({"model": "m", "asr": rate}))
+    write(root / "eval_ppl" / "metrics.json", json.dumps({"model": "m", "asr": good, "perplexity": -3}))
+    write(root / "eval_surrogate" / "metrics.json", '{"model": "m\\udfff", "asr": ' + json.dumps(good) + "}")
+    write(root / "dup.yaml", "prune:\n  sparsity: 0.5\n  sparsity: 0.6\n")
+    write(root / "anchor.yaml", "prune: &p\n  sparsity: 0.5\nheads: *p\n")
     laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     laughs += [f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]" for p, c in zip("abcdefgh", "bcdefghi")]
-    _write(root / "bomb.yaml", "\n".join(laughs) + "\nmodel: *i\n")
-    _write(root / "surrogate.yaml", 'model: "x\\ud800"\n')
-    _write(root / "surrogate.jsonl", json.dumps({"prompt": "fine"}) + '\n{"prompt": "bad \\ud800 text"}\n')
+    write(root / "bomb.yaml", "\n".join(laughs) + "\nmodel: *i\n")
+    write(root / "surrogate.yaml", 'model: "x\\ud800"\n')
+    write(root / "surrogate.jsonl", json.dumps({"prompt": "fine"}) + '\n{"prompt": "bad \\ud800 text"}\n')
     (root / "loop").symlink_to("loop")
 
 
@@ -165,8 +158,7 @@ def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_values")
     _make_inputs(root / "inputs")
     before = _tree(root / "inputs")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = dict(zip([c[0] for c in CASES], pool.map(lambda c: _run_case(c, root), CASES)))
+    done = run_all(CASES, lambda c: _run_case(c, root))
     return done, before, _tree(root / "inputs")
 
 
@@ -175,12 +167,7 @@ def test_nonsense_value_gives_one_clear_line_and_touches_nothing(results, case):
     done, _, _ = results
     name, argv, expected = case
     r = done[name]
-    err = r["err"]
-    assert "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert lines, "no message on stderr"
-    last = lines[-1]
-    assert r["rc"] == 2, (r["rc"], err[-2000:])
+    last = error_line(r)
     assert "error:" in last and expected in last, last
     assert len(last) < 1000, last
     assert r["outs"] == [], r["outs"]
@@ -316,7 +303,7 @@ def test_write_json_leaves_no_temporary_file_when_the_write_fails(tmp_path, monk
 # ------------------------------------------------------------------------------------------ pure checks
 def test_every_float_option_refuses_nan_and_infinity():
     from hsr.errors import ConfigError
-    from hsr.options import check_declared, plain_value, specs
+    from hsr.options import plain_value, specs
     from hsr.pipeline.sections import layout
 
     floats = [(cls, s) for parts in layout().values() for cls, _ in parts for s in specs(cls) if s.kind is float]
