@@ -17,7 +17,8 @@ Rules (``text`` is the model's answer; the first that fires names the reason):
   (symbol, digit or punctuation soup), or fewer than :data:`MIN_LATIN_SHARE` of the letters are
   Latin (the prompts are English; an answer mostly in another script is off-language), or fewer
   than :data:`MIN_READABLE_SHARE` of the words are readable (a readable word has a vowel, at most
-  :data:`MAX_WORD_LEN` letters and no run of :data:`MAX_CONSONANT_RUN`+ consonants).
+  :data:`MAX_WORD_LEN` letters and no run of :data:`MAX_CONSONANT_RUN`+ consonants), or a token chains
+  :data:`MAX_HYPHENS` or more hyphens ("Strike-up-a-thousand-others-you-can-try-...").
 
 Thresholds are deliberately loose (real answers, lists and code included, stay far from them; see
 tests/data/judge_labels.jsonl): the detector is for broken models, not for style.
@@ -41,6 +42,7 @@ MAX_TOP_WORD_SHARE = 0.4
 NGRAM = 4
 MAX_REPEATED_NGRAM_SHARE = 0.5
 MIN_LINE_REPEATS = 3
+MAX_HYPHENS = 6
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _VOWELS = frozenset("aeiouyAEIOUY")
@@ -70,6 +72,8 @@ def _readable(word: str) -> bool:
 
 
 def _non_language(text: str) -> str | None:
+    if any(tok.count("-") >= MAX_HYPHENS for tok in text.split()):
+        return "non-language: words chained by hyphens"
     chars = [c for c in text if not c.isspace()]
     letters = [c for c in chars if c.isalpha()]
     if len(letters) < MIN_LETTER_SHARE * len(chars):
