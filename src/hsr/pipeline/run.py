@@ -129,6 +129,20 @@ class _Pipeline:
             check_top_h(c.realign.options.top_h, *shape)
             heads = c.heads.run
             c.heads.options.check_against(len(load_samples(heads.data, limit=heads.limit, seed=c.seed)), *shape)
+        self.check_generation_budget()
+
+    def check_generation_budget(self) -> None:
+        """``evaluate.max_new_tokens`` against the context of the models evaluated (the input model, whose
+        shape every derived model keeps, and an external pruned one), read from their files: the evaluate
+        stage would refuse it only after pruning, scoring and realigning."""
+        from ..evaluation.generation import check_generation_budget
+        from ..shape import model_context
+
+        options = self.config.evaluate.options
+        if options is None or "safety" not in options.suites:  # only generation is bounded by the context
+            return
+        for source in filter(None, (self.config.model, self.config.prune.run.pruned)):
+            check_generation_budget(options.max_new_tokens, model_context(source), name="evaluate.max_new_tokens")
 
     def check_written(self) -> None:
         """The run folder, the offload folder and (converting the default model) the cache: none may
