@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from .loading import DEFAULT_MODEL, ModelLoadError, read_model_config, smollm_gguf_path, converted_default_dir, locate_model
 
@@ -42,9 +42,8 @@ def _value(fh: BinaryIO, kind: int) -> Any:
     raise ValueError(f"unknown GGUF value type {kind}")
 
 
-def gguf_heads(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(layers, heads) from a GGUF file's key-value header (``ARCH.block_count``, ``ARCH.attention.head_count``),
-    reading only up to the keys that give them."""
+def _gguf_scan(path: str | os.PathLike, pick: Callable[[dict[str, Any]], Any]) -> Any:
+    """Read a GGUF file's key-value header up to the first point where ``pick(keys so far)`` is not None."""
     found: dict[str, Any] = {}
     with open(path, "rb") as fh:
         if fh.read(4) != b"GGUF":
@@ -54,11 +53,33 @@ def gguf_heads(path: str | os.PathLike) -> tuple[int, int] | None:
         for _ in range(_read(fh, "Q")):
             key = fh.read(_read(fh, "Q")).decode("utf-8", "replace")
             found[key] = _value(fh, _read(fh, "I"))
-            arch = found.get("general.architecture")
-            layers, heads = found.get(f"{arch}.block_count"), found.get(f"{arch}.attention.head_count")
-            if isinstance(layers, int) and isinstance(heads, int):
-                return layers, heads
+            picked = pick(found)
+            if picked is not None:
+                return picked
     return None
+
+
+def _arch_key(found: dict[str, Any], name: str) -> Any:
+    return found.get(f"{found.get('general.architecture')}.{name}")
+
+
+def gguf_heads(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(layers, heads) from a GGUF file's key-value header (``ARCH.block_count``, ``ARCH.attention.head_count``),
+    reading only up to the keys that give them."""
+    def pick(found: dict[str, Any]) -> tuple[int, int] | None:
+        layers, heads = _arch_key(found, "block_count"), _arch_key(found, "attention.head_count")
+        return (layers, heads) if isinstance(layers, int) and isinstance(heads, int) else None
+
+    return _gguf_scan(path, pick)
+
+
+def gguf_context(path: str | os.PathLike) -> int | None:
+    """The context length a GGUF file's header gives (``ARCH.context_length``)."""
+    def pick(found: dict[str, Any]) -> int | None:
+        n = _arch_key(found, "context_length")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+    return _gguf_scan(path, pick)
 
 
 def config_heads(config: dict) -> tuple[int, int] | None:
@@ -93,5 +114,28 @@ def model_heads(source: str | os.PathLike) -> tuple[int, int] | None:
         if isinstance(where, str):
             return None
         return gguf_heads(Path(where) / gguf_file) if gguf_file else config_heads(read_model_config(Path(where)))
+    except (ModelLoadError, OSError, ValueError, struct.error):
+        return None  # loading the model reports what is wrong with it
+
+
+def config_context(config: dict) -> int | None:
+    """``max_position_embeddings`` of a config.json (a VLM's ``text_config``), or None when it does not say."""
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    n = text.get("max_position_embeddings")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def model_context(source: str | os.PathLike) -> int | None:
+    """The positions a local model holds (the embedded default included), read like :func:`model_heads`;
+    None where its files cannot tell (the loaded model is checked then)."""
+    src = str(source)
+    try:
+        if src == DEFAULT_MODEL:
+            converted = converted_default_dir()
+            return config_context(read_model_config(converted)) if converted else gguf_context(smollm_gguf_path())
+        where, gguf_file = locate_model(src, convert_default=False)
+        if isinstance(where, str):
+            return None
+        return gguf_context(Path(where) / gguf_file) if gguf_file else config_context(read_model_config(Path(where)))
     except (ModelLoadError, OSError, ValueError, struct.error):
         return None  # loading the model reports what is wrong with it

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
-from ..align import AlignConfig, align_model, save_aligned
+from ..align import AlignConfig
 from ..inputs import Inputs
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED
+from ..pipeline.stage_bodies import align_stage
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,10 +32,8 @@ def run(args: argparse.Namespace) -> int:
     inputs.data(config.harmful, "--harmful")
     inputs.data(config.benign, "--benign")
     prepare_output(args, inputs)  # fail before the work
-    loaded = load_from_args(args)
-    summary = align_model(loaded, config, progress=args.progress)
-    summary["base_model"] = str(args.model)
-    out = save_aligned(args.out, loaded, summary, overwrite=args.overwrite)
+    summary, out = align_stage(functools.partial(load_from_args, args), args.model, config, args.out, args.progress,
+                               overwrite=args.overwrite)
     print(
         f"Aligned {args.model}: {summary['refusal_examples']} refusal + {summary['helpful_examples']} helpful examples, "
         f"{config.epochs} epochs, loss {summary['epoch_losses'][0]:.3f} -> {summary['epoch_losses'][-1]:.3f}. Saved to {out}"

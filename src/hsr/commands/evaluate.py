@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from .. import distributed
-from ..evaluation import EvalConfig, evaluate_model
+from ..evaluation import EvalConfig
 from ..evaluation.judges import check_judge_spec
 from ..inputs import Inputs
 from ..io import atomic_output_dir
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED
+from ..pipeline.stage_bodies import evaluate_stage
 from ..report import results_table
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
@@ -44,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
     label = args.label or Path(str(args.model)).expanduser().name or str(args.model)
     with distributed.session(args.device) as dist:  # one process, or each rank of torchrun / accelerate launch
         args.device = dist.device
+        load = functools.partial(load_from_args, args)
         if not dist.is_main:  # generates its share of the answers; rank 0 judges and writes
-            evaluate_model(load_from_args(args), config, None, label=label, progress=False, dist=dist)
+            evaluate_stage(load, args.model, config, None, label, progress=False, dist=dist)
             return 0
         with atomic_output_dir(args.out, overwrite=args.overwrite) as tmp:
-            loaded = load_from_args(args)
-            metrics = evaluate_model(loaded, config, tmp, label=label, progress=args.progress, dist=dist)
+            metrics = evaluate_stage(load, args.model, config, tmp, label, progress=args.progress, dist=dist)
     print(results_table([{"label": label, "metrics": metrics, "realign_summary": None}]))
     print(f"Saved to {Path(args.out).expanduser().resolve()}")
     return 0

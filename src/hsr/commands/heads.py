@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 from pathlib import Path
 
 from .. import distributed
 from ..data import load_samples
-from ..heads import HeadScoreConfig, save_head_scores, score_heads
+from ..heads import HeadScoreConfig
 from ..inputs import Inputs
 from ..io import atomic_output_dir
 from ..shape import model_heads
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED, HeadData
+from ..pipeline.stage_bodies import heads_stage, write_heads
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 
@@ -45,16 +47,16 @@ def run(args: argparse.Namespace) -> int:
         config.check_against(len(samples), *shape)
     with distributed.session(args.device) as dist:  # one process, or each rank of torchrun / accelerate launch
         args.device = dist.device
-        loaded = load_from_args(args)
-        result = score_heads(loaded, samples, config, checkpoint_dir=checkpoint, progress=args.progress, dist=dist)
+        scored = heads_stage(functools.partial(load_from_args, args), args.model, samples, config, checkpoint,
+                             args.progress, dist=dist)
         if not dist.is_main:  # every rank holds the result; only rank 0 writes it
             return 0
     with atomic_output_dir(out, overwrite=args.overwrite) as tmp:
-        save_head_scores(tmp, result, model_label=str(args.model))
+        write_heads(tmp, scored, model_label=str(args.model))
     if args.checkpoint_dir is None:
         shutil.rmtree(checkpoint, ignore_errors=True)
-    top = ", ".join(f"L{l}.H{h}" for l, h in result.top(5))
-    arch = loaded.arch
+    top = ", ".join(f"L{l}.H{h}" for l, h in scored.scores.top(5))
+    arch = scored.arch
     processes = f" in {dist.world_size} processes" if dist.active else ""
     print(
         f"Scored {arch.num_layers * arch.num_heads} heads ({arch.num_layers} layers x {arch.num_heads}) of "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import load_samples
+import functools
+
 from ..inputs import Inputs
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED, PruneData
-from ..pruning import PruneConfig, prune_model, save_pruned
+from ..pipeline.stage_bodies import prune_stage
+from ..pruning import PruneConfig
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 
@@ -30,15 +32,12 @@ def run(args: argparse.Namespace) -> int:
     if config.method != "magnitude":
         inputs.data(data.data, "--data")
     prepare_output(args, inputs)
-    samples = load_samples(data.data, limit=data.n_samples, seed=args.seed) if config.method != "magnitude" else []
-    loaded = load_from_args(args)
-    result = prune_model(loaded, samples, config, progress=args.progress)
-    result.summary["data"] = data.data if samples else None
-    out = save_pruned(args.out, loaded, result, overwrite=args.overwrite)
-    s = result.summary
+    pruned = prune_stage(functools.partial(load_from_args, args), args.model, config, data, args.out, args.progress,
+                         overwrite=args.overwrite)
+    s = pruned.result.summary
     print(
         f"Pruned {s['architecture']} ({s['model']}) with {config.method} at {config.sparsity.describe()}: "
         f"{s['pruned_params']:,} of {s['prunable_params']:,} decoder-linear weights zeroed "
-        f"({100 * s['sparsity']:.2f}%), {len(samples)} calibration samples. Saved to {out}"
+        f"({100 * s['sparsity']:.2f}%), {pruned.samples} calibration samples. Saved to {pruned.path}"
     )
     return 0

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..data import load_samples, require_responses
 from ..inputs import Inputs
-from ..loading import locate_model
+from ..loading import LoadedModel, locate_model
 from ..realign.external import ModelMismatchError
 from ..shape import model_class, model_heads
 from ..heads import read_heads
 from ..options import add_flags, from_args
 from ..pipeline.sections import SHARED
-from ..realign import (
-    ImportanceConfig,
-    RealignConfig,
-    compute_importance,
-    load_importance,
-    load_pruned_masks,
-    realign_pruned,
-    save_realigned,
-)
+from ..pipeline.stage_bodies import importance_stage, realign_stage
+from ..realign import ImportanceConfig, RealignConfig, load_importance
 from ..realign.ranking import select_heads
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
@@ -92,29 +87,30 @@ def run(args: argparse.Namespace) -> int:
     if shape is not None:
         heads_file.check_model(*shape, args.dense)
     select_heads(heads_file.ranking, config.top_h, heads_file.num_layers, heads_file.num_heads, config.random_heads, config.seed)
-    dense = load_from_args(args, source=args.dense, share=2)
-    ranking = heads_file.check_model(dense.arch.num_layers, dense.arch.num_heads, args.dense).ranking
-    scores = {kind: given.get(kind) for kind in ("utility", "safety")}
-    if lazy and args.offload_folder:
-        Path(args.offload_folder).expanduser().mkdir(parents=True, exist_ok=True)
-    scratch = tempfile.TemporaryDirectory(prefix="hsr-importance-", dir=args.offload_folder and str(Path(args.offload_folder).expanduser())) if lazy else None
-    for kind, data in samples.items():
-        stream = Path(scratch.name) / f"{kind}.safetensors" if scratch and imp.method == "wanda" else None
-        scores[kind] = compute_importance(dense, data, method=imp.method, max_length=imp.max_length, out=stream,
-                                          progress=args.progress)
+    scratch: list[tempfile.TemporaryDirectory] = []  # streamed scores, read while realigning: kept until the end
 
-    pruned = load_from_args(args, source=args.pruned, share=2)
-    pruned_dir = _local_dir(args.pruned)
-    masks = load_pruned_masks(pruned_dir, dense.model, pruned.model)
-    result = realign_pruned(dense, pruned, masks, ranking, scores["utility"], scores["safety"], config)
-    s = result.summary
-    s["inputs"] = {
+    def ranking_of(dense: LoadedModel) -> list[tuple[int, int]]:
+        return heads_file.check_model(dense.arch.num_layers, dense.arch.num_heads, args.dense).ranking
+
+    def scores_of(dense: LoadedModel) -> tuple[Any, Any]:
+        if lazy and args.offload_folder:
+            Path(args.offload_folder).expanduser().mkdir(parents=True, exist_ok=True)
+        if lazy:
+            scratch.append(tempfile.TemporaryDirectory(
+                prefix="hsr-importance-", dir=args.offload_folder and str(Path(args.offload_folder).expanduser())))
+        folder = Path(scratch[0].name) if scratch else None
+        computed = importance_stage(dense, samples, imp, args.progress, folder=folder, stream=bool(scratch))
+        scores = {**given, **computed}
+        return scores.get("utility"), scores.get("safety")
+
+    inputs = {
         "dense": args.dense, "pruned": args.pruned, "heads": args.heads, "importance": imp.method,
         "utility": args.utility_scores or imp.utility_data, "safety": args.safety_scores or imp.safety_data,
         "limit": imp.limit, "max_length": imp.max_length,
     }
-    del dense
-    out = save_realigned(args.out, pruned, result, overwrite=args.overwrite)
+    result, out = realign_stage(functools.partial(load_from_args, args), args.dense, args.pruned, _local_dir(args.pruned),
+                                ranking_of, scores_of, config, args.out, overwrite=args.overwrite, inputs=inputs)
+    s = result.summary
     print(
         f"Realigned {s['architecture']} in {len(s['heads'])} {'random' if config.random_heads else 'top safety'} heads: "
         f"restored {s['restored_params']:,} parameters ({s['restored_per_ten_thousand']:.3f} per ten-thousand of "

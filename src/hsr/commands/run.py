@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..pipeline.config import default_config_text, load_run_config
+from ..pipeline.config import default_config_text, read_run_config
 from ..pipeline.run import run_pipeline
 from .common import hide_library_progress
 
@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             overrides.insert(0, f"{key}={value}")
-    config = load_run_config(args.config, overrides)
-    progress = config["progress"] and not args.no_progress
+    config = read_run_config(args.config, overrides)
+    progress = config.progress and not args.no_progress
     if not progress:
         hide_library_progress()
     result = run_pipeline(config, progress=progress)

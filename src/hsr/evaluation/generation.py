@@ -68,11 +68,12 @@ def context_length(model: Any) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
-def check_generation_budget(max_new_tokens: int, context: int | None) -> None:
+def check_generation_budget(max_new_tokens: int, context: int | None,
+                            name: str = "max_new_tokens (--max-new-tokens)") -> None:
     """Refuse a generation budget the model cannot hold: beyond its context, generation would run for
-    hours (or forever) producing nothing usable."""
+    hours (or forever) producing nothing usable. ``name``: the option, as the user set it."""
     if context is not None and max_new_tokens >= context:
-        raise DataError(f"max_new_tokens (--max-new-tokens) is {max_new_tokens:,} but the model holds only {context:,} "
+        raise DataError(f"{name} is {max_new_tokens:,} but the model holds only {context:,} "
                         f"positions (max_position_embeddings); use at most {context - 1:,}, far fewer in practice.")
 
 

@@ -8,7 +8,6 @@ choices on top. Anything else is a typo and fails with the key's dotted name bef
 from __future__ import annotations
 
 import copy
-import dataclasses
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,19 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..options import Spec, build, plain_value, specs, yaml_lines
-from ..values import duplicates, first_surrogate, shown
+from ..options import Spec, plain_value, specs, yaml_lines
+from ..values import first_surrogate, shown
 from ..yaml_config import YamlRefused, load_yaml
-from .sections import EVALUABLE, SHARED, derived_defaults, layout
+from .run_config import RunConfig, build_run_config
+from .sections import derived_defaults, layout
+from .stage_options import (  # noqa: F401  (re-exported: the stage options of a plain config)
+    align_options,
+    eval_options,
+    head_options,
+    importance_options,
+    prune_options,
+    realign_options,
+)
 
 
 def _spec_index() -> dict[str, Spec]:
@@ -108,7 +116,20 @@ def _refuse_surrogates(value: Any, where: str) -> None:
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Defaults, then the YAML file at ``path`` (if any), then each ``KEY=VALUE`` override."""
+    """Defaults, then the YAML file at ``path`` (if any), then each ``KEY=VALUE`` override, validated."""
+    config = merged_run_config(path, overrides)
+    validate_run_config(config)
+    return config
+
+
+def read_run_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """:func:`load_run_config`'s config, typed (built once: what ``hsr run`` and ``hsr sweep`` run)."""
+    return build_run_config(merged_run_config(path, overrides))
+
+
+def merged_run_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Defaults, then the YAML file at ``path`` (if any), then each ``KEY=VALUE`` override; each key's value
+    checked against its declaration, the checks spanning keys not yet made."""
     config = default_config()
     if path is not None:
         p = Path(path).expanduser()
@@ -128,111 +149,10 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple
         config = _merge(config, user)
     for text in overrides:
         config = _merge(config, parse_override(text))
-    validate_run_config(config)
     return config
 
 
-def validate_run_config(config: dict[str, Any]) -> None:
-    """Checks that need no model, with the offending key named: every stage's options are built (types,
-    ranges and choices come from their declarations), then the checks that span sections."""
-    sw = config["sweep"]
-    for key in ("sparsities", "methods"):
-        if sw[key] is not None and not sw[key]:
-            raise ConfigError(f"sweep.{key} must be a non-empty list or null, got {shown(sw[key])}.")
-    if sw["sparsities"]:
-        from ..pruning import Sparsity
-
-        points = [Sparsity.parse(str(text)).describe() for text in sw["sparsities"]]
-        twice = duplicates(points)
-        if twice:
-            raise ConfigError(f"sweep.sparsities lists {', '.join(twice)} twice ({shown(sw['sparsities'])}); each point "
-                              "would be computed twice under one name, so list it once.")
-    if sw["methods"] and duplicates(sw["methods"]):
-        raise ConfigError(f"sweep.methods lists {', '.join(duplicates(sw['methods']))} twice; list each method once.")
-        if config["prune"]["pruned"]:
-            raise ConfigError("sweep.sparsities cannot be combined with prune.pruned (an external pruned model).")
-    if not config["evaluate"]["models"]:
-        raise ConfigError(f"evaluate.models must name at least one of {', '.join(EVALUABLE)}.")
-    from ..placement import check_device, resolve_dtype
-
-    check_device(config["device"])
-    resolve_dtype(config["dtype"])
-    from ..placement import placement_from
-
-    placement_from(str(config["device"]), config.get("max_memory"), config.get("offload_folder"))
-    validate_stage_options(config)
-
-
-# ---------------------------------------------------------------------------- stage options
-# The run config's sections become the stages' own option dataclasses here, and only here: the
-# pipeline builds its stages from these, and validation builds all of them before any model loads.
-
-
-def _stage(config: dict[str, Any], section: str, cls: type, **fixed: Any) -> Any:
-    """``cls`` from the section's keys that belong to it, with the shared top-level keys."""
-    names = {s.name for s in specs(cls, SHARED)}
-    values = {k: v for k, v in config[section].items() if k in names and k not in fixed}
-    shared = {k: config[k] for k in SHARED if k in {f.name for f in dataclasses.fields(cls)}}
-    try:
-        return build(cls, values, {**shared, **fixed}, where=f"{section}.")
-    except ConfigError as exc:
-        message = str(exc)
-        raise ConfigError(message if message.startswith(section) else f"{section}: {message}") from None
-
-
-def align_options(config: dict[str, Any]):
-    from ..align import AlignConfig
-
-    return _stage(config, "align", AlignConfig)
-
-
-def prune_options(config: dict[str, Any], method: str | None = None, sparsity: str | None = None):
-    from ..pruning import PruneConfig, Sparsity
-
-    fixed: dict[str, Any] = {}
-    if method:
-        fixed["method"] = method
-    if sparsity:
-        fixed["sparsity"] = Sparsity.parse(str(sparsity))
-    return _stage(config, "prune", PruneConfig, **fixed)
-
-
-def head_options(config: dict[str, Any]):
-    from ..heads import HeadScoreConfig
-
-    top_h = config["heads"]["approx_top_h"]
-    return _stage(config, "heads", HeadScoreConfig, approx_top_h=top_h if top_h is not None else config["realign"]["top_h"])
-
-
-def importance_options(config: dict[str, Any]):
-    from ..realign import ImportanceConfig
-
-    return _stage(config, "importance", ImportanceConfig)
-
-
-def realign_options(config: dict[str, Any], random_heads: bool):
-    from ..realign import RealignConfig
-
-    return _stage(config, "realign", RealignConfig, random_heads=random_heads)
-
-
-def eval_options(config: dict[str, Any]):
-    from ..evaluation import EvalConfig
-    from ..evaluation.judges import check_judge_spec
-
-    options = _stage(config, "evaluate", EvalConfig)
-    check_judge_spec(options.judge)
-    return options
-
-
-def validate_stage_options(config: dict[str, Any]) -> None:
-    """Build every enabled stage's options, so a bad value fails before the first model loads."""
-    if config["align"]["enabled"] is not False:
-        align_options(config)
-    if not config["prune"]["pruned"]:
-        prune_options(config)
-    head_options(config)
-    importance_options(config)
-    realign_options(config, random_heads=False)
-    if config["evaluate"]["enabled"]:
-        eval_options(config)
+def validate_run_config(config: dict[str, Any]) -> RunConfig:
+    """Checks that need no model, with the offending key named (see :func:`build_run_config`); returns the
+    typed config they built."""
+    return build_run_config(config)

@@ -19,7 +19,7 @@ SHARED = ("max_length", "seed")
 EVALUABLE = ("base", "dense", "pruned", "realigned", "control")  # base = the input model before align
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
     """The top level of a run config; all but ``model`` and ``out`` are also every command's runtime flags."""
 
