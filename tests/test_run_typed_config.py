@@ -51,12 +51,14 @@ def test_settings_keep_key_order_and_replace_in_place():
     ("evaluate.models=[]", "evaluate.models must name at least one of"),
     ("realign.p=0.9", "realign"),  # beyond max_p: the stage's own validation, named by its section
     ("sweep.sparsities=[0.5, '0.5']", "sweep.sparsities lists 0.5 twice"),
+    # this check once sat, unreachable, after a raise: a sweep cannot re-prune an external pruned model
+    ("prune.pruned=somewhere;sweep.sparsities=[0.3]", "sweep.sparsities cannot be combined with prune.pruned"),
 ])
 def test_bad_values_are_refused_with_the_same_message_typed_or_not(override, message):
     with pytest.raises(ConfigError) as plain:
-        load_run_config(None, [override])
+        load_run_config(None, override.split(";"))
     with pytest.raises(ConfigError) as typed:
-        read_run_config(None, [override])
+        read_run_config(None, override.split(";"))
     assert str(typed.value) == str(plain.value) and message in str(typed.value)
 
 

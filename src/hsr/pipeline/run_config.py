@@ -129,10 +129,10 @@ def check_sections(config: dict[str, Any]) -> None:
         if twice:
             raise ConfigError(f"sweep.sparsities lists {', '.join(twice)} twice ({shown(sw['sparsities'])}); each point "
                               "would be computed twice under one name, so list it once.")
-    if sw["methods"] and duplicates(sw["methods"]):
-        raise ConfigError(f"sweep.methods lists {', '.join(duplicates(sw['methods']))} twice; list each method once.")
         if config["prune"]["pruned"]:
             raise ConfigError("sweep.sparsities cannot be combined with prune.pruned (an external pruned model).")
+    if sw["methods"] and duplicates(sw["methods"]):
+        raise ConfigError(f"sweep.methods lists {', '.join(duplicates(sw['methods']))} twice; list each method once.")
     if not config["evaluate"]["models"]:
         raise ConfigError(f"evaluate.models must name at least one of {', '.join(EVALUABLE)}.")
     from ..placement import check_device, placement_from, resolve_dtype
