@@ -74,7 +74,15 @@ CASES: list[tuple[str, list[str], str]] = [
     ("data-surrogate", ["prune", "--model", "{in}/model", "--data", "{in}/surrogate.jsonl", "--out", "{out}/p"], "line 2: prompt holds a lone UTF-16 surrogate"),
     ("out-symlink-loop", ["prune", "--model", "{in}/model", "--method", "magnitude", "--out", "{in}/loop/p"], "points back at itself"),
     ("stdout-full", ["run", "--print-config", "@STDOUT=/dev/full"], "No space left on device"),
+    # a disk that fills while the weights are written (a file size limit gives EFBIG, as a full disk gives ENOSPC)
+    ("disk-full-saving", ["prune", "--model", "{in}/model", "--method", "magnitude", "--out", "{out}/p", "@FSIZE=100000"],
+     "File too large"),
 ]
+
+#: Runs ``python -m hsr ARGS`` with RLIMIT_FSIZE set to its first argument (Python ignores SIGXFSZ, so a
+#: write past the limit fails with EFBIG, like a full disk), without a preexec_fn in a threaded parent.
+_FILE_SIZE_LIMITED = ("import os, resource, sys; n = int(sys.argv.pop(1)); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); "
+                      "os.execv(sys.executable, [sys.executable, '-m', 'hsr', *sys.argv[1:]])")
 
 
 def _tree(folder: Path) -> dict[str, str]:
@@ -137,15 +145,17 @@ def _run_case(case: tuple[str, list[str], str], root: Path) -> dict:
     ins, outs = root / "inputs", root / "outs" / name
     outs.mkdir(parents=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HSR_CACHE": str(root / "cache"), "TQDM_DISABLE": "1"}
-    args, stdout = [], subprocess.PIPE
+    args, stdout, command = [], subprocess.PIPE, HSR
     for a in argv:
         if a.startswith("@STDOUT="):
             stdout = open(a.split("=", 1)[1], "w")  # noqa: SIM115 (closed below)
+        elif a.startswith("@FSIZE="):
+            command = [sys.executable, "-c", _FILE_SIZE_LIMITED, a.split("=", 1)[1]]
         else:
             args.append(a.replace("{in}", str(ins)).replace("{out}", str(outs)))
     start = time.monotonic()
     try:
-        proc = subprocess.run([*HSR, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=outs, timeout=300)
+        proc = subprocess.run([*command, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=outs, timeout=300)
     finally:
         if stdout is not subprocess.PIPE:
             stdout.close()
@@ -276,6 +286,26 @@ def test_describe_os_error(code, expected):
 
     text = describe_os_error(OSError(code, os.strerror(code), "/p"))
     assert expected in text and "/p" in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "message, code",
+    [("Error while serializing: I/O error: No space left on device (os error 28)", errno.ENOSPC),
+     ("Error while serializing: I/O error: File too large (os error 27)", errno.EFBIG),
+     ("Error while serializing: I/O error: broken pipe", errno.EIO),
+     ("Tensor a is not contiguous", None)],
+)
+def test_safetensors_save_errors_become_the_os_error_they_hide(message, code, tmp_path):
+    from safetensors import SafetensorError
+
+    from hsr.io import atomic_output_dir
+
+    with pytest.raises(OSError if code else SafetensorError) as info:
+        with atomic_output_dir(tmp_path / "out"):
+            raise SafetensorError(message)
+    if code:
+        assert info.value.errno == code and info.value.filename == str(tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_output_dir_removes_its_temporary_folder_when_a_write_fails(tmp_path):
