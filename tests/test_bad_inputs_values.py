@@ -48,6 +48,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("metrics-surrogate", ["report", "{in}/eval_surrogate", "--out", "{out}/rep"], "surrogate"),
     # ---------------------------------------------------------------- models
     ("model-nan-weight", ["prune", "--model", "{in}/nan_model", "--method", "magnitude", "--out", "{out}/p"], "model.layers.1.mlp.up_proj.weight"),
+    ("model-nan-weight-offloaded", ["prune", "--model", "{in}/nan_model", "--method", "magnitude", "--max-memory", "cpu=100000",
+                                    "--offload-folder", "{out}/../offload", "--out", "{out}/p"], "model.layers.1.mlp.up_proj.weight"),
     ("model-no-tokenizer", ["prune", "--model", "{in}/no_tokenizer", "--method", "magnitude", "--out", "{out}/p"], "no usable tokenizer"),
     ("model-pickle-code", ["prune", "--model", "{in}/evil", "--method", "magnitude", "--out", "{out}/p"], "never runs"),
     ("realign-unrelated-pair", ["realign", "--dense", "{in}/model", "--pruned", "{in}/model_b", "--heads", "{in}/heads.json", "--whole-head", "--top-h", "2", "--out", "{out}/r"], "not made from this dense model"),
