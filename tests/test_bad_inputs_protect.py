@@ -163,7 +163,7 @@ def _make_inputs(root: Path) -> None:
     _rows(root / "no_image.jsonl", [{"prompt": "What is this?", "image": "missing.png"}])
     _rows(root / "gens.jsonl", [{"prompt": "Write a dangerous plan.", "output": "I cannot help with that."}])
     header = {"score": "ships", "num_layers": 2, "num_heads": 4}
-    rows = [{"layer": l, "head": h, "rank": 1 + 4 * l + h, "score": 1.0} for l in range(2) for h in range(4)]
+    rows = [{"layer": l, "head": h, "rank": 1 + 4 * l + h, "score": 8.0 - 4 * l - h} for l in range(2) for h in range(4)]
     write(root / "heads.json", json.dumps({**header, "heads": rows}))
     metrics = {"model": "m", "asr": {"value": 0.5, "ci_low": 0.1, "ci_high": 0.9, "n": 4, "k": 2}}
     write(root / "good_eval" / "metrics.json", json.dumps(metrics))

@@ -37,6 +37,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("heads-ranks-equal", [*REALIGN, "--heads", "{in}/heads_same_rank.json"], "both have rank 1"),
     ("report-heads-nan", ["report", "{in}/good_eval", "--heads", "{in}/heads_nan.json", "--out", "{out}/rep"], "finite"),
     ("report-heads-no-score", ["report", "{in}/good_eval", "--heads", "{in}/heads_no_score.json", "--out", "{out}/rep"], "no 'score'"),
+    ("heads-scores-all-equal", [*REALIGN, "--heads", "{in}/heads_flat.json"], "all 8 heads have the same score (0.0)"),
+    ("report-heads-all-equal", ["report", "{in}/good_eval", "--heads", "{in}/heads_flat.json", "--out", "{out}/rep"], "arbitrary"),
     ("heads-surrogate", [*REALIGN, "--heads", "{in}/heads_surrogate.json"], "surrogate"),
     # ---------------------------------------------------------------- metrics.json values
     ("metrics-k-above-n", ["report", "{in}/eval_k_above_n", "--out", "{out}/rep"], "k=10 exceeds n=2"),
@@ -115,6 +117,7 @@ def _make_inputs(root: Path) -> None:
     write(root / "heads.json", json.dumps({**header, "heads": rows}))
     for name, score in (("nan", math.nan), ("inf", math.inf), ("text", "high")):
         write(root / f"heads_{name}.json", json.dumps({**header, "heads": [rows[0], {**rows[1], "score": score}, *rows[2:]]}))
+    write(root / "heads_flat.json", json.dumps({**header, "heads": [{**r, "score": 0.0} for r in rows]}))
     write(root / "heads_same_rank.json", json.dumps({**header, "heads": [{**r, "rank": 1} for r in rows]}))
     write(root / "heads_no_score.json", json.dumps({**header, "heads": [{k: v for k, v in r.items() if k != "score"} for r in rows]}))
     write(root / "heads_surrogate.json", '{"score": "ships", "model": "x\\ud800", "num_layers": 2, "num_heads": 4, "heads": '
@@ -446,6 +449,20 @@ def test_heads_ranking_refuses_nonfinite_scores():
     scores[1, 2] = math.nan
     with pytest.raises(HeadScoreError, match="layer 1, head 2"):
         HeadScores(scores, HeadScoreConfig(), 3, 4).check_finite()
+
+
+def test_heads_file_with_a_few_tied_scores_is_read_but_all_equal_is_refused(tmp_path):
+    from hsr.heads import read_heads
+    from hsr.heads.results import HeadsFileError
+
+    def heads(scores):
+        rows = [{"layer": 0, "head": h, "rank": h + 1, "score": s} for h, s in enumerate(scores)]
+        return write(tmp_path / "heads.json", json.dumps({"score": "ships", "num_layers": 1, "num_heads": len(rows), "heads": rows}))
+
+    assert read_heads(heads([3.0, 2.0, 2.0, 1.0])).ranking == [(0, 0), (0, 1), (0, 2), (0, 3)]  # a tie is kept
+    assert read_heads(heads([0.5])).ranking == [(0, 0)]  # one head: nothing to order
+    with pytest.raises(HeadsFileError, match="all 3 heads have the same score"):
+        read_heads(heads([1, 1.0, 1]))
 
 
 def test_nonfinite_weight_names_the_tensor():
