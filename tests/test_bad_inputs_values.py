@@ -575,3 +575,43 @@ def test_lm_eval_values_must_be_finite_numbers(tmp_path, value):
         read_metrics(path)
     path.write_text(json.dumps({"model": "m", "lm_eval": {"arc": {"acc": {"value": 0.5, "stderr": 0.01}}}}))
     assert read_metrics(path)["lm_eval"]["arc"]["acc"]["value"] == 0.5
+
+
+def test_cache_digest_hashes_only_files_whose_stat_changed(tmp_path, monkeypatch):
+    from hsr import cache_digest
+    from hsr.cache_digest import manifest_problem, write_manifest
+
+    monkeypatch.setattr(cache_digest, "RACY_NS", 50_000_000)  # timestamps 50 ms apart are told apart here
+    hashed: list[str] = []
+    real = cache_digest.file_digest
+    monkeypatch.setattr(cache_digest, "file_digest", lambda p: hashed.append(p.name) or real(p))
+    (tmp_path / "a.bin").write_bytes(b"a" * 4096)
+    (tmp_path / "b.bin").write_bytes(b"b" * 4096)
+    write_manifest(tmp_path)
+    time.sleep(0.1)
+
+    def check(**kw) -> tuple[str | None, list[str]]:
+        hashed.clear()
+        return manifest_problem(tmp_path, **kw), sorted(hashed)
+
+    assert check() == (None, ["a.bin", "b.bin"])  # written just after the files: hashed, then recorded
+    assert check() == (None, [])  # the hot path: stat unchanged, nothing read
+    time.sleep(0.1)
+    (tmp_path / "a.bin").write_bytes(b"a" * 4096)  # same bytes, new mtime: hashed again, accepted
+    time.sleep(0.1)
+    assert check() == (None, ["a.bin"])
+    assert check() == (None, [])
+    b = tmp_path / "b.bin"
+    st = b.stat()
+    time.sleep(0.1)
+    b.write_bytes(b"B" + b"b" * 4095)  # corrupted, same size, and its mtime put back
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert b.stat().st_mtime_ns == st.st_mtime_ns and b.stat().st_size == st.st_size
+    problem, seen = check()
+    assert seen == ["b.bin"] and "b.bin changed since it was written (SHA-256 differs)" in problem  # the ctime moved
+    b.write_bytes(b"b" * 4096)
+    time.sleep(0.1)
+    assert check() == (None, ["b.bin"])
+    assert check(full=True) == (None, ["a.bin", "b.bin"])  # asked for: every file hashed
+    monkeypatch.setenv("HSR_VERIFY_CACHE", "1")
+    assert check() == (None, ["a.bin", "b.bin"])
