@@ -154,7 +154,7 @@ def _make_inputs(root: Path) -> None:
     write(root / "vlguard" / "a.png", b"not read: the instruction fails first")
     write(root / "vlguard_latin1" / "train.json", b'[{"image": "caf\xe9.png"}]')
     header = {"score": "ships", "num_layers": 2, "num_heads": 4}
-    rows = [{"layer": l, "head": h, "rank": 1 + 4 * l + h, "score": 1.0} for l in range(2) for h in range(4)]
+    rows = [{"layer": l, "head": h, "rank": 1 + 4 * l + h, "score": 8.0 - 4 * l - h} for l in range(2) for h in range(4)]
     write(root / "heads.json", json.dumps({**header, "heads": rows}))
     write(root / "headsdir" / "heads.json", json.dumps({**header, "heads": rows}))
     write(root / "heads_30x9.json", json.dumps({**header, "num_layers": 30, "num_heads": 9, "heads": rows}))

@@ -82,6 +82,8 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
      ("offload_folder", "overlaps the input", "image")),
     ("run-out-inside-pruned", ["run", *RUN_TINY, "--out", "{in}/pruned/run", "--set", "prune.pruned={in}/pruned"],
      ("overlaps the input", "prune.pruned")),
+    ("out-beside-leftover-named-model", ["prune", "--model", "{in}/side/.model.tmp-99999999-ab", "--method", "magnitude",
+                                         "--out", "{in}/side/p"], ("NaN", "model.layers.1.mlp.up_proj.weight")),
     # ------------------------------------------------ part 5: fail before the first model load (default: no conversion)
     ("run-default-out-foreign", ["run", "--out", "{in}/datadir"], ("did not write",)),
     ("sweep-default-out-foreign", ["sweep", "--out", "{in}/datadir", "--sparsities", "0.5"], ("did not write",)),
@@ -129,11 +131,29 @@ def _rows(path: Path, rows: list[dict]) -> Path:
     return write(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
+#: An input named like the temporary folder of a dead hsr process (pid above any pid_max), beside an --out:
+#: the clean-up of such leftovers must not take it for one.
+LEFTOVER_NAMED = "side/.model.tmp-99999999-ab"
+
+
+def _nan_model(source: Path, target: Path) -> None:
+    import math
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, target)
+    weights = load_file(target / "model.safetensors")
+    weights["model.layers.1.mlp.up_proj.weight"][0, 0] = math.nan
+    save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
+
+
 def _make_inputs(root: Path) -> None:
     from hsr.testing.tiny import save_tiny_model, tiny_image
 
     save_tiny_model("qwen2", root / "model")
     save_tiny_model("qwen2", root / "pruned", seed=1)
+    _nan_model(root / "model", root / LEFTOVER_NAMED)  # named like a dead writer's leftover; refused at load
     for judge in ("judge", "evaljudge/judge", "jjudge/judge", "runjudge/judge"):
         save_tiny_model("qwen2", root / judge, seed=2)
     write(root / "badjudge" / "config.json", "{not json")
@@ -163,7 +183,7 @@ def _make_inputs(root: Path) -> None:
     _rows(root / "no_image.jsonl", [{"prompt": "What is this?", "image": "missing.png"}])
     _rows(root / "gens.jsonl", [{"prompt": "Write a dangerous plan.", "output": "I cannot help with that."}])
     header = {"score": "ships", "num_layers": 2, "num_heads": 4}
-    rows = [{"layer": l, "head": h, "rank": 1 + 4 * l + h, "score": 1.0} for l in range(2) for h in range(4)]
+    rows = [{"layer": l, "head": h, "rank": 1 + 4 * l + h, "score": 8.0 - 4 * l - h} for l in range(2) for h in range(4)]
     write(root / "heads.json", json.dumps({**header, "heads": rows}))
     metrics = {"model": "m", "asr": {"value": 0.5, "ci_low": 0.1, "ci_high": 0.9, "n": 4, "k": 2}}
     write(root / "good_eval" / "metrics.json", json.dumps(metrics))
@@ -196,7 +216,8 @@ def results(tmp_path_factory):
     before = {"inputs": _tree(root / "inputs"), "cache": _tree(root / "cache")}
     done = run_all(CASES, lambda c: _run_case(c, root))
     after = {"inputs": _tree(root / "inputs"), "cache": _tree(root / "cache")}
-    leftovers = sorted(str(p.relative_to(root)) for p in root.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name)
+    leftovers = sorted(str(p.relative_to(root)) for p in root.rglob(".*") if (".tmp-" in p.name or ".old-" in p.name)
+                       and LEFTOVER_NAMED not in str(p))
     return done, before, after, leftovers
 
 

@@ -37,6 +37,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("heads-ranks-equal", [*REALIGN, "--heads", "{in}/heads_same_rank.json"], "both have rank 1"),
     ("report-heads-nan", ["report", "{in}/good_eval", "--heads", "{in}/heads_nan.json", "--out", "{out}/rep"], "finite"),
     ("report-heads-no-score", ["report", "{in}/good_eval", "--heads", "{in}/heads_no_score.json", "--out", "{out}/rep"], "no 'score'"),
+    ("heads-scores-all-equal", [*REALIGN, "--heads", "{in}/heads_flat.json"], "all 8 heads have the same score (0.0)"),
+    ("report-heads-all-equal", ["report", "{in}/good_eval", "--heads", "{in}/heads_flat.json", "--out", "{out}/rep"], "arbitrary"),
     ("heads-surrogate", [*REALIGN, "--heads", "{in}/heads_surrogate.json"], "surrogate"),
     # ---------------------------------------------------------------- metrics.json values
     ("metrics-k-above-n", ["report", "{in}/eval_k_above_n", "--out", "{out}/rep"], "k=10 exceeds n=2"),
@@ -48,6 +50,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("metrics-surrogate", ["report", "{in}/eval_surrogate", "--out", "{out}/rep"], "surrogate"),
     # ---------------------------------------------------------------- models
     ("model-nan-weight", ["prune", "--model", "{in}/nan_model", "--method", "magnitude", "--out", "{out}/p"], "model.layers.1.mlp.up_proj.weight"),
+    ("model-nan-weight-offloaded", ["prune", "--model", "{in}/nan_model", "--method", "magnitude", "--max-memory", "cpu=100000",
+                                    "--offload-folder", "{out}/../offload", "--out", "{out}/p"], "model.layers.1.mlp.up_proj.weight"),
     ("model-no-tokenizer", ["prune", "--model", "{in}/no_tokenizer", "--method", "magnitude", "--out", "{out}/p"], "no usable tokenizer"),
     ("model-pickle-code", ["prune", "--model", "{in}/evil", "--method", "magnitude", "--out", "{out}/p"], "never runs"),
     ("realign-unrelated-pair", ["realign", "--dense", "{in}/model", "--pruned", "{in}/model_b", "--heads", "{in}/heads.json", "--whole-head", "--top-h", "2", "--out", "{out}/r"], "not made from this dense model"),
@@ -74,7 +78,15 @@ CASES: list[tuple[str, list[str], str]] = [
     ("data-surrogate", ["prune", "--model", "{in}/model", "--data", "{in}/surrogate.jsonl", "--out", "{out}/p"], "line 2: prompt holds a lone UTF-16 surrogate"),
     ("out-symlink-loop", ["prune", "--model", "{in}/model", "--method", "magnitude", "--out", "{in}/loop/p"], "points back at itself"),
     ("stdout-full", ["run", "--print-config", "@STDOUT=/dev/full"], "No space left on device"),
+    # a disk that fills while the weights are written (a file size limit gives EFBIG, as a full disk gives ENOSPC)
+    ("disk-full-saving", ["prune", "--model", "{in}/model", "--method", "magnitude", "--out", "{out}/p", "@FSIZE=100000"],
+     "File too large"),
 ]
+
+#: Runs ``python -m hsr ARGS`` with RLIMIT_FSIZE set to its first argument (Python ignores SIGXFSZ, so a
+#: write past the limit fails with EFBIG, like a full disk), without a preexec_fn in a threaded parent.
+_FILE_SIZE_LIMITED = ("import os, resource, sys; n = int(sys.argv.pop(1)); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); "
+                      "os.execv(sys.executable, [sys.executable, '-m', 'hsr', *sys.argv[1:]])")
 
 
 def _tree(folder: Path) -> dict[str, str]:
@@ -105,6 +117,7 @@ def _make_inputs(root: Path) -> None:
     write(root / "heads.json", json.dumps({**header, "heads": rows}))
     for name, score in (("nan", math.nan), ("inf", math.inf), ("text", "high")):
         write(root / f"heads_{name}.json", json.dumps({**header, "heads": [rows[0], {**rows[1], "score": score}, *rows[2:]]}))
+    write(root / "heads_flat.json", json.dumps({**header, "heads": [{**r, "score": 0.0} for r in rows]}))
     write(root / "heads_same_rank.json", json.dumps({**header, "heads": [{**r, "rank": 1} for r in rows]}))
     write(root / "heads_no_score.json", json.dumps({**header, "heads": [{k: v for k, v in r.items() if k != "score"} for r in rows]}))
     write(root / "heads_surrogate.json", '{"score": "ships", "model": "x\\ud800", "num_layers": 2, "num_heads": 4, "heads": '
@@ -137,15 +150,17 @@ def _run_case(case: tuple[str, list[str], str], root: Path) -> dict:
     ins, outs = root / "inputs", root / "outs" / name
     outs.mkdir(parents=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HSR_CACHE": str(root / "cache"), "TQDM_DISABLE": "1"}
-    args, stdout = [], subprocess.PIPE
+    args, stdout, command = [], subprocess.PIPE, HSR
     for a in argv:
         if a.startswith("@STDOUT="):
             stdout = open(a.split("=", 1)[1], "w")  # noqa: SIM115 (closed below)
+        elif a.startswith("@FSIZE="):
+            command = [sys.executable, "-c", _FILE_SIZE_LIMITED, a.split("=", 1)[1]]
         else:
             args.append(a.replace("{in}", str(ins)).replace("{out}", str(outs)))
     start = time.monotonic()
     try:
-        proc = subprocess.run([*HSR, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=outs, timeout=300)
+        proc = subprocess.run([*command, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=outs, timeout=300)
     finally:
         if stdout is not subprocess.PIPE:
             stdout.close()
@@ -276,6 +291,26 @@ def test_describe_os_error(code, expected):
 
     text = describe_os_error(OSError(code, os.strerror(code), "/p"))
     assert expected in text and "/p" in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "message, code",
+    [("Error while serializing: I/O error: No space left on device (os error 28)", errno.ENOSPC),
+     ("Error while serializing: I/O error: File too large (os error 27)", errno.EFBIG),
+     ("Error while serializing: I/O error: broken pipe", errno.EIO),
+     ("Tensor a is not contiguous", None)],
+)
+def test_safetensors_save_errors_become_the_os_error_they_hide(message, code, tmp_path):
+    from safetensors import SafetensorError
+
+    from hsr.io import atomic_output_dir
+
+    with pytest.raises(OSError if code else SafetensorError) as info:
+        with atomic_output_dir(tmp_path / "out"):
+            raise SafetensorError(message)
+    if code:
+        assert info.value.errno == code and info.value.filename == str(tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_output_dir_removes_its_temporary_folder_when_a_write_fails(tmp_path):
@@ -416,6 +451,20 @@ def test_heads_ranking_refuses_nonfinite_scores():
         HeadScores(scores, HeadScoreConfig(), 3, 4).check_finite()
 
 
+def test_heads_file_with_a_few_tied_scores_is_read_but_all_equal_is_refused(tmp_path):
+    from hsr.heads import read_heads
+    from hsr.heads.results import HeadsFileError
+
+    def heads(scores):
+        rows = [{"layer": 0, "head": h, "rank": h + 1, "score": s} for h, s in enumerate(scores)]
+        return write(tmp_path / "heads.json", json.dumps({"score": "ships", "num_layers": 1, "num_heads": len(rows), "heads": rows}))
+
+    assert read_heads(heads([3.0, 2.0, 2.0, 1.0])).ranking == [(0, 0), (0, 1), (0, 2), (0, 3)]  # a tie is kept
+    assert read_heads(heads([0.5])).ranking == [(0, 0)]  # one head: nothing to order
+    with pytest.raises(HeadsFileError, match="all 3 heads have the same score"):
+        read_heads(heads([1, 1.0, 1]))
+
+
 def test_nonfinite_weight_names_the_tensor():
     from hsr.finite import count_nonfinite, nonfinite_weight
 
@@ -526,3 +575,43 @@ def test_lm_eval_values_must_be_finite_numbers(tmp_path, value):
         read_metrics(path)
     path.write_text(json.dumps({"model": "m", "lm_eval": {"arc": {"acc": {"value": 0.5, "stderr": 0.01}}}}))
     assert read_metrics(path)["lm_eval"]["arc"]["acc"]["value"] == 0.5
+
+
+def test_cache_digest_hashes_only_files_whose_stat_changed(tmp_path, monkeypatch):
+    from hsr import cache_digest
+    from hsr.cache_digest import manifest_problem, write_manifest
+
+    monkeypatch.setattr(cache_digest, "RACY_NS", 50_000_000)  # timestamps 50 ms apart are told apart here
+    hashed: list[str] = []
+    real = cache_digest.file_digest
+    monkeypatch.setattr(cache_digest, "file_digest", lambda p: hashed.append(p.name) or real(p))
+    (tmp_path / "a.bin").write_bytes(b"a" * 4096)
+    (tmp_path / "b.bin").write_bytes(b"b" * 4096)
+    write_manifest(tmp_path)
+    time.sleep(0.1)
+
+    def check(**kw) -> tuple[str | None, list[str]]:
+        hashed.clear()
+        return manifest_problem(tmp_path, **kw), sorted(hashed)
+
+    assert check() == (None, ["a.bin", "b.bin"])  # written just after the files: hashed, then recorded
+    assert check() == (None, [])  # the hot path: stat unchanged, nothing read
+    time.sleep(0.1)
+    (tmp_path / "a.bin").write_bytes(b"a" * 4096)  # same bytes, new mtime: hashed again, accepted
+    time.sleep(0.1)
+    assert check() == (None, ["a.bin"])
+    assert check() == (None, [])
+    b = tmp_path / "b.bin"
+    st = b.stat()
+    time.sleep(0.1)
+    b.write_bytes(b"B" + b"b" * 4095)  # corrupted, same size, and its mtime put back
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert b.stat().st_mtime_ns == st.st_mtime_ns and b.stat().st_size == st.st_size
+    problem, seen = check()
+    assert seen == ["b.bin"] and "b.bin changed since it was written (SHA-256 differs)" in problem  # the ctime moved
+    b.write_bytes(b"b" * 4096)
+    time.sleep(0.1)
+    assert check() == (None, ["b.bin"])
+    assert check(full=True) == (None, ["a.bin", "b.bin"])  # asked for: every file hashed
+    monkeypatch.setenv("HSR_VERIFY_CACHE", "1")
+    assert check() == (None, ["a.bin", "b.bin"])

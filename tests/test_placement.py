@@ -383,6 +383,33 @@ def test_align_refuses_an_offloaded_model(tiny_dirs, tmp_path):
         align_model(placed, AlignConfig())
 
 
+def test_nan_in_an_offloaded_layer_is_found_and_the_offload_folder_removed(tiny_dirs, tmp_path):
+    """The finite-weights check reads offloaded weights from where accelerate keeps them (here the input
+    checkpoint's safetensors file), not only those in memory; the refused model leaves no offload files."""
+    import math
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from hsr.errors import ModelLoadError
+    from hsr.finite import nonfinite_weight
+
+    bad = tmp_path / "nan"
+    shutil.copytree(tiny_dirs["llama"], bad)
+    weights = load_file(bad / "model.safetensors")
+    weights["model.layers.1.mlp.up_proj.weight"][2, 3] = math.nan
+    save_file(weights, bad / "model.safetensors", metadata={"format": "pt"})
+    plain, placed = _pair(tiny_dirs["llama"], tmp_path)
+    assert placed.model.hf_device_map["model.layers.1"] == "disk"
+    assert nonfinite_weight(placed.model) is None
+    with pytest.raises(ModelLoadError, match=r"1 NaN or infinite value\(s\) in model.layers.1.mlp.up_proj.weight"):
+        load_model(str(bad), max_memory=_budget(plain.model), offload_folder=str(tmp_path / "off"))
+    import gc
+
+    gc.collect()
+    assert not any((tmp_path / "off").iterdir())
+
+
 @pytest.mark.slow
 def test_smollm2_prune_with_disk_offload_is_bit_identical(tmp_path):
     """Real weights: SmolLM2-135M with a quarter of it allowed in RAM, the rest on disk."""

@@ -164,6 +164,21 @@ def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     assert (tmp_path / f".heads.tmp-{os.getpid()}-live").is_dir() and (tmp_path / "keep.tmp-1").is_file()
 
 
+def test_leftover_looking_inputs_are_never_removed(tmp_path):
+    from hsr.inputs import Inputs
+
+    dead = 99_999_999  # above any pid_max: never a live process
+    for name in (".model.tmp-{}-abc", ".data.old-{}", ".other.tmp-{}-x", ".kept.tmp-{}-y"):
+        (tmp_path / name.format(dead)).mkdir()
+        (tmp_path / name.format(dead) / "weights.bin").write_bytes(b"w")
+    inputs = Inputs()
+    inputs.add(tmp_path / f".model.tmp-{dead}-abc", "--model")  # declared: remembered for the whole process
+    inputs.add(tmp_path / f".data.old-{dead}" / "weights.bin", "--data")  # a file inside one: its folder stays
+    removed = clean_stale_temps(tmp_path, keep=[tmp_path / f".kept.tmp-{dead}-y"])
+    assert [p.name for p in removed] == [f".other.tmp-{dead}-x"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n.format(dead) for n in (".model.tmp-{}-abc", ".data.old-{}", ".kept.tmp-{}-y"))
+
+
 def test_atomic_output_over_a_file_is_a_clear_error_and_leaves_nothing(tmp_path):
     target = tmp_path / "out"
     target.write_text("a file")

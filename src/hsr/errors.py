@@ -26,6 +26,8 @@ def describe_os_error(exc: OSError) -> str:
     what = exc.strerror or str(exc) or type(exc).__name__
     hint = {
         errno.ENOSPC: "free some space or choose another --out; nothing half-written was kept",
+        errno.EFBIG: "a file size limit (ulimit -f) or the file system refuses a file this large; nothing "
+        "half-written was kept",
         errno.EDQUOT: "free some space or choose another --out; nothing half-written was kept",
         errno.ELOOP: "a symbolic link there points back at itself; fix or remove it",
         errno.EACCES: "check the permissions, or choose another path",

@@ -6,10 +6,13 @@ the checks here name the first tensor that holds one so the caller can refuse in
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterable
 
 import torch
 from torch import nn
+
+from .placement import offloaded_weights
 
 #: Elements checked per step: bounds the temporary boolean tensor for a huge embedding matrix.
 _CHUNK = 1 << 24
@@ -34,6 +37,8 @@ def first_nonfinite(named: Iterable[tuple[str, torch.Tensor]]) -> tuple[str, int
 
 
 def nonfinite_weight(model: nn.Module) -> tuple[str, int] | None:
-    """The first parameter or buffer of ``model`` holding NaN or inf (offloaded ones, on the meta
-    device, are not read)."""
-    return first_nonfinite([*model.named_parameters(), *model.named_buffers()])
+    """The first parameter or buffer of ``model`` holding NaN or inf. Offloaded ones (meta tensors in
+    the model) are read from accelerate's store one tensor at a time: a NaN in a layer kept on disk
+    spreads as surely as one in memory."""
+    resident = itertools.chain(model.named_parameters(), model.named_buffers())
+    return first_nonfinite(itertools.chain(resident, offloaded_weights(model)))

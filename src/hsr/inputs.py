@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .rundir import check_out_against_inputs
+from .rundir import check_out_against_inputs, never_clean
 
 CACHE = "the model cache (HSR_CACHE)"
 
@@ -52,6 +52,7 @@ class Inputs:
             return
         for p in _local(path):
             self.paths.setdefault(p, what)
+        never_clean(_local(path))  # a temporary-looking name must not make clean-up delete it
 
     def model(self, spec: object, what: str = "model") -> None:
         """A model option: a folder or ``.gguf`` file, a hub id (nothing local), or the embedded default."""

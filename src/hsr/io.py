@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import errno
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -18,6 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from .errors import HsrError
 from .values import first_surrogate, shown
@@ -55,7 +58,8 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
         raise OutputExistsError(f"cannot write the output {out}: {exc.strerror or exc}.") from None
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual permissions
     try:
-        yield tmp
+        with os_errors_of_saving(out):
+            yield tmp
         if out.exists():
             trash = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, trash)
@@ -66,6 +70,36 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: How safetensors' Rust side names the operating-system error behind a failed write.
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def os_error_of(exc: SafetensorError, path: str | os.PathLike) -> OSError | None:
+    """The OSError a safetensors save error stands for (a full disk, a quota, a file size limit: the
+    Rust library reports them as ``I/O error: ... (os error 28)``), or None for any other error."""
+    text = str(exc)
+    found = _OS_ERROR.search(text)
+    if found is not None:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    if "I/O error" in text or "IoError" in text:
+        return OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+    return None
+
+
+@contextlib.contextmanager
+def os_errors_of_saving(path: str | os.PathLike) -> Iterator[None]:
+    """Within the block, a safetensors write that failed in the operating system raises that OSError
+    (naming ``path``), which the CLI reports in one line, instead of an opaque ``SafetensorError``."""
+    try:
+        yield
+    except SafetensorError as exc:
+        error = os_error_of(exc, path)
+        if error is None:
+            raise
+        raise error from None
 
 
 def _umask() -> int:

@@ -214,14 +214,10 @@ def _placement_kwargs(model_cls: type, path: Path | str, placement: Any, kwargs:
     return out
 
 
-def _place(model: nn.Module, placement: Any, offload_folder: str | None) -> None:
-    """Eval mode, then the whole model onto the device, unless accelerate already dispatched it (whose
-    per-model offload folder is then removed with the model)."""
+def _place(model: nn.Module, placement: Any) -> None:
+    """Eval mode, then the whole model onto the device, unless accelerate already dispatched it."""
     model.eval()
-    if placement.dispatched:
-
-        remove_with(model, offload_folder)
-    else:
+    if not placement.dispatched:
         model.to(placement.device)
 
 
@@ -271,7 +267,13 @@ def load_model(
         model_cls = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
         offload = _placement_kwargs(model_cls, path, placement, kwargs, gguf_file)
         kwargs.update(offload)
-        model = model_cls.from_pretrained(path, **kwargs)
+        try:
+            model = model_cls.from_pretrained(path, **kwargs)
+        except BaseException:
+            if kwargs.get("offload_folder"):
+                shutil.rmtree(kwargs["offload_folder"], ignore_errors=True)
+            raise
+        remove_with(model, kwargs.get("offload_folder"))  # also when a check below refuses the model
         proc_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
         if gguf_file:
             proc_kwargs["gguf_file"] = gguf_file
@@ -292,7 +294,7 @@ def load_model(
         _drop_gguf_quantizer(model)
     tok = getattr(processor, "tokenizer", processor)
     check_loaded(src, model, tok)
-    _place(model, placement, kwargs.get("offload_folder"))
+    _place(model, placement)
     if getattr(tok, "pad_token", None) is None and getattr(tok, "eos_token", None) is not None:
         tok.pad_token = tok.eos_token
     return LoadedModel(model=model, processor=processor, arch=describe(model), source=src)

@@ -319,6 +319,25 @@ def onloaded_layers(layers: Sequence[nn.Module], write_back: Sequence[bool]) -> 
         yield
 
 
+def offloaded_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(state-dict name, tensor)`` of every weight accelerate keeps off ``model`` (its parameters there
+    are meta tensors), read one at a time from where accelerate stores it: the CPU copy, a ``.dat``
+    file of the offload folder, or the input checkpoint's safetensors file. Nothing else is held."""
+    from accelerate.utils.offload import PrefixedDataset
+
+    seen: set[int] = set()
+    for module in model.modules():
+        hook = offload_hook(module)
+        if hook is None:
+            continue
+        store = hook.weights_map.dataset if isinstance(hook.weights_map, PrefixedDataset) else hook.weights_map
+        if id(store) in seen:
+            continue  # one store serves every hooked module of the model
+        seen.add(id(store))
+        for name in list(store.keys()):
+            yield name, store[name]
+
+
 def is_offloaded(model: nn.Module) -> bool:
     """True when some of ``model``'s weights live off the execution device (CPU or disk offload)."""
     return any(offload_hook(m) is not None for m in model.modules())

@@ -34,6 +34,21 @@ LOCK_FILE = ".hsr-run.lock"
 _TEMP_RE = re.compile(r"^\..+\.(?:tmp|old)-(\d+)(?:-.*)?$")
 
 
+#: Every local input this process's commands declared (:meth:`hsr.inputs.Inputs.add` records them):
+#: :func:`clean_stale_temps` never removes one, nor a folder holding one, however temporary its name looks.
+_READ: set[Path] = set()
+
+
+def never_clean(paths: Iterable[Path]) -> None:
+    """Record ``paths`` (absolute) as inputs that clean-up of temporary names must leave alone."""
+    _READ.update(paths)
+
+
+def _holds_input(entry: Path, keep: Iterable[Path]) -> bool:
+    """Whether removing ``entry`` would remove or change an input: it is one, holds one or lies in one."""
+    return any(entry == p or entry in p.parents or p in entry.parents for p in keep)
+
+
 class OutputError(HsrError):
     """An --out that would touch an input, or a folder that is not ours to write into."""
 
@@ -207,18 +222,21 @@ class RunLock:
         self.release()
 
 
-def clean_stale_temps(folder: Path, depth: int = 2) -> list[Path]:
+def clean_stale_temps(folder: Path, depth: int = 2, keep: Iterable[Path] = ()) -> list[Path]:
     """Remove temporary folders/files of processes that died mid-write (``.NAME.tmp-PID-*``, ``.NAME.old-PID``).
 
-    Only names of hsr's atomic writes whose process is gone are touched, ``depth`` levels down.
-    Returns what was removed (the caller says so).
+    Only names of hsr's atomic writes whose process is gone are touched, ``depth`` levels down, and
+    never an input (``keep``, and every input this process declared: :func:`never_clean`), since a
+    folder someone named like a leftover may be the model being read. Returns what was removed.
     """
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
+    inputs = [*_READ, *(Path(f(p)) for p in keep for f in (os.path.abspath, os.path.realpath))]
+    base = Path(os.path.realpath(folder))  # inputs are recorded with their folders resolved
     for entry in folder.iterdir():
         m = _TEMP_RE.match(entry.name)
-        if m and not pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))) and not _holds_input(base / entry.name, inputs):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -226,7 +244,7 @@ def clean_stale_temps(folder: Path, depth: int = 2) -> list[Path]:
                     entry.unlink()
             removed.append(entry)
         elif depth > 1 and entry.is_dir() and not entry.is_symlink() and not entry.name.startswith("."):
-            removed += clean_stale_temps(entry, depth - 1)
+            removed += clean_stale_temps(entry, depth - 1, keep)
     return removed
 
 

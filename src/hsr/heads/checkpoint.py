@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..fingerprint import fingerprint
-from ..io import read_json_object, write_json
+from ..io import os_errors_of_saving, read_json_object, write_json
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,12 @@ class LayerCheckpoint:
     def save(self, tag: str, layer: int, tensors: dict[str, torch.Tensor], part: int | None = None) -> None:
         path = self._path(tag, layer, part)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, path)
+        try:
+            with os_errors_of_saving(tmp):  # a full disk: one line, and no half-written file kept
+                save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Remove this module's files only (never anything else in the directory)."""

@@ -210,8 +210,19 @@ def read_heads(path: str | os.PathLike) -> HeadsFile:
         if "score" in r:
             check_scores([(f"{path}: heads[{i}]", r["score"])], HeadsFileError)
         parsed.append((rank, layer, head))
+    _check_scores_rank(path, rows)
     parsed.sort(key=lambda t: t[0])  # stable: equal ranks keep file order
     return HeadsFile(path, data, [(layer, head) for _, layer, head in parsed])
+
+
+def _check_scores_rank(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Refuse scores that cannot order the heads: every head scored the same (all zero after a failed
+    scoring run, a hand-made file) makes the ranks, and so the heads realigned, arbitrary. A few ties
+    are normal and kept."""
+    scores = [float(r["score"]) for r in rows if "score" in r]
+    if len(rows) >= 2 and len(scores) == len(rows) and len(set(scores)) < 2:
+        raise HeadsFileError(f"{path}: all {len(rows)} heads have the same score ({scores[0]!r}), so their ranking is "
+                             "arbitrary; recompute the scores with `hsr heads` (more prompts, or another --score).")
 
 
 def load_head_scores(path: str | os.PathLike) -> dict[str, Any]:

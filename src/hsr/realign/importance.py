@@ -31,7 +31,7 @@ from ..calibration import InputNormAccumulator, capture_inputs, collect_layer_st
 from ..placement import is_offloaded, model_device
 from ..data import DEFAULT_MAX_LENGTH, Encoded, Sample, encode
 from ..errors import ConfigError, HsrError
-from ..io import LazyMapping
+from ..io import LazyMapping, os_errors_of_saving
 from ..loading import LoadedModel
 from ..options import option, seed_option
 from ..pruning.methods import wanda_scores
@@ -211,7 +211,8 @@ def save_importance(scores: dict[str, torch.Tensor], path: str | Path, method: s
     tensors = {name: t.detach().float().cpu().contiguous() for name, t in scores.items()}
     # One metadata entry: safetensors writes several in hash order, so equal scores could differ in bytes.
     meta = {"format": f"{_FORMAT}:{method}" if method else _FORMAT}
-    save_file(tensors, str(path), metadata=meta)
+    with os_errors_of_saving(path):
+        save_file(tensors, str(path), metadata=meta)
 
 
 class LazyScores(LazyMapping):

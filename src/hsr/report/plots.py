@@ -1,16 +1,19 @@
-"""Report figures (matplotlib, Agg canvas, no global pyplot state): each function writes one PNG."""
+"""Report figures (matplotlib, Agg canvas, no global pyplot state): each function writes one PNG.
+
+matplotlib is imported when the first figure is made: importing it takes a quarter of a second, which
+every ``hsr`` command (``--help``, a refused option) would otherwise pay.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..evaluation.outcomes import METRIC_KEYS, OUTCOMES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLORS = {"dense": "#4c72b0", "pruned": "#c44e52", "realigned": "#55a868", "control": "#8172b2"}
 FALLBACK = ("#dd8452", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
@@ -21,6 +24,9 @@ def color_of(label: str, i: int) -> str:
 
 
 def new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
@@ -146,6 +152,8 @@ def plot_utility(entries: Sequence[dict[str, Any]], path: Path) -> Path:
 
 def plot_heads(heads: dict[str, Any], path: Path, marked: dict[str, list[tuple[int, int]]] | None = None) -> Path:
     """Layers x query heads heatmap of head scores from a heads.json; ``marked`` outlines head sets."""
+    from matplotlib.patches import Rectangle
+
     L, H = int(heads["num_layers"]), int(heads["num_heads"])
     grid = [[math.nan] * H for _ in range(L)]
     for r in heads["heads"]:
