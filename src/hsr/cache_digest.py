@@ -6,10 +6,12 @@ file's size and SHA-256; :func:`manifest_problem` says what no longer matches.
 
 Hashing the ~540 MB cache takes most of a second, on every load. So the manifest also records each
 file's stat (size, mtime, ctime, inode) and the time it was written: a file whose stat is unchanged is
-trusted without hashing, and only a changed one is hashed again. ctime cannot be set back by a user
-(``touch`` and ``os.utime`` move it forward), so an edit that restores the mtime is still seen. A file
-changed within :data:`RACY_NS` of the manifest could share its timestamps with the recorded ones, as
-in git's "racy clean" case, so it is hashed until a later check records it again.
+trusted without hashing, and a changed one is hashed (on every check: reading the cache never writes
+to it, so a copied cache is verified in full each time). ctime cannot be set back by a user (``touch``
+and ``os.utime`` move it forward), so an edit that restores the mtime is still seen. A file changed
+within :data:`RACY_NS` of the manifest could share its timestamps with the recorded ones, as in git's
+"racy clean" case, so such a file is never trusted; :func:`write_manifest` waits that long after the
+newest change before it writes, so a freshly made cache is trusted at once.
 ``HSR_VERIFY_CACHE=1`` (or ``full=True``) hashes every file regardless.
 """
 
@@ -60,8 +62,14 @@ def _write(folder: Path, files: dict[str, Any]) -> None:
 
 
 def write_manifest(folder: Path) -> None:
-    """Record the digests of ``folder``'s files (call once its contents are final)."""
-    _write(folder, folder_digests(folder))
+    """Record the digests of ``folder``'s files (call once its contents are final). Waits until
+    :data:`RACY_NS` has passed since the newest change, so every recorded stat can be trusted."""
+    files = folder_digests(folder)
+    newest = max((int(rec["ctime_ns"]) for rec in files.values()), default=0)
+    wait_ns = newest + RACY_NS - time.time_ns()
+    if wait_ns > 0:
+        time.sleep(wait_ns / 1e9)
+    _write(folder, files)
 
 
 def _read(folder: Path) -> tuple[int, dict[str, dict[str, Any]]] | str:
@@ -86,8 +94,8 @@ def manifest_problem(folder: Path, full: bool | None = None) -> str | None:
     wrong (no manifest counts: such a folder was never verified).
 
     Files whose stat is unchanged since the manifest was written are not hashed, unless ``full`` (by
-    default: the environment variable ``HSR_VERIFY_CACHE`` is ``1``). When files had to be hashed and
-    all matched, their new stat is recorded, so the next check is quick again."""
+    default: the environment variable ``HSR_VERIFY_CACHE`` is ``1``). Nothing is written: a run only
+    reads the cache."""
     if full is None:
         full = os.environ.get("HSR_VERIFY_CACHE", "") == "1"
     manifest = _read(folder)
@@ -96,7 +104,6 @@ def manifest_problem(folder: Path, full: bool | None = None) -> str | None:
     written_ns, files = manifest
     if not files:
         return f"{MANIFEST} lists no files"
-    rehashed: dict[str, dict[str, Any]] = {}
     for name, record in files.items():
         path = folder / name
         if not path.is_file():
@@ -109,18 +116,4 @@ def manifest_problem(folder: Path, full: bool | None = None) -> str | None:
             continue
         if file_digest(path) != record["sha256"]:
             return f"{name} changed since it was written (SHA-256 differs)"
-        if not trusted:
-            rehashed[name] = {**now, "sha256": record["sha256"]}
-    _record(folder, files, rehashed)
     return None
-
-
-def _record(folder: Path, files: dict[str, dict[str, Any]], rehashed: dict[str, dict[str, Any]]) -> None:
-    """Store the stat of files just verified by hashing, once that stat can be trusted (see
-    :data:`RACY_NS`). Best effort: a read-only cache is simply hashed again next time."""
-    if not rehashed or any(rec["ctime_ns"] + RACY_NS > time.time_ns() for rec in rehashed.values()):
-        return
-    try:
-        _write(folder, {**files, **rehashed})
-    except OSError:
-        pass
