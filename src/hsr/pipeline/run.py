@@ -23,6 +23,7 @@ from ..loading import LoadedModel, load_model
 from ..inputs import Inputs
 from ..rundir import run_folder
 from .config import align_options, eval_options, head_options, prune_options, realign_options
+from .sections import head_data_keys
 from .stages import StageRecord, fingerprint, run_stage
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class _Pipeline:
         methods = {point.method for point in sweep_points(c) or []} or {c["prune"]["method"]}
         if methods != {"magnitude"} and not c["prune"]["pruned"]:
             self.digests("prune", c["prune"], ("data",))  # some (sweep) method calibrates on it
-        self.digests("heads", c["heads"], ("data",))
+        self.digests("heads", c["heads"], head_data_keys(c["heads"]["score"]))
         self.digests("importance", c["importance"], ("utility_data", "safety_data"))
         imp = c["importance"]
         for kind in ("utility", "safety"):  # importance scores response tokens
@@ -115,7 +116,10 @@ class _Pipeline:
         if shape is not None:
             check_top_h(c["realign"]["top_h"], *shape)
             heads = c["heads"]
-            head_options(c).check_against(len(load_samples(heads["data"], limit=heads["limit"], seed=c["seed"])), *shape)
+            benign = (len(load_samples(heads["benign_data"], limit=heads["limit"], seed=c["seed"]))
+                      if "benign_data" in head_data_keys(heads["score"]) else None)
+            head_options(c).check_against(len(load_samples(heads["data"], limit=heads["limit"], seed=c["seed"])), *shape,
+                                          n_benign=benign)
 
     def check_written(self) -> None:
         """The run folder, the offload folder and (converting the default model) the cache: none may
@@ -196,16 +200,19 @@ class _Pipeline:
     def heads(self, pruned: StageRecord | None, name: str = HEADS) -> StageRecord:
         from ..heads import save_head_scores, score_heads
 
-        cfg = self.config["heads"]
+        keys = head_data_keys(self.config["heads"]["score"])  # benign_data only where the score reads it
+        cfg = {k: v for k, v in self.config["heads"].items() if k != "benign_data" or k in keys}
         upstream = [pruned] if cfg["score_model"] == "pruned" else list(self.dense_upstream)
-        settings = {**self.common, **cfg, "data_digests": self.digests("heads", cfg, ("data",))}
+        settings = {**self.common, **cfg, "data_digests": self.digests("heads", cfg, keys)}
         checkpoint = self.run_dir / f".heads-checkpoint-{fingerprint(settings, [u.fingerprint for u in upstream])}"
 
         def build(tmp: Path) -> dict:
             samples = load_samples(cfg["data"], limit=cfg["limit"], seed=self.config["seed"])
+            benign = load_samples(cfg["benign_data"], limit=cfg["limit"], seed=self.config["seed"]) if "benign_data" in keys else None
             source = pruned.path if cfg["score_model"] == "pruned" else self.dense
             loaded = self.load(source)
-            scores = score_heads(loaded, samples, head_options(self.config), checkpoint_dir=checkpoint, progress=self.progress)
+            scores = score_heads(loaded, samples, head_options(self.config), checkpoint_dir=checkpoint, progress=self.progress,
+                                 benign=benign)
             save_head_scores(tmp, scores, model_label=f"{cfg['score_model']} {self.dense}")
             return {"timings": scores.timings}
 
