@@ -215,3 +215,28 @@ def test_contrastive_ships_from_yaml_and_the_cli(tmp_path, capsys):
     heads = json.loads((out / "heads.json").read_text())
     assert heads["score"] == "contrastive_ships" and heads["n_prompts"] == 3 and heads["n_benign"] == 2
     assert (out / "heads.png").is_file()
+
+
+def test_builtin_score_options_are_config_fields_declared_once():
+    """A built-in score's options reach flags and YAML through HeadScoreConfig, with the score's own declaration."""
+    import dataclasses
+
+    config_fields = {f.name: f for f in dataclasses.fields(HeadScoreConfig)}
+    for name in SCORES:
+        for f in dataclasses.fields(get_score(name).options):
+            assert f.name in config_fields, (name, f.name)
+            assert (config_fields[f.name].default, dict(config_fields[f.name].metadata)) == (f.default, dict(f.metadata))
+
+
+def test_no_module_imports_another_modules_private_names():
+    import ast
+    from pathlib import Path
+
+    import hsr
+
+    bad = []
+    for path in Path(hsr.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                bad += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+    assert not bad
