@@ -221,7 +221,7 @@ def test_approx_engine_rescoring_and_recall(tmp_path):
 def test_first_order_proxy_matches_small_ablations(score, tmp_path):
     """For a small ablation (eps near 1) the gradient proxy must approximate the exact score."""
     from hsr.heads.approx import gships_proxy, ships_proxy
-    from hsr.heads.attribution import _engine
+    from hsr.heads.attribution import make_engine
     from hsr.data import encode
     from tqdm import tqdm
 
@@ -230,7 +230,7 @@ def test_first_order_proxy_matches_small_ablations(score, tmp_path):
     eps = 0.97
     exact = _score(loaded, samples, score=score, eps=eps).scores
     config = HeadScoreConfig(score=score, eps=eps)
-    engine = _engine(loaded, [encode(loaded.processor, s) for s in samples], config, tqdm(disable=True))
+    engine = make_engine(loaded, [encode(loaded.processor, s) for s in samples], config, tqdm(disable=True))
     engine.prepare()
     if score == "ships":
         vocab = engine.base_logp.shape[1]
@@ -246,7 +246,7 @@ def test_first_order_proxy_matches_small_ablations(score, tmp_path):
 @pytest.mark.slow
 def test_engines_agree_on_smollm2():
     from hsr.data import encode
-    from hsr.heads.attribution import _engine, exact_scores
+    from hsr.heads.attribution import exact_scores, make_engine
     from hsr.loading import load_model
     from tqdm import tqdm
 
@@ -258,9 +258,9 @@ def test_engines_agree_on_smollm2():
     for engine_name in ("naive", "fast"):
         for score in ("ships", "gships"):
             config = HeadScoreConfig(score=score, engine=engine_name)
-            engine = _engine(loaded, encoded, config, tqdm(disable=True))
+            engine = make_engine(loaded, encoded, config, tqdm(disable=True))
             engine.prepare()
-            out[engine_name, score] = exact_scores(engine, plan, score, 1)
+            out[engine_name, score] = exact_scores(engine, plan, score)
     for score in ("ships", "gships"):
         naive, fast = out["naive", score], out["fast", score]
         assert naive.keys() == fast.keys()
@@ -280,11 +280,11 @@ def _engine_for(loaded, samples, **kw):
     from tqdm import tqdm
 
     from hsr.data import encode
-    from hsr.heads.attribution import _engine
+    from hsr.heads.attribution import make_engine
 
     config = HeadScoreConfig(**kw)
     encoded = [encode(loaded.processor, s, include_response=False) for s in samples]
-    engine = _engine(loaded, encoded, config, tqdm(disable=True))
+    engine = make_engine(loaded, encoded, config, tqdm(disable=True))
     engine.prepare()
     return engine
 
@@ -365,14 +365,14 @@ def test_unknown_layer_kwargs_fall_back_to_the_plain_path(tmp_path, monkeypatch)
 
     loaded = _sharpened("qwen2")
     samples = _samples(tmp_path)
-    real = FastEngine._layer_kwargs
+    real = FastEngine.layer_kwargs
 
     def odd(self, i, x):
         kw = dict(real(self, i, x))
         kw["odd_tensor"] = torch.zeros(1)  # not understood: may hold per-token data
         return kw
 
-    monkeypatch.setattr(FastEngine, "_layer_kwargs", odd)
+    monkeypatch.setattr(FastEngine, "layer_kwargs", odd)
     monkeypatch.setattr(loaded.arch.layers[0].__class__, "forward", _dropping("odd_tensor", loaded.arch.layers[0].__class__.forward))
     engine = _engine_for(loaded, samples, max_batch_tokens=10_000)
     assert engine.reuse_note and "odd_tensor" in engine.reuse_note
@@ -508,10 +508,10 @@ def test_merged_rows_equal_the_layer_by_layer_run(arch_name, tmp_path, monkeypat
 
     monkeypatch.setattr(MergedRows, "run", spy)
     merged = _engine_for(loaded, samples, max_batch_tokens=10_000)
-    a = exact_scores(merged, plan, "ships", 1)
+    a = exact_scores(merged, plan, "ships")
     assert used == [[0, 1]]
     plain = _engine_for(loaded, samples, max_batch_tokens=0)
-    b = exact_scores(plain, plan, "ships", 1)
+    b = exact_scores(plain, plan, "ships")
     assert used == [[0, 1]] and a.keys() == b.keys()
     assert max(abs(a[k] - b[k]) for k in a) < 1e-6 and max(a.values()) > 1e-4
 
@@ -525,13 +525,13 @@ def test_later_plans_start_from_kept_streams_with_the_bits_of_a_fresh_engine(tmp
     samples = _samples(tmp_path)
     engine = _engine_for(loaded, samples, engine="approx", max_batch_tokens=10_000)
     assert engine.keep_streams
-    exact_scores(engine, {1: [1]}, "ships", 1)  # one layer: the per-layer path, which keeps layer 1's stream
+    exact_scores(engine, {1: [1]}, "ships")  # one layer: the per-layer path, which keeps layer 1's stream
     assert 1 in engine.streams
     for plan in ({1: [1, 2]}, {0: [0], 1: [3]}):  # one layer, and a merged plan over both
-        again = exact_scores(engine, plan, "ships", 1)
-        fresh = exact_scores(_engine_for(loaded, samples, engine="approx", max_batch_tokens=10_000), plan, "ships", 1)
+        again = exact_scores(engine, plan, "ships")
+        fresh = exact_scores(_engine_for(loaded, samples, engine="approx", max_batch_tokens=10_000), plan, "ships")
         assert again == fresh and max(again.values()) > 1e-5
-    plain = exact_scores(_engine_for(loaded, samples, max_batch_tokens=0), {0: [0], 1: [3]}, "ships", 1)
+    plain = exact_scores(_engine_for(loaded, samples, max_batch_tokens=0), {0: [0], 1: [3]}, "ships")
     assert max(abs(again[k] - plain[k]) for k in plain) < 1e-6  # the merged forward: same scores up to rounding
 
 
@@ -553,7 +553,7 @@ def _last_position_brute_force(engine, heads):
             handle = arch.attention(l).o_proj.register_forward_pre_hook(hook)
             try:
                 with torch.no_grad():
-                    y = engine._forward(0, arch.num_layers, x.hidden, lambda i: engine._layer_kwargs(i, x), {})
+                    y = engine.forward_layers(0, arch.num_layers, x.hidden, lambda i: engine.layer_kwargs(i, x), {})
             finally:
                 handle.remove()
             logits = arch.softcap(lm_head(engine.loaded.model)(final_norm(arch)(y[:, -1:, :])[:, 0]))

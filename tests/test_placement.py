@@ -182,14 +182,14 @@ def test_fast_head_engine_reads_each_layer_once_per_walk(tiny_dirs, calib_jsonl,
 
     from hsr.data import encode
     from hsr.heads import HeadScoreConfig
-    from hsr.heads.attribution import _engine
+    from hsr.heads.attribution import make_engine
 
     _, placed = _pair(tiny_dirs["llama"], tmp_path)
     samples = load_samples(calib_jsonl)
     H = placed.arch.num_heads
     cfg = HeadScoreConfig(score="ships", batch_heads=H, prefix_reuse=True, max_batch_tokens=1)  # a prompt per forward
     encoded = [encode(placed.processor, s, include_response=False) for s in samples]
-    engine = _engine(placed, encoded, cfg, tqdm(disable=True))
+    engine = make_engine(placed, encoded, cfg, tqdm(disable=True))
     engine.prepare()
     assert engine.prefix_len > 0 and len(engine._groups(H)) == len(samples) > 2
     key = f"{placed.arch.layers_path}.{placed.arch.num_layers - 1}.self_attn.q_proj.weight"
@@ -220,18 +220,18 @@ def _gradient_rows(loaded, samples):
 
     from hsr.data import encode
     from hsr.heads import HeadScoreConfig
-    from hsr.heads.attribution import _engine
+    from hsr.heads.attribution import make_engine
     from hsr.heads.rows import RowBatch, pad_rows
 
     cfg = HeadScoreConfig(score="ships", engine="approx")
-    engine = _engine(loaded, [encode(loaded.processor, s, include_response=False) for s in samples[:2]], cfg,
+    engine = make_engine(loaded, [encode(loaded.processor, s, include_response=False) for s in samples[:2]], cfg,
                      tqdm(disable=True))
     engine.prepare()
     lengths = [x.hidden.shape[1] for x in engine.layer0]
     batch = RowBatch([0, 1], lengths, 2)
     hidden = pad_rows([x.hidden for x in engine.layer0], batch.width, 2).contiguous()
     ends = torch.as_tensor(lengths).repeat_interleave(2) - 1
-    return engine, hidden, engine._suffix_kwargs(batch, None, prefix_len=0), ends
+    return engine, hidden, engine.suffix_layer_kwargs(batch, None, prefix_len=0), ends
 
 
 def test_layerwise_gate_gradients_equal_the_whole_stack_backward_and_onload_each_layer_twice(
@@ -252,7 +252,7 @@ def test_layerwise_gate_gradients_equal_the_whole_stack_backward_and_onload_each
 
     gates = torch.ones(R, L, H, requires_grad=True)
     with torch.enable_grad():
-        out = engine._forward(0, L, hidden, kwargs_of, {i: gates[:, i] for i in range(L)})
+        out = engine.forward_layers(0, L, hidden, kwargs_of, {i: gates[:, i] for i in range(L)})
         y = final_norm(plain.arch)(out[torch.arange(R), ends][:, None])[:, 0]
         (reference,) = torch.autograd.grad(loss(y), gates)
     assert reference.abs().sum() > 0

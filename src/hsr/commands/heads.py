@@ -14,7 +14,7 @@ from ..inputs import Inputs
 from ..io import atomic_output_dir
 from ..shape import model_heads
 from ..options import add_flags, from_args
-from ..pipeline.sections import SHARED, HeadData
+from ..pipeline.sections import SHARED, HeadData, head_data_keys
 from ..pipeline.stage_bodies import heads_stage, write_heads
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
@@ -37,18 +37,21 @@ def run(args: argparse.Namespace) -> int:
     data = from_args(args, HeadData)
     inputs = Inputs()
     inputs.model(args.model)
-    inputs.data(data.data, "--data")
+    for key in head_data_keys(config.score):  # benign_data only for scores that need benign prompts
+        inputs.data(getattr(data, key), f"--{key.replace('_', '-')}")
     given = Path(args.out).expanduser().resolve()
     checkpoint = Path(args.checkpoint_dir) if args.checkpoint_dir else given.with_name(f".{given.name}.heads-checkpoint")
     out = prepare_output(args, inputs, {"--checkpoint-dir": checkpoint})
     samples = load_samples(data.data, limit=data.limit, seed=args.seed)
+    benign = (load_samples(data.benign_data, limit=data.limit, seed=args.seed)
+              if "benign_data" in head_data_keys(config.score) else None)
     shape = model_heads(args.model)  # from config.json: too many heads asked for fails before the model loads
     if shape is not None:
-        config.check_against(len(samples), *shape)
+        config.check_against(len(samples), *shape, n_benign=None if benign is None else len(benign))
     with distributed.session(args.device) as dist:  # one process, or each rank of torchrun / accelerate launch
         args.device = dist.device
         scored = heads_stage(functools.partial(load_from_args, args), args.model, samples, config, checkpoint,
-                             args.progress, dist=dist)
+                             args.progress, dist=dist, benign=benign)
         if not dist.is_main:  # every rank holds the result; only rank 0 writes it
             return 0
     with atomic_output_dir(out, overwrite=args.overwrite) as tmp:

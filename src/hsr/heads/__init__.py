@@ -1,12 +1,14 @@
-"""Head-level safety attribution: Ships, generalized Ships and Sahara, with exact fast engines.
+"""Head-level safety attribution: Ships, generalized Ships, contrastive Ships and Sahara, with exact fast engines.
 
 ``score_heads(loaded, samples, HeadScoreConfig(...))`` ablates every query head on harmful
 prompts and scores how much the model's safety-relevant outputs move; ``save_head_scores``
-writes ``heads.json`` (the pipeline contract) and a ``heads.png`` heatmap.
+writes ``heads.json`` (the pipeline contract) and a ``heads.png`` heatmap. Scores are plugins
+(:mod:`hsr.heads.scores`): ``register_score`` adds one.
 """
 
 from .ablation import MODES, ablate_heads, gates_for, head_gates, scale_heads
-from .config import ENGINES, SCORES, HeadScoreConfig
+from .config import ENGINES, HeadScoreConfig
+from .scores import SCORES, HeadScore, get_score, register_score
 from .formulas import kl_divergence, principal_angles, subspace_angle_degrees, top_left_singular
 from .results import (
     HEADS_FILE,
@@ -28,16 +30,19 @@ __all__ = [
     "HEATMAP_FILE",
     "MODES",
     "SCORES",
+    "HeadScore",
     "HeadScoreConfig",
     "HeadScores",
     "ablate_heads",
     "gates_for",
+    "get_score",
     "head_gates",
     "kl_divergence",
     "HeadsFile",
     "HeadsFileError",
     "load_head_scores",
     "read_heads",
+    "register_score",
     "plot_head_heatmap",
     "principal_angles",
     "save_head_scores",

@@ -55,7 +55,7 @@ def _row_inputs(engine: FastEngine, batch: RowBatch, recorder: PrefixKV | None =
     last position; ``recorder`` (on the exact row path only) sees every layer's keys/values."""
     parts = [engine.layer0[n].hidden for n in batch.prompts]
     hidden = pad_rows(parts, batch.width, batch.heads) if len(parts) > 1 else parts[0].expand(batch.rows, -1, -1)
-    kwargs_of = engine._suffix_kwargs(batch, recorder, prefix_len=0)
+    kwargs_of = engine.suffix_layer_kwargs(batch, recorder, prefix_len=0)
     ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(batch.heads) - 1
     return hidden.contiguous(), kwargs_of, ends
 
@@ -66,7 +66,7 @@ def _whole_stack_grads(engine: FastEngine, hidden: torch.Tensor, kwargs_of: Call
     arch = engine.arch
     gates = torch.ones(hidden.shape[0], arch.num_layers, arch.num_heads, device=hidden.device, requires_grad=True)
     with torch.enable_grad():
-        out = engine._forward(0, arch.num_layers, hidden, kwargs_of, {i: gates[:, i, :] for i in range(arch.num_layers)})
+        out = engine.forward_layers(0, arch.num_layers, hidden, kwargs_of, {i: gates[:, i, :] for i in range(arch.num_layers)})
         y = final_norm(arch)(out[torch.arange(hidden.shape[0], device=out.device), ends][:, None, :])[:, 0, :]
         (grad,) = torch.autograd.grad(loss_fn(y), gates)
     return grad

@@ -1,4 +1,4 @@
-"""``score_heads``: attribute safety to every attention head on harmful prompts."""
+"""``score_heads``: attribute safety to every attention head on harmful (and, for contrastive scores, benign) prompts."""
 
 from __future__ import annotations
 
@@ -18,16 +18,15 @@ from ..placement import model_device
 from ..calibration import layers_onloaded
 from ..data import Encoded, Sample, encode
 from ..distributed import SINGLE, Dist
+from ..errors import ConfigError
 from ..loading import LoadedModel
-from .approx import gships_proxy, ships_proxy, ships_proxy_hidden
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
 from .engines import EngineBase, FastEngine, Head, HeadPlan, NaiveEngine
-from .formulas import subspace_angle_degrees
-from .last_position import last_position_ok, refine_last_position
 from .results import HeadScores
-from .sahara import sahara_search
-from .units import sharded_exact_scores
+from .sahara import SAHARA_SCORE, sahara_search
+from .scores import HeadScore, get_score
+from .units import layer_scores, sharded_exact_scores
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +63,14 @@ def _weight_digest(loaded: LoadedModel) -> float:
     return total
 
 
-def layer_scores(engine: EngineBase, data: dict[str, torch.Tensor], score: str, rank: int) -> torch.Tensor:
-    """Scores of the heads of one layer from the engine's raw outputs."""
-    if score == "ships":
-        return data["kl"].mean(1)
-    return torch.tensor([subspace_angle_degrees(engine.base_hidden, h, rank) for h in data["hidden"]], dtype=torch.float64)
+__all__ = ["exact_scores", "layer_scores", "make_engine", "score_heads"]
 
 
 def exact_scores(
     engine: EngineBase,
     plan: HeadPlan,
-    score: str,
-    rank: int,
+    score: str | HeadScore,
+    options: Any = None,
     checkpoint: LayerCheckpoint | None = None,
     tag: str = "main",
     fixed: Sequence[Head] = (),
@@ -84,21 +79,33 @@ def exact_scores(
 ) -> dict[Head, float]:
     """Exact scores of the planned heads; units already in ``checkpoint`` are not recomputed.
 
+    ``score``: a registered score or its name (the engine must keep its stats); ``options``: the
+    score's options (None: its defaults).
+
     The work is split into per-layer chunks of ``batch_heads`` heads and, with ``dist``, across
     processes, so the scores are the same bits whatever the number of processes (see :mod:`.units`).
     """
-    return sharded_exact_scores(engine, plan, score, rank, checkpoint, tag, fixed, dist=dist, bar=bar)
+    score = get_score(score)
+    options = score.options() if options is None else options
+    return sharded_exact_scores(engine, plan, score, options, checkpoint, tag, fixed, dist=dist, bar=bar)
 
 
-def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig, bar: tqdm) -> EngineBase:
+def make_engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig, bar: tqdm,
+                sets: dict[str, slice] | None = None) -> EngineBase:
+    """The engine ``config`` asks for, keeping the stats of every score it uses (``sets``: the rows of
+    each prompt set among ``encoded``; default all harmful). Not yet prepared."""
     cls = NaiveEngine if config.engine == "naive" else FastEngine
+    stats: dict[str, Any] = {}
+    for score in config.scores_used():
+        for stat in score.stats:
+            stats.setdefault(stat.name, stat)
     return cls(
         loaded,
         encoded,
         mode=config.mode,
         eps=config.effective_eps,
-        want_kl=config.score == "ships",
-        want_hidden=config.score == "gships" or config.sahara_steps > 0,
+        stats=list(stats.values()),
+        sets=sets,
         batch_heads=config.batch_heads,
         prefix_reuse=config.effective_prefix_reuse,
         max_batch_tokens=config.batch_tokens_for(model_device(loaded.model)),
@@ -107,29 +114,15 @@ def _engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig
     )
 
 
-def _proxy(engine: Any, config: HeadScoreConfig, dist: Dist, timings: dict[str, float] | None = None) -> torch.Tensor:
-    """The estimate of every head, computed on rank 0 and shared, so all ranks pick the same candidates.
-
-    Ships: the gradient (Fisher) estimate, then with ``approx_refine`` its top candidates refined by
-    the last-position ablation (:func:`refine_last_position`)."""
+def _proxy(engine: Any, config: HeadScoreConfig, dist: Dist, timings: dict[str, float] | None = None
+           ) -> tuple[torch.Tensor, str]:
+    """The score's estimate of every head (:meth:`HeadScore.proxy`) and its name, computed on rank 0 and
+    shared, so all ranks pick the same candidates."""
     timings = {} if timings is None else timings
     proxy = None
     if dist.is_main:
-        t0 = time.perf_counter()
-        refine = config.score == "ships" and config.approx_refine > 0 and last_position_ok(engine)
-        kv: dict | None = {} if refine else None  # the gradient pass's unablated keys/values, for the refinement
-        if config.score == "ships" and config.approx_fisher == "hidden":
-            proxy = ships_proxy_hidden(engine, config.approx_fisher_rank, keep_kv=kv)
-        elif config.score == "ships":
-            proxy = ships_proxy(engine, config.approx_tokens, config.approx_probes, seed=config.seed)
-        else:
-            proxy = gships_proxy(engine, config.rank, config.approx_directions)
-        proxy = proxy.cpu()  # pickled tensors keep their device: a cuda:0 tensor would land on cuda:0 everywhere
-        timings["gradient_s"] = time.perf_counter() - t0
-        if refine:
-            t0 = time.perf_counter()
-            proxy = refine_last_position(engine, proxy, config.approx_refine, kv=kv or None)
-            timings["refine_s"] = time.perf_counter() - t0
+        estimate, name = config.head_score.proxy(engine, config, timings)
+        proxy = (estimate.cpu(), name)  # pickled tensors keep their device: a cuda:0 tensor would land on cuda:0 everywhere
     return dist.broadcast_object(proxy)
 
 
@@ -170,7 +163,8 @@ def _rescore(engine: EngineBase, proxy: torch.Tensor, config: HeadScoreConfig, c
         plan: dict[int, list[int]] = {}
         for l, h in sorted(chunk):
             plan.setdefault(l, []).append(h)
-        done.update(exact_scores(engine, plan, config.score, config.rank, checkpoint, tag=f"rescore{start}", dist=dist))
+        done.update(exact_scores(engine, plan, config.head_score, config.head_score.options_from(config), checkpoint,
+                                 tag=f"rescore{start}", dist=dist))
         start += len(chunk)
         misses = _expected_misses(done, proxy, order[start:], top_h)
         settled = config.approx_adaptive and misses <= config.approx_tolerance
@@ -189,7 +183,7 @@ def _approximate_scores(
     The proxy runs on rank 0 only (one backward per prompt); the rescoring is split across ranks.
     """
     L, H = engine.arch.num_layers, engine.arch.num_heads
-    proxy = _proxy(engine, config, dist, timings)
+    proxy, name = _proxy(engine, config, dist, timings)
     t1 = time.perf_counter()
     rescored, report = _rescore(engine, proxy, config, checkpoint, dist)
     bar.update(max(0, bar.total - bar.n) if bar.total else 0)
@@ -200,7 +194,6 @@ def _approximate_scores(
         scores[l, h] = value
         exact[l, h] = True
     refined = min(config.approx_refine, L * H) if "refine_s" in timings else 0
-    name = f"fisher-{config.approx_fisher}" if config.score == "ships" else "first-order-subspace"
     report.update({"proxy": name + ("+last-position" if refined else ""), "refined": refined,
                    "top_k": len(rescored), "proxy_scores": proxy.tolist()})
     return scores, exact, report
@@ -241,8 +234,11 @@ def score_heads(
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
     dist: Dist = SINGLE,
+    benign: Sequence[Sample] | None = None,
 ) -> HeadScores:
-    """Score every query head of ``loaded`` on harmful ``samples`` (prompts; responses are ignored).
+    """Score every query head of ``loaded`` on harmful ``samples`` (prompts; responses are ignored) with
+    the registered score ``config.score``; ``benign`` prompts are used by scores that need them
+    (``contrastive_ships``) and ignored by the others.
 
     With ``checkpoint_dir``, each finished unit (a layer's chunk of heads) is saved there and a
     rerun resumes from it. With ``dist`` (several processes, see :mod:`hsr.distributed`) the exact
@@ -251,18 +247,27 @@ def score_heads(
     config.validate()
     arch = loaded.arch
     L, H = arch.num_layers, arch.num_heads
-    config.check_against(len(samples), L, H)
+    wants_benign = "benign" in config.head_score.needs.prompts
+    if wants_benign and benign is None:
+        raise ConfigError(f"Head score {config.score!r} needs benign prompts (heads.benign_data / --benign-data).")
+    benign = list(benign) if wants_benign and benign is not None else []
+    config.check_against(len(samples), L, H, n_benign=len(benign) if wants_benign else None)
     loaded.model.eval()
-    encoded = [encode(loaded.processor, s, include_response=False, max_length=config.max_length) for s in samples]
+    encoded = [encode(loaded.processor, s, include_response=False, max_length=config.max_length)
+               for s in [*samples, *benign]]
     checkpoint = _checkpoint(loaded, encoded, config, checkpoint_dir, dist)
     N = len(encoded)
+    sets = {"harmful": slice(0, len(samples))}
     extras: dict[str, Any] = {}
+    if wants_benign:
+        sets["benign"] = slice(len(samples), N)
+        extras["n_benign"] = len(benign)
     timings: dict[str, float] = {}
     desc = f"heads[{config.score} {config.mode} {config.engine}]"
     first = N * (2 if config.engine == "approx" else 1)  # the rest is added as each rank learns its share
     with tqdm(total=first, desc=desc, disable=not (progress and dist.is_main), unit=" prompt-layer") as bar:
         t0 = time.perf_counter()
-        engine = _engine(loaded, encoded, config, bar)
+        engine = make_engine(loaded, encoded, config, bar, sets)
         engine.prepare()
         bar.update(N)
         timings["prepare_s"] = time.perf_counter() - t0
@@ -271,8 +276,8 @@ def score_heads(
         if config.engine == "approx":
             scores, exact, extras["approx"] = _approximate_scores(engine, config, checkpoint, bar, timings, dist)
         else:
-            values = exact_scores(engine, {l: list(range(H)) for l in range(L)}, config.score, config.rank, checkpoint,
-                                  dist=dist, bar=bar)
+            values = exact_scores(engine, {l: list(range(H)) for l in range(L)}, config.head_score,
+                                  config.head_score.options_from(config), checkpoint, dist=dist, bar=bar)
             scores = torch.zeros(L, H, dtype=torch.float64)
             for (l, h), value in values.items():
                 scores[l, h] = value
@@ -280,9 +285,10 @@ def score_heads(
         if config.sahara_steps:
             t0 = time.perf_counter()
             scorer = functools.partial(exact_scores, dist=dist, bar=bar)
-            extras["sahara"] = sahara_search(engine, config.sahara_steps, config.rank, checkpoint, scorer)
+            options = get_score(SAHARA_SCORE).options_from(config)
+            extras["sahara"] = sahara_search(engine, config.sahara_steps, options, checkpoint, scorer)
             timings["sahara_s"] = time.perf_counter() - t0
     return HeadScores(
-        scores=scores, config=config, num_kv_heads=arch.num_kv_heads, n_prompts=N, model=loaded.source, exact=exact,
+        scores=scores, config=config, num_kv_heads=arch.num_kv_heads, n_prompts=len(samples), model=loaded.source, exact=exact,
         extras=extras, timings=timings,
     )

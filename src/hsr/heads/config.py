@@ -12,8 +12,10 @@ from ..data import DEFAULT_MAX_LENGTH
 from ..errors import ConfigError
 from ..options import check_declared, option, seed_option
 from .ablation import MODES, default_eps
+from .sahara import SAHARA_SCORE
+from .scores import SCORES, HeadScore, declared, get_score
+from .scores.gships import GShipsOptions
 
-SCORES: tuple[str, ...] = ("ships", "gships")
 ENGINES: tuple[str, ...] = ("fast", "naive", "approx")
 FISHER: tuple[str, ...] = ("hidden", "tokens")
 #: Tokens per batched forward when ``max_batch_tokens`` is None, per device type. CPU: measured on
@@ -55,14 +57,13 @@ class HeadScoreConfig:
     ``approx_tolerance``. It never rescores more than ``approx_top_k``.
     """
 
-    score: str = option("ships", help="ships: KL of the next-token distribution; gships: principal angles of the "
-                        "last-token hidden-state subspace", choices=SCORES)
+    score: str = option("ships", help="; ".join(f"{s}: {get_score(s).help}" for s in SCORES), choices=SCORES)
     mode: str = option("zero", help="zero: scale the head's output by eps; uniform: scale its query by eps "
                        "(uniform attention)", choices=MODES)
     eps: float | None = option(None, help="ablation factor; none = the mode's default (0 for zero, 1e-5 for uniform)")
     engine: str = option("fast", help="fast: exact, batched and cached; naive: exact reference loop; approx: "
                          "first-order pre-selection + exact rescoring of the top candidates", choices=ENGINES)
-    rank: int = option(1, help="subspace rank r for gships and Sahara", minimum=1)
+    rank: int = declared(GShipsOptions, "rank")
     sahara_steps: int = option(0, help="greedy Sahara group-search steps (0 = off)", minimum=0)
     batch_heads: int = option(16, help="ablated heads per batched forward (fast engine)", minimum=1)
     max_length: int = option(DEFAULT_MAX_LENGTH, help="cap on tokens per sample", minimum=1)
@@ -99,7 +100,7 @@ class HeadScoreConfig:
     def effective_prefix_reuse(self) -> bool:
         if self.prefix_reuse is not None:
             return bool(self.prefix_reuse)
-        return self.score == "ships" and not self.sahara_steps
+        return get_score(self.score).prefix_reuse and not self.sahara_steps
 
     def batch_tokens_for(self, device: torch.device) -> int:
         """``max_batch_tokens``, or the measured best for ``device``'s type when None."""
@@ -111,22 +112,38 @@ class HeadScoreConfig:
     def effective_eps(self) -> float:
         return default_eps(self.mode) if self.eps is None else float(self.eps)
 
+    @property
+    def head_score(self) -> HeadScore:
+        """The registered score named by ``score``."""
+        return get_score(self.score)
+
+    def scores_used(self) -> list[HeadScore]:
+        """Every score this run computes: ``score``, and Sahara's where ``sahara_steps`` is set."""
+        used = [self.head_score]
+        if self.sahara_steps and SAHARA_SCORE != self.score:
+            used.append(get_score(SAHARA_SCORE))
+        return used
+
     def validate(self) -> None:
         check_declared(self)
+        score = self.head_score
+        if score.needs.models != 1:
+            raise ConfigError(f"Head score {score.name!r} needs {score.needs.models} models; score_heads runs one.")
+        if self.engine == "approx" and not score.has_proxy:
+            raise ConfigError(f"Head score {score.name!r} has no first-order estimate for the approx engine; use "
+                              "engine fast or naive.")
         if self.eps is not None and (not math.isfinite(float(self.eps)) or float(self.eps) < 0 or float(self.eps) > 1):
             raise ConfigError(f"eps must be in [0, 1] (the factor an ablated head is scaled by), got {self.eps}.")
         if not math.isfinite(float(self.approx_tolerance)):
             raise ConfigError(f"approx_tolerance must be 0 or more (expected top-h heads missed), got {self.approx_tolerance}.")
 
-    def check_against(self, n_prompts: int, num_layers: int, num_heads: int) -> None:
-        """Checks that need the data and the model."""
+    def check_against(self, n_prompts: int, num_layers: int, num_heads: int, n_benign: int | None = None) -> None:
+        """Checks that need the data and the model (``n_benign``: benign prompts, where known)."""
         if n_prompts < 1:
             raise ConfigError("Head scoring needs at least one harmful prompt; the data is empty.")
-        if (self.score == "gships" or self.sahara_steps) and self.rank >= n_prompts:
-            raise ConfigError(
-                f"rank={self.rank} needs more prompts than that (got {n_prompts}): the top-r subspace of "
-                f"{n_prompts} prompts is trivial when r >= {n_prompts}. Use more prompts or a smaller --rank."
-            )
+        counts = {"harmful": n_prompts, **({} if n_benign is None else {"benign": n_benign})}
+        for score in self.scores_used():
+            score.check(score.options_from(self), counts)
         if self.sahara_steps > num_layers * num_heads:
             raise ConfigError(f"sahara_steps={self.sahara_steps} exceeds the {num_layers * num_heads} heads of the model.")
 

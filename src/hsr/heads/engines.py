@@ -1,8 +1,17 @@
 """Engines that compute what ablating heads does to the model's last-position outputs.
 
-Both engines return, per ablated head, the per-prompt KL(p_base || p_ablated) of the next-token
-distribution and/or the final normed hidden state of the last prompt token; the scores in
-:mod:`hsr.heads.formulas` are computed from these, so they cannot depend on the engine.
+Every forward ends in the same readouts (:mod:`hsr.heads.readouts`: the last-position next-token
+log-probabilities, the final normed last-token hidden state, or any registered one), computed from the
+final normed state of the last prompt token with the same operations in every engine. Per prompt and
+ablated head, the engines keep what the scores' stats (:class:`hsr.heads.scores.Stat`) ask for (e.g.
+KL(p_base || p_ablated), or the ablated readout itself); the scores reduce those, so they cannot depend
+on the engine.
+
+The walk is public, for the approximate engine's estimates and for new engines: :meth:`FastEngine.layer_kwargs`
+(what decoder layer ``i`` receives for a prompt), :meth:`FastEngine.forward_layers` (layers under per-row
+head gates), :meth:`FastEngine.suffixlayer_kwargs` (kwargs for batched suffix rows), :meth:`FastEngine.walk`
+(layer-major over the prefix and every prompt group), :meth:`EngineBase.read` (readouts of a final
+normed state) and :meth:`EngineBase.record` (the stats of one batch of heads).
 
 * :class:`NaiveEngine` (the reference): one full model forward per head and prompt.
 * :class:`FastEngine` (exact): the vision tower and projector run once per prompt (layer-0 inputs
@@ -31,6 +40,7 @@ from ..calibration import LayerInput, capture_inputs, layers_onloaded
 from ..data import Encoded
 from ..loading import LoadedModel
 from .ablation import gates_for, head_gates
+from .readouts import LAST_HIDDEN, LAST_LOGPROBS, Readout
 from .rows import (
     PrefixKV,
     PrefixReplay,
@@ -46,6 +56,8 @@ from .rows import (
 Head = tuple[int, int]
 #: ``{layer: [head, ...]}``: which heads to ablate one at a time.
 HeadPlan = Mapping[int, Sequence[int]]
+#: ``{readout name: [rows, ...]}``: the readouts of some rows of one forward.
+Readouts = dict[str, torch.Tensor]
 
 
 def expand_batch(obj: Any, batch: int) -> Any:
@@ -70,35 +82,62 @@ def expand_batch(obj: Any, batch: int) -> Any:
     return obj
 
 
-@dataclass
-class LastPosition:
-    """Final normed hidden state ``[B, d]`` (float64) and log-probabilities ``[B, V]`` (float32 or None)."""
-
-    hidden: torch.Tensor
-    logp: torch.Tensor | None
+def rows_of(readouts: Readouts, index: Any) -> Readouts:
+    """The readouts of some rows (``index``: a slice or an index tensor)."""
+    return {k: v[index] for k, v in readouts.items()}
 
 
 @dataclass
 class EngineBase:
-    """Shared setup: the model, the encoded prompts, the ablation mode and what to record."""
+    """Shared setup: the model, the encoded prompts, the ablation mode and what to record.
+
+    ``stats``: what to keep per prompt and ablated head (:class:`hsr.heads.scores.Stat`; at most one per
+    name); ``sets``: the rows of each prompt set among ``encoded`` (default: all harmful).
+    """
 
     loaded: LoadedModel
     encoded: Sequence[Encoded]
     mode: str = "zero"
     eps: float = 0.0
-    want_kl: bool = True
-    want_hidden: bool = True
+    stats: Sequence[Any] = ()
+    sets: Mapping[str, slice] | None = None
     batch_heads: int = 16
     prefix_reuse: bool = True
     max_batch_tokens: int = 0
     keep_streams: bool = False
     progress: Callable[[int], None] = lambda n: None
-    base_hidden: torch.Tensor | None = field(default=None, init=False)  # [N, d] float64
-    base_logp: torch.Tensor | None = field(default=None, init=False)  # [N, V] float32
+    #: The unablated readouts ``[N, ...]`` of every prompt (after :meth:`prepare`).
+    base: Readouts = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        if self.sets is None:
+            self.sets = {"harmful": slice(0, len(self.encoded))}
+        names = [s.name for s in self.stats]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two stats share a name: {names}")
 
     @property
     def arch(self):
         return self.loaded.arch
+
+    @property
+    def readouts(self) -> list[Readout]:
+        """What every forward reads out: the final hidden state (always, for the approximate engine and
+        Sahara) and each stat's readout."""
+        out = {LAST_HIDDEN.name: LAST_HIDDEN}
+        for stat in self.stats:
+            out.setdefault(stat.readout.name, stat.readout)
+        return list(out.values())
+
+    @property
+    def base_hidden(self) -> torch.Tensor | None:
+        """Unablated final normed last-token states ``[N, d]`` (float64)."""
+        return self.base.get(LAST_HIDDEN.name)
+
+    @property
+    def base_logp(self) -> torch.Tensor | None:
+        """Unablated last-position log-probabilities ``[N, V]`` (float32), where a stat reads them."""
+        return self.base.get(LAST_LOGPROBS.name)
 
     def merges(self, n_heads: int, fixed: Sequence[Head] = ()) -> bool:
         """Whether :meth:`run` computes ``n_heads`` heads of several layers in one merged forward
@@ -109,36 +148,32 @@ class EngineBase:
     def n_prompts(self) -> int:
         return len(self.encoded)
 
-    def _finish(self, normed_last: torch.Tensor, logits: torch.Tensor | None = None) -> LastPosition:
-        """Record what the scores need from the last position (``normed_last``: ``[B, d]``). ``logits``,
-        when given, are the model's own output (already soft-capped by it)."""
-        logp = None
-        if self.want_kl:
-            if logits is None:
-                logits = self.arch.softcap(lm_head(self.loaded.model)(normed_last))
-            logp = torch.log_softmax(logits.float(), dim=-1)
-        return LastPosition(normed_last.double(), logp)
+    def read(self, normed_last: torch.Tensor, logits: torch.Tensor | None = None) -> Readouts:
+        """Every readout of the last position (``normed_last``: the final normed states ``[B, d]``).
+        ``logits``, when given, are the model's own output (already soft-capped by it); otherwise they
+        are computed here, only where a readout needs them."""
+        if logits is None and any(r.needs_logits for r in self.readouts):
+            logits = self.arch.softcap(lm_head(self.loaded.model)(normed_last))
+        return {r.name: r.read(normed_last, logits if r.needs_logits else None) for r in self.readouts}
 
-    def _record(self, outs: list[list[LastPosition]], n_heads: int) -> dict[str, torch.Tensor]:
-        """``outs[prompt][chunk]`` -> ``{"kl": [heads, N], "hidden": [heads, N, d]}``."""
+    def set_base(self, per_prompt: Sequence[Readouts]) -> None:
+        """Keep the unablated readouts of every prompt (one row each) as :attr:`base`."""
+        self.base = {k: torch.cat([b[k] for b in per_prompt]) for k in per_prompt[0]}
+
+    def record(self, outs: list[list[Readouts]], n_heads: int) -> dict[str, torch.Tensor]:
+        """``outs[prompt][chunk]`` (the readouts of the ablated rows) -> ``{stat: [heads, N, ...]}``: each
+        stat's comparison of prompt ``n``'s unablated readout with its ablated rows (or the rows themselves)."""
         data: dict[str, torch.Tensor] = {}
-        if self.want_kl:
-            kl = []
+        for stat in self.stats:
+            name = stat.readout.name
+            per = []
             for n, chunks in enumerate(outs):
-                logp = torch.cat([c.logp for c in chunks])
-                kl.append(_kl(self.base_logp[n : n + 1], logp))
-            data["kl"] = torch.stack(kl, dim=1)
-        if self.want_hidden:
-            data["hidden"] = torch.stack([torch.cat([c.hidden for c in chunks]) for chunks in outs], dim=1)
+                ablated = torch.cat([c[name] for c in chunks])
+                per.append(ablated if stat.compare is None else stat.compare(self.base[name][n : n + 1], ablated))
+            data[stat.name] = torch.stack(per, dim=1)
         for v in data.values():
             assert v.shape[0] == n_heads
         return data
-
-
-def _kl(base_logp: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    from .formulas import kl_divergence
-
-    return kl_divergence(base_logp.expand_as(other), other)
 
 
 @dataclass
@@ -174,7 +209,7 @@ class FastEngine(EngineBase):
     rows_ok: bool = False
     reuse_note: str | None = None
 
-    def _layer_kwargs(self, i: int, x: LayerInput) -> dict[str, Any]:
+    def layer_kwargs(self, i: int, x: LayerInput) -> dict[str, Any]:
         """The kwargs decoder layer ``i`` gets for prompt ``x`` (its own: masks differ between attention types)."""
         return x.layer_kwargs[i]
 
@@ -184,14 +219,12 @@ class FastEngine(EngineBase):
         self.layer0 = capture_inputs(self.loaded.model, self.arch, self.encoded)
         self._setup_rows()
         self.streams: dict[int, Stream] = {0: self._initial_stream()}
-        base = self._run_rows(0, self.streams[0], {}, 1)
-        self.base_hidden = torch.cat([b.hidden for b in base])
-        self.base_logp = torch.cat([b.logp for b in base]) if self.want_kl else None
+        self.set_base(self.run_rows(0, self.streams[0], {}, 1))
 
     def _setup_rows(self) -> None:
         """Decide whether prefix reuse and prompt batching are exact here, and the prefix length."""
         L = self.arch.num_layers
-        per_layer = [[self._layer_kwargs(i, x) for x in self.layer0] for i in range(L)]
+        per_layer = [[self.layer_kwargs(i, x) for x in self.layer0] for i in range(L)]
         self.reuse_note = unsafe_reason(self.arch, [kw for layer in per_layer for kw in layer])
         self.rows_ok = self.reuse_note is None
         self.prefix_len = 0
@@ -211,14 +244,14 @@ class FastEngine(EngineBase):
             self._group_cache[heads] = group_prompts(self.lengths, heads, budget)
         return self._group_cache[heads]
 
-    def _forward(self, start: int, stop: int, hidden: torch.Tensor, kwargs_of: Callable[[int], dict], gates: Mapping[int, torch.Tensor]) -> torch.Tensor:
+    def forward_layers(self, start: int, stop: int, hidden: torch.Tensor, kwargs_of: Callable[[int], dict], gates: Mapping[int, torch.Tensor]) -> torch.Tensor:
         """Layers ``start..stop-1`` on ``hidden`` under ``gates``."""
         with head_gates(self.arch, gates, self.mode):
             for i in range(start, stop):
                 hidden = layer_hidden(self.arch.layers[i](hidden, **kwargs_of(i)))
         return hidden
 
-    def _suffix_kwargs(self, batch: RowBatch, cache: PrefixKV | PrefixReplay | None, prefix_len: int | None = None
+    def suffix_layer_kwargs(self, batch: RowBatch, cache: PrefixKV | PrefixReplay | None, prefix_len: int | None = None
                        ) -> Callable[[int], dict]:
         """Layer kwargs for a suffix batch (tokens from ``prefix_len``, default the engine's prefix length);
         the captured ones themselves on the fallback path."""
@@ -226,12 +259,12 @@ class FastEngine(EngineBase):
         if not self.rows_ok:
             assert len(batch.prompts) == 1 and P == 0
             x = self.layer0[batch.prompts[0]]
-            return lambda i: expand_batch(self._layer_kwargs(i, x), batch.rows)
+            return lambda i: expand_batch(self.layer_kwargs(i, x), batch.rows)
         dtype = self.layer0[0].hidden.dtype
         memo: dict[tuple[int, ...], dict] = {}
 
         def kwargs_of(i: int) -> dict:
-            per = [self._layer_kwargs(i, self.layer0[n]) for n in batch.prompts]
+            per = [self.layer_kwargs(i, self.layer0[n]) for n in batch.prompts]
             key = tuple(id(kw) for kw in per)
             if key not in memo:
                 memo[key] = suffix_kwargs(lambda n: per[batch.prompts.index(n)], batch, P, cache, dtype)
@@ -245,7 +278,7 @@ class FastEngine(EngineBase):
         memo: dict[int, dict] = {}
 
         def kwargs_of(i: int) -> dict:
-            kw = self._layer_kwargs(i, x0)
+            kw = self.layer_kwargs(i, x0)
             if id(kw) not in memo:
                 memo[id(kw)] = prefix_kwargs(kw, P, rows, cache, dtype)
             return memo[id(kw)]
@@ -260,9 +293,9 @@ class FastEngine(EngineBase):
         hidden = parts[0].expand(rows, *parts[0].shape[1:]) if len(prompts) == 1 else pad_rows(parts, batch.width, rows)
         tiled = {k: v.repeat(len(prompts), 1) if v.dim() == 2 else v for k, v in gates.items()}
         kv = cache.replay(len(prompts)) if cache is not None else None
-        return RowGroup(batch, hidden.contiguous(), self._suffix_kwargs(batch, kv), tiled)
+        return RowGroup(batch, hidden.contiguous(), self.suffix_layer_kwargs(batch, kv), tiled)
 
-    def _walk(
+    def walk(
         self, start: int, stop: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int
     ) -> tuple[torch.Tensor | None, list[RowGroup]]:
         """Layers ``start..stop-1`` on ``rows`` rows per prompt, layer-major: each layer (materialized once
@@ -277,30 +310,30 @@ class FastEngine(EngineBase):
         groups = [self._group(g, stream, gates, rows, cache) for g in self._groups(rows)]
         for i in layers_onloaded(self.arch, start, stop):
             if prefix is not None:
-                prefix = self._forward(i, i + 1, prefix, prefix_kw, gates)
+                prefix = self.forward_layers(i, i + 1, prefix, prefix_kw, gates)
             for g in groups:
-                g.hidden = self._forward(i, i + 1, g.hidden, g.kwargs_of, g.gates)
+                g.hidden = self.forward_layers(i, i + 1, g.hidden, g.kwargs_of, g.gates)
             if cache is not None:
                 cache.drop(i)
         return prefix, groups
 
-    def _run_rows(self, start: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int) -> list[LastPosition]:
-        """Run layers ``start..L-1`` on every prompt with ``rows`` rows each; per-prompt last positions."""
-        _, groups = self._walk(start, self.arch.num_layers, stream, gates, rows)
-        outs: list[LastPosition | None] = [None] * self.n_prompts
+    def run_rows(self, start: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int) -> list[Readouts]:
+        """Run layers ``start..L-1`` on every prompt with ``rows`` rows each; per-prompt readouts."""
+        _, groups = self.walk(start, self.arch.num_layers, stream, gates, rows)
+        outs: list[Readouts | None] = [None] * self.n_prompts
         for g in groups:
             hidden, batch = g.hidden, g.batch
             ends = torch.as_tensor(batch.lengths, device=hidden.device).repeat_interleave(rows) - 1
             last = hidden[torch.arange(batch.rows, device=hidden.device), ends]
-            res = self._finish(final_norm(self.arch)(last[:, None, :])[:, 0, :])
+            res = self.read(final_norm(self.arch)(last[:, None, :])[:, 0, :])
             for j, n in enumerate(batch.prompts):
                 sl = slice(j * rows, (j + 1) * rows)
-                outs[n] = LastPosition(res.hidden[sl], None if res.logp is None else res.logp[sl])
+                outs[n] = rows_of(res, sl)
         return outs  # type: ignore[return-value]
 
-    def _advance(self, layer: int, stream: Stream, gate: torch.Tensor | None) -> Stream:
+    def advance(self, layer: int, stream: Stream, gate: torch.Tensor | None) -> Stream:
         """The stream entering ``layer + 1`` (``gate``: the fixed ablation of ``layer``, if any)."""
-        prefix, groups = self._walk(layer, layer + 1, stream, {layer: gate} if gate is not None else {}, 1)
+        prefix, groups = self.walk(layer, layer + 1, stream, {layer: gate} if gate is not None else {}, 1)
         suffix: list[torch.Tensor] = [stream.suffix[0]] * self.n_prompts
         for g in groups:
             for j, n in enumerate(g.batch.prompts):
@@ -332,7 +365,7 @@ class FastEngine(EngineBase):
         """
         below, stream = self.stream_at(layer, {})
         for i in range(below, layer):
-            stream = self._advance(i, stream, None)
+            stream = self.advance(i, stream, None)
             if self.keep_streams:
                 self.streams[i + 1] = stream
         return stream
@@ -359,16 +392,16 @@ class FastEngine(EngineBase):
         for layer in range(first, wanted[-1] + 1):
             if layer in plan and len(plan[layer]):
                 heads = list(plan[layer])
-                outs: list[list[LastPosition]] = [[] for _ in range(self.n_prompts)]
+                outs: list[list[Readouts]] = [[] for _ in range(self.n_prompts)]
                 for s in range(0, len(heads), self.batch_heads):
                     chunk = heads[s : s + self.batch_heads]
-                    res = self._run_rows(layer, stream, self._layer_gates(layer, chunk, fixed_gates), len(chunk))
+                    res = self.run_rows(layer, stream, self._layer_gates(layer, chunk, fixed_gates), len(chunk))
                     for n, r in enumerate(res):
                         outs[n].append(r)
                 self.progress(self.n_prompts)
-                yield layer, self._record(outs, len(heads))
+                yield layer, self.record(outs, len(heads))
             if layer < wanted[-1]:
-                stream = self._advance(layer, stream, fixed_gates.get(layer))
+                stream = self.advance(layer, stream, fixed_gates.get(layer))
                 if self.keep_streams and not fixed_gates:
                     self.streams[layer + 1] = stream
 
@@ -399,14 +432,14 @@ class MergedRows:
         batch = RowBatch(list(range(N)), self.lengths, R)
         tiled = {k: v.repeat(N, 1) for k, v in gates.items()}
         kv = cache.replay(N) if cache is not None else None
-        out = e._forward(i, i + 1, suffix.reshape(N * R, *suffix.shape[2:]), e._suffix_kwargs(batch, kv), tiled)
+        out = e.forward_layers(i, i + 1, suffix.reshape(N * R, *suffix.shape[2:]), e.suffix_layer_kwargs(batch, kv), tiled)
         return prefix, out.reshape(N, R, *out.shape[1:])
 
     def _prefix(self, i: int, prefix: torch.Tensor, gates: Mapping[int, torch.Tensor]) -> tuple[torch.Tensor, PrefixKV]:
         e = self.engine
         cache = PrefixKV()
-        kw = prefix_kwargs(e._layer_kwargs(i, e.layer0[0]), self.P, prefix.shape[0], cache, prefix.dtype)
-        return e._forward(i, i + 1, prefix, lambda _i: kw, gates), cache
+        kw = prefix_kwargs(e.layer_kwargs(i, e.layer0[0]), self.P, prefix.shape[0], cache, prefix.dtype)
+        return e.forward_layers(i, i + 1, prefix, lambda _i: kw, gates), cache
 
     @torch.no_grad()
     def run(self, plan: HeadPlan) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
@@ -433,23 +466,23 @@ class MergedRows:
         e, N = self.engine, self.engine.n_prompts
         ends = torch.as_tensor(self.lengths, device=suffix.device) - 1
         last = suffix[torch.arange(N, device=suffix.device), :, ends]  # [N, R, d]
-        res = e._finish(final_norm(e.arch)(last.reshape(-1, 1, last.shape[-1]))[:, 0, :])
+        res = e.read(final_norm(e.arch)(last.reshape(-1, 1, last.shape[-1]))[:, 0, :])
         R = len(owners)
         for layer in layers:
             rows = [r for r, (l, _h) in enumerate(owners) if l == layer]
             outs = []
             for n in range(N):
                 idx = torch.as_tensor([n * R + r for r in rows])
-                outs.append([LastPosition(res.hidden[idx], None if res.logp is None else res.logp[idx])])
+                outs.append([rows_of(res, idx)])
             e.progress(N)
-            yield layer, e._record(outs, len(rows))
+            yield layer, e.record(outs, len(rows))
 
 
 class NaiveEngine(EngineBase):
     """The reference: a plain full forward of the whole model per ablated head and prompt."""
 
     @torch.no_grad()
-    def forward(self, enc: Encoded) -> LastPosition:
+    def forward(self, enc: Encoded) -> Readouts:
         model = self.loaded.model
         device = model_device(model)
         store: dict[str, torch.Tensor] = {}
@@ -463,12 +496,10 @@ class NaiveEngine(EngineBase):
             out = model(**inputs, use_cache=False)
         finally:
             handle.remove()
-        return self._finish(store["normed"][:, -1, :], out.logits[:, -1, :])
+        return self.read(store["normed"][:, -1, :], out.logits[:, -1, :])
 
     def prepare(self) -> None:
-        base = [self.forward(enc) for enc in self.encoded]
-        self.base_hidden = torch.cat([b.hidden for b in base])
-        self.base_logp = torch.cat([b.logp for b in base]) if self.want_kl else None
+        self.set_base([self.forward(enc) for enc in self.encoded])
 
     def run(self, plan: HeadPlan, fixed: Sequence[Head] = (), merge: bool = True
             ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
@@ -476,11 +507,11 @@ class NaiveEngine(EngineBase):
             heads = list(plan[layer])
             if not heads:
                 continue
-            outs: list[list[LastPosition]] = [[] for _ in self.encoded]
+            outs: list[list[Readouts]] = [[] for _ in self.encoded]
             for n, enc in enumerate(self.encoded):
                 for head in heads:
                     group = list(dict.fromkeys([*fixed, (layer, head)]))
                     with head_gates(self.arch, gates_for(self.arch, group, self.eps), self.mode):
                         outs[n].append(self.forward(enc))
                 self.progress(1)
-            yield layer, self._record(outs, len(heads))
+            yield layer, self.record(outs, len(heads))

@@ -38,7 +38,7 @@ def _last_token_kwargs(engine: FastEngine, i: int, earlier: list[int], rows: int
                        dtype: torch.dtype) -> dict[str, Any]:
     """Layer ``i``'s kwargs for ``rows`` last-token rows per prompt (prompt-major): each prompt's position
     ``earlier[n]``, and a mask over the padded earlier keys that shows each row its own prompt's."""
-    per = [engine._layer_kwargs(i, x) for x in engine.layer0]
+    per = [engine.layer_kwargs(i, x) for x in engine.layer0]
     out = row_kwargs(per, earlier, [1] * len(per), rows)
     W = max(earlier)
     device = engine.layer0[0].hidden.device
@@ -65,11 +65,11 @@ def last_position_hidden(engine: FastEngine, plan: dict[int, list[int]], kv: Ear
     keys = PrefixKV()  # every prompt's earlier keys/values, padded to W, one layer at a time
     if kv is None:  # recorded by a forward of the earlier tokens
         before = pad_rows([x.hidden[:, :P] for x, P in zip(engine.layer0, earlier)], W, 1).contiguous()
-        kwargs_before = engine._suffix_kwargs(RowBatch(list(range(N)), earlier, 1), keys, prefix_len=0)
+        kwargs_before = engine.suffix_layer_kwargs(RowBatch(list(range(N)), earlier, 1), keys, prefix_len=0)
     rows = torch.stack([x.hidden[0, P] for x, P in zip(engine.layer0, earlier)])[:, None, None, :]  # [N, 1, 1, d]
     for i in layers_onloaded(arch):
         if kv is None:
-            before = engine._forward(i, i + 1, before, kwargs_before, {})
+            before = engine.forward_layers(i, i + 1, before, kwargs_before, {})
         else:
             keys.kv[i] = tuple(torch.cat([_pad_tokens(kv[n][i][j], W) for n in range(N)]) for j in (0, 1))
         gates = {}
@@ -82,7 +82,7 @@ def last_position_hidden(engine: FastEngine, plan: dict[int, list[int]], kv: Ear
             gates = {i: gate.repeat(N, 1)}
         R = rows.shape[1]
         kw = _last_token_kwargs(engine, i, earlier, R, keys.replay(R, interleave=True), dtype)
-        rows = engine._forward(i, i + 1, rows.reshape(N * R, 1, -1).contiguous(), lambda _i, kw=kw: kw, gates)
+        rows = engine.forward_layers(i, i + 1, rows.reshape(N * R, 1, -1).contiguous(), lambda _i, kw=kw: kw, gates)
         rows = rows.reshape(N, R, 1, -1)
         keys.drop(i)
     return final_norm(arch)(rows[:, :, 0, :]).double()

@@ -35,7 +35,7 @@ def layerwise_gate_grads(
     with torch.no_grad():
         for i in layers_onloaded(arch):
             inputs.append(hidden)
-            hidden = engine._forward(i, i + 1, hidden, kwargs_of, {})
+            hidden = engine.forward_layers(i, i + 1, hidden, kwargs_of, {})
     rows = torch.arange(R, device=hidden.device)
     grads = torch.zeros(R, L, H, dtype=torch.float32)
     with torch.enable_grad():
@@ -45,7 +45,7 @@ def layerwise_gate_grads(
         for i in layers_onloaded(arch, reverse=True):
             x = inputs.pop().detach().requires_grad_(i > 0)
             gate = torch.ones(R, H, device=x.device, requires_grad=True)
-            res = engine._forward(i, i + 1, x, kwargs_of, {i: gate})
+            res = engine.forward_layers(i, i + 1, x, kwargs_of, {i: gate})
             wanted = [gate, x] if i > 0 else [gate]
             got = torch.autograd.grad(res, wanted, grad_outputs=adjoint)
             grads[:, i] = got[0].float().cpu()

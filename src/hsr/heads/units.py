@@ -34,6 +34,7 @@ import torch
 from ..distributed import SINGLE, Dist
 from .checkpoint import LayerCheckpoint
 from .engines import EngineBase, Head, HeadPlan, NaiveEngine
+from .scores import HeadScore, ScoreContext
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,18 @@ def item_cost(engine: EngineBase, item: WorkItem) -> float:
     return sum(unit_cost(engine, u) for u in item.units)
 
 
-def _unit_scores(engine: EngineBase, unit: Unit, data: dict[str, torch.Tensor], score: str, rank: int) -> dict[Head, float]:
-    from .attribution import layer_scores
+def layer_scores(engine: EngineBase, data: dict[str, torch.Tensor], score: HeadScore, options: Any) -> torch.Tensor:
+    """Scores of one batch of heads from the engine's stats (``data``, as :meth:`EngineBase.record` makes them)."""
+    return score.reduce(data, ScoreContext(engine.base, engine.sets, options))
 
-    values = layer_scores(engine, data, score, rank).tolist()
+
+def _unit_scores(engine: EngineBase, unit: Unit, data: dict[str, torch.Tensor], score: HeadScore, options: Any
+                 ) -> dict[Head, float]:
+    values = layer_scores(engine, data, score, options).tolist()
     return {(unit.layer, h): v for h, v in zip(unit.heads, values)}
 
 
-def _cached(engine: EngineBase, items: list[WorkItem], score: str, rank: int, checkpoint: LayerCheckpoint | None,
+def _cached(engine: EngineBase, items: list[WorkItem], score: HeadScore, options: Any, checkpoint: LayerCheckpoint | None,
             tag: str) -> tuple[dict[Head, float], list[WorkItem]]:
     """Scores of the units already in ``checkpoint`` and the items with a unit still to compute."""
     done: dict[Head, float] = {}
@@ -122,7 +127,7 @@ def _cached(engine: EngineBase, items: list[WorkItem], score: str, rank: int, ch
         for u in item.units:
             saved = checkpoint.load(tag, u.layer, u.checkpoint_part()) if checkpoint else None
             if saved is not None and saved["heads"].tolist() == list(u.heads):
-                done.update(_unit_scores(engine, u, saved, score, rank))
+                done.update(_unit_scores(engine, u, saved, score, options))
             else:
                 missing = True
         if missing:
@@ -148,7 +153,7 @@ def _calls(items: list[WorkItem]) -> Iterator[tuple[list[Unit], bool]]:
         yield group, False
 
 
-def compute_units(engine: EngineBase, items: list[WorkItem], score: str, rank: int, checkpoint: LayerCheckpoint | None,
+def compute_units(engine: EngineBase, items: list[WorkItem], score: HeadScore, options: Any, checkpoint: LayerCheckpoint | None,
                   tag: str, fixed: Any = (), cached: Collection[Head] = ()) -> dict[Head, float]:
     """Run ``items``, saving each unit to ``checkpoint`` as it finishes; a unit whose heads are all
     ``cached`` (a merged item's finished part) is recomputed with its round but not written again."""
@@ -160,11 +165,11 @@ def compute_units(engine: EngineBase, items: list[WorkItem], score: str, rank: i
             data["heads"] = torch.tensor(unit.heads, dtype=torch.long)
             if checkpoint and not all((unit.layer, h) in cached for h in unit.heads):
                 _save(checkpoint, tag, unit, data)
-            out.update(_unit_scores(engine, unit, data, score, rank))
+            out.update(_unit_scores(engine, unit, data, score, options))
     return out
 
 
-def sharded_exact_scores(engine: EngineBase, plan: HeadPlan, score: str, rank: int,
+def sharded_exact_scores(engine: EngineBase, plan: HeadPlan, score: HeadScore, options: Any,
                          checkpoint: LayerCheckpoint | None = None, tag: str = "main", fixed: Any = (),
                          dist: Dist = SINGLE, bar: Any = None) -> dict[Head, float]:
     """Exact scores of the planned heads, split over ``dist``'s processes; every rank gets them all.
@@ -173,7 +178,7 @@ def sharded_exact_scores(engine: EngineBase, plan: HeadPlan, score: str, rank: i
     """
     units = plan_units(plan, max(1, int(engine.batch_heads)))
     items = work_items(engine, units, fixed)
-    done, todo = (_cached(engine, items, score, rank, checkpoint, tag) if dist.is_main else ({}, []))
+    done, todo = (_cached(engine, items, score, options, checkpoint, tag) if dist.is_main else ({}, []))
     done, todo = dist.broadcast_object((done, todo))
     mine = dist.shard(todo, cost=lambda item: item_cost(engine, item))
     if bar is not None:
@@ -182,7 +187,7 @@ def sharded_exact_scores(engine: EngineBase, plan: HeadPlan, score: str, rank: i
         bar.total = (bar.total or 0) + n * (sum(len(item.units) for item in mine) + (len(units) - todo_units if dist.is_main else 0))
         bar.update(n * (len(units) - todo_units) if dist.is_main else 0)
         bar.refresh()
-    computed = compute_units(engine, mine, score, rank, checkpoint, tag, fixed, done)
+    computed = compute_units(engine, mine, score, options, checkpoint, tag, fixed, done)
     for part in dist.all_gather_object(computed):
         done.update(part)
     return {(u.layer, h): done[u.layer, h] for u in units for h in u.heads}

@@ -23,6 +23,7 @@ from ..loading import LoadedModel, load_model
 from ..inputs import Inputs
 from ..rundir import run_folder
 from .run_config import RunConfig, build_run_config
+from .sections import head_data_keys
 from .stage_bodies import align_stage, evaluate_stage, heads_stage, importance_stage, prune_stage, realign_stage, write_heads
 from .stages import StageRecord, fingerprint, run_stage
 
@@ -85,6 +86,12 @@ class _Pipeline:
             out[k] = self._digests[key]
         return out
 
+    def head_files(self) -> dict[str, str]:
+        """The heads stage's prompt files: ``benign_data`` only for a score that reads benign prompts, so the
+        other scores' fingerprints do not depend on it."""
+        run = self.config.heads.run
+        return {k: getattr(run, k) for k in head_data_keys(self.config.heads.options.score)}
+
     def align_files(self) -> dict[str, Any]:
         options = self.config.align.options
         return {"harmful": options.harmful, "benign": options.benign}
@@ -114,7 +121,7 @@ class _Pipeline:
         methods = {point.method for point in sweep_points(c) or []} or {c.prune.method}
         if methods != {"magnitude"} and not c.prune.run.pruned:
             self.digests("prune", {"data": c.prune.run.data})  # some (sweep) method calibrates on it
-        self.digests("heads", {"data": c.heads.run.data})
+        self.digests("heads", self.head_files())
         self.digests("importance", self.importance_files())
         imp = c.importance.options
         for kind, spec in (("utility", imp.utility_data), ("safety", imp.safety_data)):  # importance scores response tokens
@@ -128,7 +135,10 @@ class _Pipeline:
         if shape is not None:
             check_top_h(c.realign.options.top_h, *shape)
             heads = c.heads.run
-            c.heads.options.check_against(len(load_samples(heads.data, limit=heads.limit, seed=c.seed)), *shape)
+            benign = (len(load_samples(heads.benign_data, limit=heads.limit, seed=c.seed))
+                      if "benign_data" in head_data_keys(c.heads.options.score) else None)
+            c.heads.options.check_against(len(load_samples(heads.data, limit=heads.limit, seed=c.seed)), *shape,
+                                          n_benign=benign)
         self.check_generation_budget()
 
     def check_generation_budget(self) -> None:
@@ -213,13 +223,17 @@ class _Pipeline:
         section = self.config.heads
         on_pruned = section.run.score_model == "pruned"
         upstream = [pruned] if on_pruned else list(self.dense_upstream)
-        settings = {**self.common, **section.settings(), "data_digests": self.digests("heads", {"data": section.run.data})}
+        ignored = () if "benign_data" in head_data_keys(section.options.score) else ("benign_data",)
+        settings = {**self.common, **section.settings(*ignored), "data_digests": self.digests("heads", self.head_files())}
         checkpoint = self.run_dir / f".heads-checkpoint-{fingerprint(settings, [u.fingerprint for u in upstream])}"
 
         def build(tmp: Path) -> dict:
-            samples = load_samples(section.run.data, limit=section.run.limit, seed=self.config.seed)
+            run = section.run
+            samples = load_samples(run.data, limit=run.limit, seed=self.config.seed)
+            benign = (load_samples(run.benign_data, limit=run.limit, seed=self.config.seed)
+                      if "benign_data" in head_data_keys(section.options.score) else None)
             source = pruned.path if on_pruned else self.dense
-            scored = heads_stage(self.load, source, samples, section.options, checkpoint, self.progress)
+            scored = heads_stage(self.load, source, samples, section.options, checkpoint, self.progress, benign=benign)
             write_heads(tmp, scored, model_label=f"{section.run.score_model} {self.dense}")
             return {"timings": scored.scores.timings}
 

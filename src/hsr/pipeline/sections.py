@@ -59,11 +59,22 @@ class PruneRun(PruneData):
 
 @dataclass
 class HeadData:
-    """The harmful prompts ``hsr heads`` and the heads stage score on."""
+    """The harmful prompts ``hsr heads`` and the heads stage score on (and the benign ones, for scores
+    that need them)."""
 
     data: str = option("builtin:safety", help="harmful prompts (their responses are ignored): JSONL, "
                        "vlguard:ROOT:SPLIT or builtin:NAME")
     limit: int | None = option(16, help="number of prompts (seeded subset); none = all", minimum=1)
+    benign_data: str = option("builtin:utility", help="benign prompts for scores that need them "
+                              "(contrastive_ships; others ignore it), same formats and limit as data")
+
+
+def head_data_keys(score: str) -> tuple[str, ...]:
+    """The keys of the heads data that score ``score`` reads (``benign_data`` only where it needs benign
+    prompts, so other scores' stage fingerprints do not depend on it)."""
+    from ..heads.scores import get_score
+
+    return ("data", "benign_data") if "benign" in get_score(score).needs.prompts else ("data",)
 
 
 @dataclass

@@ -67,13 +67,16 @@ class Scored:
 
 
 def heads_stage(load: Loader, source: str | Path, samples: Sequence[Sample], options: HeadScoreConfig,
-                checkpoint: Path | None, progress: bool, dist: Dist = SINGLE) -> Scored:
-    """Score every head of ``source`` on the harmful ``samples`` (resuming from ``checkpoint``). Every rank
-    of a several-process job gets the result; the caller writes it (:func:`write_heads`) once."""
+                checkpoint: Path | None, progress: bool, dist: Dist = SINGLE,
+                benign: Sequence[Sample] | None = None) -> Scored:
+    """Score every head of ``source`` on the harmful ``samples`` (and ``benign`` ones, for a score that
+    needs them), resuming from ``checkpoint``. Every rank of a several-process job gets the result; the
+    caller writes it (:func:`write_heads`) once."""
     from ..heads import score_heads
 
     loaded = load(source)
-    scores = score_heads(loaded, samples, options, checkpoint_dir=checkpoint, progress=progress, dist=dist)
+    scores = score_heads(loaded, samples, options, checkpoint_dir=checkpoint, progress=progress, dist=dist,
+                         benign=benign)
     return Scored(scores, loaded.arch)
 
 

@@ -161,7 +161,9 @@ def plot_heads(heads: dict[str, Any], path: Path, marked: dict[str, list[tuple[i
     fig = new_figure(min(3 + 0.4 * H, 18), min(2 + 0.28 * L, 18))
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(grid, aspect="auto", cmap="viridis", origin="upper", interpolation="nearest")
-    unit = {"ships": "KL (nats)", "gships": "angle (degrees)"}.get(heads.get("score", ""), "score")
+    from ..heads.scores import unit_of
+
+    unit = unit_of(str(heads.get("score", "")))
     fig.colorbar(im, ax=ax, label=f"{heads.get('score', 'score')}: {unit}")
     styles = [("red", "-"), ("white", "--"), ("orange", ":")]
     handles = []
