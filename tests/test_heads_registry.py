@@ -240,3 +240,62 @@ def test_no_module_imports_another_modules_private_names():
             if isinstance(node, ast.ImportFrom):
                 bad += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_") and a.name != "__version__"]
     assert not bad
+
+
+# ------------------------------------------------------------------------------------- refusal direction
+def _hook_last_states(loaded, samples, layer=None, head=None):
+    """``[N, d]`` final normed last-token states, read by a hook on the final norm, with head ``head`` of
+    ``layer`` zeroed on its o_proj input slice (one full forward per prompt, float64)."""
+    from hsr.architecture import final_norm
+
+    arch, dh = loaded.arch, loaded.arch.head_dim
+    got = []
+    handles = [final_norm(arch).register_forward_hook(lambda _m, _a, out: got.append(out[0, -1].double()))]
+    if layer is not None:
+        def zero(_mod, args):
+            y = args[0].clone()
+            y[..., head * dh : (head + 1) * dh] = 0
+            return (y, *args[1:])
+        handles.append(arch.attention(layer).o_proj.register_forward_pre_hook(zero))
+    try:
+        with torch.no_grad():
+            for s in samples:
+                loaded.model(**encode(loaded.processor, s, include_response=False).inputs, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack(got)
+
+
+@pytest.mark.parametrize("arch", [*TINY_ARCHS, *MIXED_ATTENTION_ARCHS])
+def test_refusal_direction_equals_a_hook_reference(arch, tmp_path):
+    """r = unit(mean harmful state - mean benign state) of the unablated model; score(h) = mean over
+    harmful prompts of (x_base - x_ablated(h)) . r; both engines against a plain hook loop."""
+    loaded = sharpened(arch)
+    harmful = harmful_samples(tmp_path, loaded.is_vlm)
+    benign = [Sample(p) for p in BENIGN]
+    base = _hook_last_states(loaded, [*harmful, *benign])
+    n = len(harmful)
+    r = base[:n].mean(0) - base[n:].mean(0)
+    r = r / r.norm()
+    reference = torch.tensor([[float(((base[:n] - _hook_last_states(loaded, harmful, l, h)) @ r).mean())
+                               for h in range(loaded.arch.num_heads)] for l in range(loaded.arch.num_layers)],
+                             dtype=torch.float64)
+    assert float(reference.abs().max()) > 1e-4 and float(reference.std()) > 0  # the heads differ
+    for engine in ("fast", "naive"):
+        got = score_heads(loaded, harmful, HeadScoreConfig(score="refusal_direction", engine=engine), progress=False,
+                          benign=benign)
+        torch.testing.assert_close(got.scores, reference, rtol=1e-4, atol=1e-6, msg=engine)
+
+
+def test_refusal_direction_refuses_what_it_cannot_score(tmp_path):
+    from hsr.heads.scores.refusal_direction import refusal_direction
+
+    loaded = sharpened("llama")
+    with pytest.raises(ConfigError, match="needs benign prompts"):
+        score_heads(loaded, harmful_samples(tmp_path, False), HeadScoreConfig(score="refusal_direction"), progress=False)
+    same = torch.ones(4, 8, dtype=torch.float64)
+    with pytest.raises(ConfigError, match="no refusal direction"):
+        refusal_direction(same, slice(0, 2), slice(2, 4))
+    d = refusal_direction(torch.tensor([[2.0, 0.0], [4.0, 0.0], [0.0, 1.0]]), slice(0, 2), slice(2, 3))
+    torch.testing.assert_close(d, torch.tensor([3.0, -1.0]) / 10 ** 0.5)
