@@ -1,18 +1,39 @@
-"""The Taylor restore score against a finite difference."""
+"""The Taylor restore selection: its score against a finite difference, the budget and region it keeps,
+and ``hsr realign --selection taylor`` end to end."""
+
+import json
 
 import pytest
 import torch
 
+from hsr.cli import main
 from hsr.data import Sample, encode
-from hsr.realign import head_weight_mask
-from hsr.realign.taylor import taylor_scores
+from hsr.errors import ConfigError
+from hsr.pruning import SUMMARY_FILE, PruneConfig, Sparsity, is_valid_nm, prune_model
+from hsr.realign import (
+    RealignConfig,
+    RealignError,
+    compute_importance,
+    head_weight_mask,
+    realign_pruned,
+    taylor_regions,
+    taylor_scores,
+)
+from hsr.realign.restore import restore_targets
+from hsr.realign.slices import ATTENTION
+from hsr.testing.tiny import save_tiny_model
 
 from conftest import tiny_loaded
 
+UTILITY = [
+    Sample(prompt=f"How do I {t}?", response=f"To {t}, start slowly and follow the usual steps.", image=None, meta={})
+    for t in ("bake bread", "plant a tree", "fix a bike")
+]
 SAFETY = [
     Sample(prompt=f"Explain how to {t}.", response="I can't help with that request.", image=None, meta={})
     for t in ("steal a car", "build a weapon", "hurt someone")
 ]
+HEADS = [(0, 1), (1, 2), (0, 3)]
 
 
 def _loss(model, processor, samples):
@@ -92,3 +113,115 @@ def test_taylor_score_matches_finite_difference():
         w[r, c] = dw[name][r, c]
     drop = base - _loss(pruned.model, pruned.processor, SAFETY)
     assert drop > 0 and drop == pytest.approx(float(s[best]), rel=0.05)
+
+
+def _pruned_qwen2(sparsity="0.5"):
+    loaded = tiny_loaded("qwen2")
+    masks = prune_model(loaded, UTILITY, PruneConfig(sparsity=Sparsity.parse(sparsity)), progress=False).masks
+    return loaded, masks
+
+
+@pytest.fixture(scope="module")
+def scores():
+    dense = tiny_loaded("qwen2")
+    return compute_importance(dense, UTILITY, progress=False), compute_importance(dense, SAFETY, progress=False)
+
+
+def _realign(scores, config, refusals=SAFETY, sparsity="0.5"):
+    dense = tiny_loaded("qwen2")
+    pruned, masks = _pruned_qwen2(sparsity)
+    before = {k: v.clone() for k, v in pruned.model.state_dict().items()}
+    result = realign_pruned(dense, pruned, {k: v.clone() for k, v in masks.items()}, HEADS, *scores, config,
+                            refusals=refusals)
+    return dense, pruned, masks, before, result
+
+
+def test_taylor_restores_the_set_difference_count_inside_the_region(scores):
+    *_, default = _realign(scores, RealignConfig(top_h=3))
+    dense, pruned, masks, before, result = _realign(scores, RealignConfig(top_h=3, selection="taylor"))
+    k = default.summary["restored_weights"]
+    assert default.summary["selection"] == "set_difference" and "taylor" not in default.summary
+    s = result.summary
+    assert s["selection"] == "taylor" and s["taylor"]["k"] == k and s["taylor"]["k_from"] == "set_difference"
+    assert s["restored_weights"] == k > 0 and s["candidates_in_slices"] == default.summary["candidates_in_slices"]
+    geom = pruned.arch.geometry
+    targets = restore_targets(pruned.arch, HEADS[:3], include_mlp=False)
+    regions = taylor_regions(geom, targets, masks)
+    assert s["taylor"]["region_params"] == sum(int(r.sum()) for r in regions.values()) > k
+    total, overlap = 0, 0
+    after = pruned.model.state_dict()
+    for t in targets:
+        r = result.restored[t.name]
+        slices = head_weight_mask(geom, t.rel, t.heads, t.shape)
+        assert not (r & ~(masks[t.name] & slices)).any()  # only pruned weights inside the heads' slices
+        w = after[f"{t.name}.weight"]
+        assert torch.equal(w[r], dense.model.get_submodule(t.name).weight[r])
+        assert torch.equal(w[~r], before[f"{t.name}.weight"][~r])
+        total += int(r.sum())
+        overlap += int((r & default.restored[t.name]).sum())
+    assert total == k and overlap == s["taylor"]["overlap_with_set_difference"]
+
+    # The chosen ones are the top k by Taylor score over the whole region.
+    fresh, _ = _pruned_qwen2()
+    dw = {n: dense.model.get_submodule(n).weight for n in regions}
+    ts = taylor_scores(fresh.model, fresh.processor, dw, regions, SAFETY)
+    chosen = torch.cat([result.restored[n][regions[n]] for n in regions])
+    flat = torch.cat([ts.scores[n] for n in regions])
+    assert float(flat[chosen].min()) >= float(flat[~chosen].max())
+    assert s["taylor"]["predicted_loss_drop"] == pytest.approx(float(flat[chosen].sum()), rel=1e-5)
+
+
+def test_taylor_budget_nm_and_errors(scores):
+    *_, result = _realign(scores, RealignConfig(top_h=3, selection="taylor", budget=7))
+    assert result.summary["restored_weights"] == 7 and result.summary["taylor"]["k_from"] == "budget"
+
+    _, pruned, _, _, nm = _realign(scores, RealignConfig(top_h=3, selection="taylor", preserve_nm=True), sparsity="2:4")
+    assert nm.summary["nm_pattern"] == "2:4" and nm.summary["restored_weights"] == nm.summary["repruned_params"] > 0
+    for name in (pruned.arch.full_name(layer, rel) for layer in range(2) for rel in ATTENTION):
+        assert is_valid_nm(nm.masks_after[name], 2, 4)
+
+    with pytest.raises(ConfigError, match="whole_head"):
+        RealignConfig(selection="taylor", whole_head=True).validate()
+    with pytest.raises(ConfigError, match="selection"):
+        RealignConfig(selection="gradient").validate()
+    with pytest.raises(RealignError, match="refusal samples"):
+        _realign(scores, RealignConfig(top_h=3, selection="taylor"), refusals=None)
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_cli_realign_selection_taylor(tmp_path, capsys):
+    dense = save_tiny_model("qwen2", tmp_path / "dense")
+    utility = _jsonl(tmp_path / "u.jsonl", [{"prompt": s.prompt, "response": s.response} for s in UTILITY])
+    safety = _jsonl(tmp_path / "s.jsonl", [{"prompt": s.prompt, "response": s.response} for s in SAFETY])
+    pruned = tmp_path / "pruned"
+    assert main(["prune", "--model", str(dense), "--data", str(utility), "--out", str(pruned)]) == 0
+    heads = tmp_path / "heads.json"
+    rows = [{"layer": l, "head": h, "score": float(8 - 4 * l - h), "rank": 4 * l + h + 1} for l in range(2) for h in range(4)]
+    heads.write_text(json.dumps({"score": "ships", "num_layers": 2, "num_heads": 4, "heads": rows}))
+    common = ["realign", "--dense", str(dense), "--pruned", str(pruned), "--heads", str(heads),
+              "--utility-data", str(utility), "--safety-data", str(safety), "--top-h", "3"]
+    assert main([*common, "--out", str(tmp_path / "default")]) == 0
+    capsys.readouterr()
+    assert main([*common, "--selection", "taylor", "--out", str(tmp_path / "taylor")]) == 0
+    assert "by Taylor score" in capsys.readouterr().out
+    want = json.loads((tmp_path / "default" / SUMMARY_FILE).read_text())
+    got = json.loads((tmp_path / "taylor" / SUMMARY_FILE).read_text())
+    assert got["selection"] == "taylor" and got["config"]["selection"] == "taylor"
+    assert got["restored_weights"] == want["restored_weights"] == got["taylor"]["k"] > 0
+    assert got["inputs"]["refusals"] == str(safety) and got["taylor"]["samples"] == len(SAFETY)
+    assert want["selection"] == "set_difference" and "refusals" not in want["inputs"]
+    with pytest.raises(SystemExit):
+        main([*common, "--selection", "nope", "--out", str(tmp_path / "x")])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_run_fingerprint_gets_the_selection_only_when_taylor(tmp_path, monkeypatch):
+    from run_settings_capture import capture
+
+    got = capture(tmp_path, ["realign.selection=taylor", "evaluate.enabled=false"], monkeypatch)
+    realign = [s for s in got if s["name"] in ("realigned", "control")]
+    assert [s["settings"]["selection"] for s in realign] == ["taylor", "taylor"]
