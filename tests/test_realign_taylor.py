@@ -225,3 +225,17 @@ def test_run_fingerprint_gets_the_selection_only_when_taylor(tmp_path, monkeypat
     got = capture(tmp_path, ["realign.selection=taylor", "evaluate.enabled=false"], monkeypatch)
     realign = [s for s in got if s["name"] in ("realigned", "control")]
     assert [s["settings"]["selection"] for s in realign] == ["taylor", "taylor"]
+
+
+def test_run_pipeline_realigns_by_taylor_score(tmp_path):
+    from run_settings_capture import base_overrides
+
+    from hsr.pipeline.config import load_run_config
+    from hsr.pipeline.run import run_pipeline
+
+    sets = base_overrides(tmp_path) + ["realign.selection=taylor", "evaluate.enabled=false", "prune.method=magnitude"]
+    run_pipeline(load_run_config(None, sets), progress=False, echo=lambda _m: None)
+    for name in ("realigned", "control"):
+        s = json.loads((tmp_path / "run" / name / SUMMARY_FILE).read_text())
+        assert s["selection"] == "taylor" and s["restored_weights"] == s["taylor"]["set_difference_restored"] > 0
+        assert s["taylor"]["samples"] == 4  # importance.limit refusals from importance.safety_data
