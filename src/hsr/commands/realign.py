@@ -19,6 +19,7 @@ from ..pipeline.sections import SHARED
 from ..pipeline.stage_bodies import importance_stage, realign_stage
 from ..realign import ImportanceConfig, RealignConfig, load_importance
 from ..realign.ranking import select_heads
+from ..realign.restore import TAYLOR
 from .common import add_model_args, add_output_args, add_runtime_args, load_from_args, prepare_output
 
 
@@ -63,13 +64,14 @@ def run(args: argparse.Namespace) -> int:
     config = from_args(args, RealignConfig, fixed={"seed": args.seed}, skip=("seed",))
     imp = from_args(args, ImportanceConfig, fixed={"max_length": args.max_length, "seed": args.seed}, skip=SHARED)
     needs_scores = not config.whole_head or config.preserve_nm or config.budget is not None
+    taylor = config.selection == TAYLOR  # its gradient runs on the safety data, even with --safety-scores
     inputs = Inputs()
     inputs.model(args.dense, "--dense")
     inputs.model(args.pruned, "--pruned")
     inputs.add(args.heads, "--heads")
     for kind in ("utility", "safety"):
         inputs.add(getattr(args, f"{kind}_scores"), f"--{kind}-scores")
-        if needs_scores and not getattr(args, f"{kind}_scores"):
+        if needs_scores and not getattr(args, f"{kind}_scores") or taylor and kind == "safety":
             inputs.data(getattr(imp, f"{kind}_data"), f"--{kind}-data")
     prepare_output(args, inputs)
     heads_file = read_heads(args.heads)
@@ -80,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
              if getattr(args, f"{kind}_scores")}
     samples = {kind: load_samples(getattr(imp, f"{kind}_data"), limit=imp.limit, seed=args.seed)
                for kind in ("utility", "safety") if needs_scores and kind not in given}
+    if taylor and "safety" not in samples:
+        samples_refusals = load_samples(imp.safety_data, limit=imp.limit, seed=args.seed)
+        require_responses(samples_refusals, "--safety-data")
+    else:
+        samples_refusals = samples.get("safety")
     for kind, rows in samples.items():
         require_responses(rows, f"--{kind}-data")
     check_models_early(args.dense, args.pruned)
@@ -106,14 +113,16 @@ def run(args: argparse.Namespace) -> int:
     inputs = {
         "dense": args.dense, "pruned": args.pruned, "heads": args.heads, "importance": imp.method,
         "utility": args.utility_scores or imp.utility_data, "safety": args.safety_scores or imp.safety_data,
-        "limit": imp.limit, "max_length": imp.max_length,
+        "limit": imp.limit, "max_length": imp.max_length, **({"refusals": imp.safety_data} if taylor else {}),
     }
     result, out = realign_stage(functools.partial(load_from_args, args), args.dense, args.pruned, _local_dir(args.pruned),
-                                ranking_of, scores_of, config, args.out, overwrite=args.overwrite, inputs=inputs)
+                                ranking_of, scores_of, config, args.out, overwrite=args.overwrite, inputs=inputs,
+                                refusals=samples_refusals if taylor else None, max_length=imp.max_length)
     s = result.summary
+    how = " by Taylor score" if taylor else ""
     print(
         f"Realigned {s['architecture']} in {len(s['heads'])} {'random' if config.random_heads else 'top safety'} heads: "
-        f"restored {s['restored_params']:,} parameters ({s['restored_per_ten_thousand']:.3f} per ten-thousand of "
+        f"restored{how} {s['restored_params']:,} parameters ({s['restored_per_ten_thousand']:.3f} per ten-thousand of "
         f"{s['language_model_params']:,} language-model parameters). Saved to {out}"
     )
     return 0

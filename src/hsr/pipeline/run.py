@@ -260,10 +260,14 @@ class _Pipeline:
     def realign(self, name: str, pruned: StageRecord, heads: StageRecord, importance: StageRecord, random_heads: bool) -> StageRecord:
         from ..heads import read_heads
         from ..realign import load_importance
+        from ..realign.restore import TAYLOR
 
         section = self.config.realign
         options = section.control_options if random_heads else section.options
-        settings = {**self.common, **section.settings("control"), "random_heads": random_heads}
+        taylor = options.selection == TAYLOR
+        # The default selection's settings stay as they were before the key existed (run folders are reused).
+        settings = {**self.common, **section.settings("control", *(() if taylor else ("selection",))),
+                    "random_heads": random_heads}
 
         def ranking_of(dense: LoadedModel) -> list[tuple[int, int]]:
             return read_heads(heads.path).check_model(dense.arch.num_layers, dense.arch.num_heads).ranking
@@ -273,7 +277,10 @@ class _Pipeline:
                          for kind in ("utility", "safety"))
 
         def build(tmp: Path) -> None:
-            realign_stage(self.load, self.dense, pruned.path, pruned.path, ranking_of, scores_of, options, tmp)
+            imp = self.config.importance.options  # the Taylor selection's gradient runs on the safety data
+            refusals = load_samples(imp.safety_data, limit=imp.limit, seed=self.config.seed) if taylor else None
+            realign_stage(self.load, self.dense, pruned.path, pruned.path, ranking_of, scores_of, options, tmp,
+                          refusals=refusals, max_length=imp.max_length if taylor else None)
 
         return self.stage(name, settings, build, [pruned, heads, importance, *self.dense_upstream])
 

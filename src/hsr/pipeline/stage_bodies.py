@@ -122,12 +122,16 @@ def realign_stage(
     out: str | Path,
     overwrite: bool = True,
     inputs: dict[str, Any] | None = None,
+    refusals: Sequence[Sample] | None = None,
+    max_length: int | None = None,
 ) -> tuple[RealignResult, Path]:
     """Restore safety-critical pruned weights of ``pruned_source`` from ``dense_source`` and save the result.
 
     ``ranking_of(dense)``: the head ranking, checked against the loaded dense model; ``scores_of(dense)``:
     the (utility, safety) importance scores, read or computed before the pruned model loads.
-    ``inputs``: recorded in the summary. The dense model is released before the save."""
+    ``inputs``: recorded in the summary; ``refusals`` (cut to ``max_length`` tokens): the safety samples
+    the Taylor selection takes its gradient on (None for the set difference). The dense model is
+    released before the save."""
     from ..realign import load_pruned_masks, realign_pruned, save_realigned
 
     dense = load(dense_source, share=2)
@@ -135,7 +139,10 @@ def realign_stage(
     utility, safety = scores_of(dense)
     pruned = load(pruned_source, share=2)
     masks = load_pruned_masks(pruned_dir, dense.model, pruned.model)
-    result = realign_pruned(dense, pruned, masks, ranking, utility, safety, options)
+    extra: dict[str, Any] = {"refusals": refusals} if refusals is not None else {}
+    if max_length is not None:
+        extra["max_length"] = max_length
+    result = realign_pruned(dense, pruned, masks, ranking, utility, safety, options, **extra)
     if inputs is not None:
         result.summary["inputs"] = inputs
     del dense

@@ -13,6 +13,10 @@ earlier layer/matrix, then lower index). Biases are never pruned by hsr; for ext
 whose q/k/v bias entries were zeroed, those entries follow their rows: they are restored when the
 row has a restored weight (every slice row in whole-head mode). They count in ``restored_params``
 but not against ``budget``.
+
+``selection="taylor"`` (not the paper's rule) ranks M ∩ slices instead by a first-order estimate of how
+much restoring each weight lowers the refusal loss (:mod:`hsr.realign.taylor`) and restores the top
+``k``, ``k`` being what the set difference restores for the same configuration (or ``budget``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from ..io import (
     save_masks,
     write_json,
 )
+from ..data import DEFAULT_MAX_LENGTH, Sample
 from ..finite import count_nonfinite
 from ..loading import LoadedModel
 from ..options import check_declared, option, seed_option
@@ -53,10 +58,13 @@ from .ranking import select_heads
 from .selection import candidate_mask, validate_fractions
 from .slices import ATTENTION, head_bias_mask, head_weight_mask
 from .summary import account
+from .taylor import taylor_scores
 
 log = logging.getLogger(__name__)
 
 RESTORED_FILE = "restored.safetensors"
+SET_DIFFERENCE, TAYLOR = "set_difference", "taylor"
+SELECTIONS: tuple[str, ...] = (SET_DIFFERENCE, TAYLOR)
 
 
 class RealignError(HsrError, ValueError):
@@ -80,6 +88,9 @@ class RealignConfig:
     budget: int | None = option(None, help="restore at most this many parameters (highest safety scores first)",
                                 minimum=0)
     nm: str | None = option(None, help="N:M pattern for preserve_nm such as 2:4; none = detected from the mask")
+    selection: str = option(SET_DIFFERENCE, help="which pruned weights of the heads to restore: set_difference "
+                            "(the paper's C) or taylor (top-k by first-order refusal-loss drop, k = the set "
+                            "difference's count or budget)", choices=SELECTIONS)
 
     def validate(self) -> None:
         check_declared(self)
@@ -90,6 +101,9 @@ class RealignConfig:
             sp = Sparsity.parse(self.nm)
             if not sp.is_nm:
                 raise ConfigError(f"nm must be an N:M pattern such as 2:4, got {self.nm!r}.")
+        if self.selection == TAYLOR and self.whole_head:
+            raise ConfigError("selection=taylor (--selection taylor) picks among the heads' pruned weights, but "
+                              "whole_head (--whole-head) restores all of them; drop one.")
 
 
 @dataclass
@@ -210,13 +224,18 @@ def _needs_scores(config: RealignConfig) -> bool:
     return not config.whole_head or config.preserve_nm or config.budget is not None
 
 
+def _slice_region(geom: HeadGeometry, t: Target, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """One target's M ∩ slices: its pruned weights inside the selected heads' slices (whole MLP matrices)."""
+    mask = _mask_of(masks, t)
+    return mask if t.heads is None else mask & head_weight_mask(geom, t.rel, t.heads, t.shape)
+
+
 def _region(
     geom: HeadGeometry, t: Target, masks: Mapping[str, torch.Tensor], utility: Mapping[str, torch.Tensor] | None,
     safety: Mapping[str, torch.Tensor] | None, config: RealignConfig,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One target's C ∩ M ∩ slices, and its safety scores (None when the configuration needs none)."""
-    mask = _mask_of(masks, t)
-    region = mask if t.heads is None else mask & head_weight_mask(geom, t.rel, t.heads, t.shape)
+    region = _slice_region(geom, t, masks)
     if not _needs_scores(config):
         return region, None
     safety_t = _scores(safety, "safety", t.name, t.shape)
@@ -265,6 +284,83 @@ def plan_restore(
         restore = _apply_budget(restore, restored_safety, config.budget)
     repruned = _repruned(targets, restore, masks, utility, nm[1]) if nm is not None else PackedMasks()
     return RestorePlan(restore, {t.name: t for t in targets}, repruned, nm, candidates)
+
+
+def taylor_regions(geom: HeadGeometry, targets: Sequence[Target], masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """M ∩ slices per target: the pool the Taylor selection ranks (no importance filter applies)."""
+    return {t.name: _slice_region(geom, t, masks) for t in targets}
+
+
+def plan_taylor(
+    geom: HeadGeometry,
+    targets: Sequence[Target],
+    masks: Mapping[str, torch.Tensor],
+    utility: Mapping[str, torch.Tensor] | None,
+    scores: Mapping[str, torch.Tensor],
+    k: int,
+    config: RealignConfig,
+) -> RestorePlan:
+    """The ``k`` positions of M ∩ slices with the highest Taylor restore score across all targets (pure).
+
+    ``scores[name]`` holds the scores of the target's region positions in ``region`` (row-major) order,
+    as :func:`hsr.realign.taylor.taylor_scores` gives them; NaN counts lowest, ties go to the earlier
+    matrix, then the lower index (as with ``budget``). With ``preserve_nm`` the N:M limit (keeping the
+    highest scores of each group) comes first and the re-pruning after, as on the default path."""
+    nm = _nm_pattern(config, (_mask_of(masks, t) for t in targets if t.name in masks)) if config.preserve_nm else None
+    restore = PackedMasks()
+    kept: dict[str, torch.Tensor] = {}
+    candidates = 0
+    for t in targets:
+        region = _slice_region(geom, t, masks)
+        s = scores[t.name]
+        if s.numel() != int(region.sum()):
+            raise RealignError(f"Taylor scores for {t.name} hold {s.numel():,} values, its region {int(region.sum()):,}.")
+        candidates += s.numel()
+        if nm is not None and region.any():
+            full = torch.full(t.shape, math.nan, dtype=s.dtype)
+            full[region] = s
+            region = limit_per_group(region, full, *nm)
+            s = full[region]
+        kept[t.name] = torch.nan_to_num(s, nan=-math.inf)
+        restore[t.name] = region
+    restore = _apply_budget(restore, kept, k)
+    repruned = _repruned(targets, restore, masks, utility, nm[1]) if nm is not None else PackedMasks()
+    return RestorePlan(restore, {t.name: t for t in targets}, repruned, nm, candidates)
+
+
+def _taylor_selection(
+    pairs: dict[str, tuple[Any, Any]], pruned: LoadedModel, geom: HeadGeometry, targets: Sequence[Target],
+    masks: Mapping[str, torch.Tensor], utility: Mapping[str, torch.Tensor] | None, default: RestorePlan,
+    refusals: Sequence[Sample] | None, max_length: int, config: RealignConfig,
+) -> tuple[RestorePlan, dict[str, Any]]:
+    """The Taylor plan with the default plan's budget (or ``config.budget``), and what it did."""
+    if not refusals:
+        raise RealignError("selection=taylor needs refusal samples (harmful prompts with refusal responses: the "
+                           "safety data) to take the refusal loss's gradient on; none were given.")
+    set_difference = count_masked(default.restore)
+    k = config.budget if config.budget is not None else set_difference
+    regions = taylor_regions(geom, targets, masks)
+    taylor = taylor_scores(pruned.model, pruned.processor, {n: pairs[n][0].weight for n in regions}, regions,
+                           refusals, max_length)
+    plan = plan_taylor(geom, targets, masks, utility, taylor.scores, k, config)
+    predicted = 0.0
+    for name, region in regions.items():
+        chosen = plan.restore[name][region]
+        predicted += float(taylor.scores[name][chosen].sum()) if chosen.any() else 0.0
+    stats = {
+        "k": k,
+        "k_from": "budget" if config.budget is not None else "set_difference",
+        "set_difference_restored": set_difference,
+        "region_params": plan.candidates,
+        "overlap_with_set_difference": sum(int((plan.restore[n] & default.restore[n]).sum()) for n in plan.restore),
+        "samples": taylor.samples,
+        "refusal_loss": taylor.loss,
+        "predicted_loss_drop": predicted,
+    }
+    log.info("Taylor selection: %d of %d pruned weights in the heads' slices (set difference: %d, shared: %d); "
+             "predicted refusal-loss drop %.4g from %.4g.", count_masked(plan.restore), plan.candidates,
+             set_difference, stats["overlap_with_set_difference"], predicted, taylor.loss)
+    return plan, stats
 
 
 def _restore_bias(geom: HeadGeometry, target: Target, dlin: Any, plin: Any, r: torch.Tensor, whole_head: bool) -> torch.Tensor | None:
@@ -363,12 +459,16 @@ def realign_pruned(
     utility: Mapping[str, torch.Tensor] | None,
     safety: Mapping[str, torch.Tensor] | None,
     config: RealignConfig,
+    refusals: Sequence[Sample] | None = None,
+    max_length: int = DEFAULT_MAX_LENGTH,
 ) -> RealignResult:
     """Restore safety-critical pruned weights of ``pruned.model`` (in place) from ``dense.model``.
 
     ``head_ranking`` is the full ranked list (most safety-critical first); the first ``top_h`` are
     used, or ``top_h`` seeded-random heads with ``config.random_heads``. ``masks`` (True = pruned)
-    None means: infer from the weights (zero in pruned, nonzero in dense).
+    None means: infer from the weights (zero in pruned, nonzero in dense). ``refusals`` (harmful
+    prompts with refusal responses, cut to ``max_length`` tokens) are read only by
+    ``selection="taylor"``.
     """
     config.validate()
     pairs = check_compatible(dense.model, pruned.model)
@@ -380,7 +480,11 @@ def realign_pruned(
     _check_masks(masks, pairs, arch.class_name)
     geom = arch.geometry
     heads = select_heads(head_ranking, config.top_h, arch.num_layers, arch.num_heads, config.random_heads, config.seed)
-    plan = plan_restore(geom, restore_targets(arch, heads, config.include_mlp), masks, utility, safety, config)
+    targets = restore_targets(arch, heads, config.include_mlp)
+    plan = plan_restore(geom, targets, masks, utility, safety, config)
+    candidates, taylor = plan.candidates, None
+    if config.selection == TAYLOR:
+        plan, taylor = _taylor_selection(pairs, pruned, geom, targets, masks, utility, plan, refusals, max_length, config)
     restored_bias = apply_restore(pairs, plan, geom, config.whole_head, (dense.model, pruned.model))
     masks_after = masks_after_restore(masks, plan.restore, plan.repruned)
     lm_params = arch.language_model_param_count(pruned.model)
@@ -397,10 +501,13 @@ def realign_pruned(
         ],
         "head_selection": "random" if config.random_heads else "top-ranked",
         "nm_pattern": f"{plan.nm[0]}:{plan.nm[1]}" if plan.nm else None,
-        "candidates_in_slices": plan.candidates,
+        "selection": config.selection,
+        "candidates_in_slices": candidates,
         "pruned_params_before": count_masked(masks),
         "pruned_params_after": count_masked(masks_after),
     }
+    if taylor is not None:
+        summary["taylor"] = taylor
     summary.update(account(arch, heads, plan.restore, restored_bias, plan.repruned, lm_params))
     log.info(
         "Restored %d parameters (%.4f per ten-thousand of %d language-model parameters) in %d heads.",

@@ -125,6 +125,8 @@ def _details(entries: Sequence[dict[str, Any]], heads: dict[str, Any] | None) ->
         s = e.get("realign_summary")
         if s and s.get("heads") is not None:
             bits.append(f"{len(s['heads'])} heads ({s.get('head_selection', '?')})")
+            if s.get("selection") == "taylor":  # not the paper's set difference: say so next to the heads
+                bits.append(f"Taylor restore selection ({s.get('restored_weights', '?')} weights)")
         lines.append(f"{e['label']}: " + "; ".join(str(b) for b in bits))
     if heads is not None:
         top = sorted(heads["heads"], key=lambda r: r["rank"])[:10]
