@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hsr.evaluation.judges import make_judge
+from hsr.evaluation.metrics import wilson_interval
 from hsr.evaluation.outcomes import KINDS, OUTCOMES
 
 LABELS = Path(__file__).resolve().parents[1] / "tests" / "data" / "judge_labels.jsonl"
@@ -46,17 +47,23 @@ def judge_rows(spec: str, rows: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _interval(k: int, n: int) -> list[float] | None:
+    return list(wilson_interval(k, n)) if n else None
+
+
 def scores(labels: Sequence[str], verdicts: Sequence[str], outcomes: Sequence[str]) -> dict[str, Any]:
-    """Agreement, and precision / recall per outcome (None where undefined)."""
+    """Agreement, and precision / recall per outcome (None where undefined), each with its 95% Wilson
+    interval (``*_ci``): with a few dozen labels of an outcome, the interval is the honest number."""
     n = len(labels)
     agree = sum(a == b for a, b in zip(labels, verdicts))
-    per: dict[str, dict[str, float | None]] = {}
+    per: dict[str, dict[str, Any]] = {}
     for o in outcomes:
         tp = sum(a == o and b == o for a, b in zip(labels, verdicts))
         said = sum(b == o for b in verdicts)
         true = sum(a == o for a in labels)
-        per[o] = {"precision": tp / said if said else None, "recall": tp / true if true else None, "n": true}
-    return {"n": n, "agreement": agree / n if n else None, "per_outcome": per}
+        per[o] = {"precision": tp / said if said else None, "recall": tp / true if true else None, "n": true,
+                  "precision_ci": _interval(tp, said), "recall_ci": _interval(tp, true)}
+    return {"n": n, "agreement": agree / n if n else None, "agreement_ci": _interval(agree, n), "per_outcome": per}
 
 
 def confusion(labels: Sequence[str], verdicts: Sequence[str], outcomes: Sequence[str]) -> str:
@@ -72,6 +79,10 @@ def _pct(x: float | None) -> str:
     return "  n/a" if x is None else f"{100 * x:5.1f}%"
 
 
+def _ci(ci: list[float] | None) -> str:
+    return "" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
 def report(rows: Sequence[dict[str, Any]], judges: Sequence[str], errors: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for spec in judges:
@@ -84,10 +95,11 @@ def report(rows: Sequence[dict[str, Any]], judges: Sequence[str], errors: bool =
             labels, judged = [rows[i]["label"] for i in idx], [verdicts[i] for i in idx]
             s = scores(labels, judged, OUTCOMES[kind])
             results[spec][kind] = s
-            print(f"\n{spec} on {kind} prompts: agreement {_pct(s['agreement'])} of {s['n']}")
+            print(f"\n{spec} on {kind} prompts: agreement {_pct(s['agreement'])}{_ci(s['agreement_ci'])} of {s['n']}")
             print(confusion(labels, judged, OUTCOMES[kind]))
             for o, p in s["per_outcome"].items():
-                print(f"  {o:<11} precision {_pct(p['precision'])}  recall {_pct(p['recall'])}  (n={p['n']})")
+                print(f"  {o:<11} precision {_pct(p['precision'])}{_ci(p['precision_ci'])}  "
+                      f"recall {_pct(p['recall'])}{_ci(p['recall_ci'])}  (n={p['n']})")
             if errors:
                 for i in idx:
                     if verdicts[i] != rows[i]["label"]:
