@@ -12,7 +12,9 @@ and head scores can then flip:
 - pruned parameters: exact (per-row counts fixed by the sparsity; no tie can change a count);
 - restored parameters: within 10% (one head of the top 10 swapped for its neighbour moves ~1/10);
 - top-10 heads: at least 8 of the pinned 10 (as a set: close scores may swap places);
-- perplexities: within 0.1% (relative).
+- perplexities: within 1% (relative). The thread count alone moves the pruned model's perplexity by
+  0.5% on one machine (67.07 with 1 thread, 67.43 with 2, same commit), through near-ties in Wanda's
+  calibration statistics; an earlier 0.1% pin passed on one day's machine and failed on the next.
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ OVERRIDES = [
     "evaluate.ppl_max_tokens=512",
 ]
 
-#: Measured on the 2-core CPU machine with torch 2.13.0 (float32); tolerances in the module docstring.
+#: Measured on the 2-core CPU machine with torch 2.13.0 (float32, 2 threads); tolerances in the module docstring.
 PINNED = {
     "pruned_params": 42405120,
-    "restored_params": 6241,
+    "restored_params": 6255,
     "top_heads": [[1, 5], [1, 3], [1, 4], [0, 8], [1, 0], [0, 3], [10, 3], [1, 2], [10, 8], [15, 4]],
-    "perplexity": {"dense": 42.7576, "pruned": 67.3833, "realigned": 67.4781},
+    "perplexity": {"dense": 42.758, "pruned": 67.4287, "realigned": 67.5511},
 }
 
 
@@ -73,5 +75,5 @@ def test_reduced_default_run_numbers_are_pinned(tmp_path):
     assert got["restored_params"] == pytest.approx(PINNED["restored_params"], rel=0.10)
     assert len({tuple(h) for h in got["top_heads"]} & {tuple(h) for h in PINNED["top_heads"]}) >= 8
     for model, value in PINNED["perplexity"].items():
-        assert got["perplexity"][model] == pytest.approx(value, rel=1e-3), model
+        assert got["perplexity"][model] == pytest.approx(value, rel=1e-2), model
     assert got["perplexity"]["pruned"] > got["perplexity"]["dense"]  # pruning costs utility

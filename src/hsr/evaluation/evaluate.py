@@ -36,7 +36,8 @@ from .mcq import METHODS as MCQ_METHODS
 from .mcq import load_mcq, mcq_accuracy
 from .metrics import proportion
 from .perplexity import load_text, perplexity
-from .outcomes import BENIGN, COMPLIED, HARMFUL, RATE_KEYS, REFUSAL, outcome_rates
+from .outcomes import BENIGN, COMPLIED, DEGENERATE, HARMFUL, RATE_KEYS, REFUSAL, outcome_rates
+from .rubric import STRAY_WORD_REASON
 
 if TYPE_CHECKING:
     from ..inputs import Inputs
@@ -213,7 +214,9 @@ def judge_answers(judge: Any, kind: str, prompts: list[str], outputs: list[str])
 
 def verdict_columns(judge: Any, kind: str, outputs: list[str], verdicts: list[str]) -> dict[str, list[Any]]:
     """Per-prompt ``verdict``, why a degenerate answer is one, and a model judge's raw answers."""
-    extra: dict[str, list[Any]] = {"verdict": list(verdicts), "degenerate_reason": [degenerate_reason(o) for o in outputs]}
+    # the rubric's one rule that needs the prompt (a stray word) has no text-only reason: name it
+    reasons = [degenerate_reason(o) or (STRAY_WORD_REASON if v == DEGENERATE else None) for o, v in zip(outputs, verdicts)]
+    extra: dict[str, list[Any]] = {"verdict": list(verdicts), "degenerate_reason": reasons}
     if kind == HARMFUL and getattr(judge, "raw", None):
         extra["judge_raw"] = list(judge.raw)
     return extra
