@@ -116,6 +116,30 @@ def test_contrastive_ships_options_and_refusals(tmp_path):
     assert get_score("contrastive_ships").unit.endswith("(nats)")
 
 
+def _hook_last_states(loaded, samples, layer=None, head=None):
+    """``[N, d]`` final normed last-token states, read by a hook on the final norm, with head ``head`` of
+    ``layer`` zeroed on its o_proj input slice (one full forward per prompt, float64)."""
+    from hsr.architecture import final_norm
+
+    arch, dh = loaded.arch, loaded.arch.head_dim
+    got = []
+    handles = [final_norm(arch).register_forward_hook(lambda _m, _a, out: got.append(out[0, -1].double()))]
+    if layer is not None:
+        def zero(_mod, args):
+            y = args[0].clone()
+            y[..., head * dh : (head + 1) * dh] = 0
+            return (y, *args[1:])
+        handles.append(arch.attention(layer).o_proj.register_forward_pre_hook(zero))
+    try:
+        with torch.no_grad():
+            for s in samples:
+                loaded.model(**encode(loaded.processor, s, include_response=False).inputs, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack(got)
+
+
 # ------------------------------------------------------------------------------------- a score of one's own
 def test_a_score_defined_here_runs_through_score_heads(tmp_path):
     """A toy score with its own readout (a projection of the final hidden state), stat and options:
@@ -150,28 +174,11 @@ def test_a_score_defined_here_runs_through_score_heads(tmp_path):
         results = {e: score_heads(loaded, harmful, HeadScoreConfig(score=Toy.name, engine=e), progress=False)
                    for e in ("fast", "naive")}
         # reference: the same projection from a hook on the final norm, each head zeroed on its o_proj slice
-        arch, dh = loaded.arch, loaded.arch.head_dim
-        from hsr.architecture import final_norm
-
-        inputs = [encode(loaded.processor, s, include_response=False).inputs for s in harmful]
+        arch = loaded.arch
 
         def projections(layer=None, head=None):
-            got = []
-            handles = [final_norm(arch).register_forward_hook(lambda _m, _a, out: got.append(out[0, -1].double()))]
-            if layer is not None:
-                def zero(_mod, args):
-                    y = args[0].clone()
-                    y[..., head * dh : (head + 1) * dh] = 0
-                    return (y, *args[1:])
-                handles.append(arch.attention(layer).o_proj.register_forward_pre_hook(zero))
-            try:
-                with torch.no_grad():
-                    for x in inputs:
-                        loaded.model(**x, use_cache=False)
-            finally:
-                for h in handles:
-                    h.remove()
-            return torch.stack([g @ direction[: g.shape[-1]] for g in got])
+            states = _hook_last_states(loaded, harmful, layer, head)
+            return states @ direction[: states.shape[-1]]
 
         base = projections()
         reference = torch.tensor([[2.0 * float((projections(l, h) - base).abs().mean()) for h in range(arch.num_heads)]
@@ -243,30 +250,6 @@ def test_no_module_imports_another_modules_private_names():
 
 
 # ------------------------------------------------------------------------------------- refusal direction
-def _hook_last_states(loaded, samples, layer=None, head=None):
-    """``[N, d]`` final normed last-token states, read by a hook on the final norm, with head ``head`` of
-    ``layer`` zeroed on its o_proj input slice (one full forward per prompt, float64)."""
-    from hsr.architecture import final_norm
-
-    arch, dh = loaded.arch, loaded.arch.head_dim
-    got = []
-    handles = [final_norm(arch).register_forward_hook(lambda _m, _a, out: got.append(out[0, -1].double()))]
-    if layer is not None:
-        def zero(_mod, args):
-            y = args[0].clone()
-            y[..., head * dh : (head + 1) * dh] = 0
-            return (y, *args[1:])
-        handles.append(arch.attention(layer).o_proj.register_forward_pre_hook(zero))
-    try:
-        with torch.no_grad():
-            for s in samples:
-                loaded.model(**encode(loaded.processor, s, include_response=False).inputs, use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
-    return torch.stack(got)
-
-
 @pytest.mark.parametrize("arch", [*TINY_ARCHS, *MIXED_ATTENTION_ARCHS])
 def test_refusal_direction_equals_a_hook_reference(arch, tmp_path):
     """r = unit(mean harmful state - mean benign state) of the unablated model; score(h) = mean over

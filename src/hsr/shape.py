@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, TypeVar
 
 from .loading import DEFAULT_MODEL, ModelLoadError, read_model_config, smollm_gguf_path, converted_default_dir, locate_model
 
@@ -101,21 +101,30 @@ def model_class(source: str | os.PathLike) -> str | None:
     return names[0] if isinstance(names, list) and names and isinstance(names[0], str) else None
 
 
-def model_heads(source: str | os.PathLike) -> tuple[int, int] | None:
-    """(decoder layers, attention heads per layer) of a local model, the embedded default included (its
-    cache's config.json, or the wheel's GGUF header before it is converted); None where files cannot
-    tell (hub ids, unusual configs): the check then happens on the loaded model."""
+T = TypeVar("T")
+
+
+def from_model_files(source: str | os.PathLike, from_config: Callable[[dict], T | None],
+                     from_gguf: Callable[[Path], T | None]) -> T | None:
+    """What ``from_config`` (on a config.json) or ``from_gguf`` (on a GGUF file) reads of a local model, the
+    embedded default included (its cache's config.json, or the wheel's GGUF before it is converted); None
+    where files cannot tell (hub ids, unusual configs): the loaded model is checked then."""
     src = str(source)
     try:
         if src == DEFAULT_MODEL:
             converted = converted_default_dir()
-            return config_heads(read_model_config(converted)) if converted else gguf_heads(smollm_gguf_path())
+            return from_config(read_model_config(converted)) if converted else from_gguf(smollm_gguf_path())
         where, gguf_file = locate_model(src, convert_default=False)
         if isinstance(where, str):
             return None
-        return gguf_heads(Path(where) / gguf_file) if gguf_file else config_heads(read_model_config(Path(where)))
+        return from_gguf(Path(where) / gguf_file) if gguf_file else from_config(read_model_config(Path(where)))
     except (ModelLoadError, OSError, ValueError, struct.error):
         return None  # loading the model reports what is wrong with it
+
+
+def model_heads(source: str | os.PathLike) -> tuple[int, int] | None:
+    """(decoder layers, attention heads per layer) of a local model, read from its files (:func:`from_model_files`)."""
+    return from_model_files(source, config_heads, gguf_heads)
 
 
 def config_context(config: dict) -> int | None:
@@ -126,16 +135,5 @@ def config_context(config: dict) -> int | None:
 
 
 def model_context(source: str | os.PathLike) -> int | None:
-    """The positions a local model holds (the embedded default included), read like :func:`model_heads`;
-    None where its files cannot tell (the loaded model is checked then)."""
-    src = str(source)
-    try:
-        if src == DEFAULT_MODEL:
-            converted = converted_default_dir()
-            return config_context(read_model_config(converted)) if converted else gguf_context(smollm_gguf_path())
-        where, gguf_file = locate_model(src, convert_default=False)
-        if isinstance(where, str):
-            return None
-        return gguf_context(Path(where) / gguf_file) if gguf_file else config_context(read_model_config(Path(where)))
-    except (ModelLoadError, OSError, ValueError, struct.error):
-        return None  # loading the model reports what is wrong with it
+    """The positions a local model holds, read from its files like :func:`model_heads`."""
+    return from_model_files(source, config_context, gguf_context)

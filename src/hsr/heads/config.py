@@ -143,6 +143,9 @@ class HeadScoreConfig:
             raise ConfigError("Head scoring needs at least one harmful prompt; the data is empty.")
         counts = {"harmful": n_prompts, **({} if n_benign is None else {"benign": n_benign})}
         for score in self.scores_used():
+            for name in score.needs.prompts:  # every prompt set a score declares must hold a prompt
+                if counts.get(name, 1) < 1:
+                    raise ConfigError(f"{score.name} needs at least one {name} prompt; the {name} data is empty.")
             score.check(score.options_from(self), counts)
         if self.sahara_steps > num_layers * num_heads:
             raise ConfigError(f"sahara_steps={self.sahara_steps} exceeds the {num_layers * num_heads} heads of the model.")

@@ -18,7 +18,6 @@ from typing import Mapping
 
 import torch
 
-from ...errors import ConfigError
 from .base import HeadScore, Needs, ScoreContext
 from .registry import register_score
 from .ships import KL, mean_kl
@@ -32,9 +31,6 @@ class ContrastiveShips(HeadScore):
     needs = Needs(prompts=("harmful", "benign"))
     stats = (KL,)
 
-    def check(self, options: object, counts: Mapping[str, int]) -> None:
-        if counts.get("benign", 1) < 1:
-            raise ConfigError("contrastive_ships needs at least one benign prompt; the benign data is empty.")
 
     def reduce(self, data: Mapping[str, torch.Tensor], ctx: ScoreContext) -> torch.Tensor:
         return mean_kl(data, ctx, "harmful") - mean_kl(data, ctx, "benign")

@@ -44,9 +44,6 @@ class RefusalDirection(HeadScore):
     needs = Needs(prompts=("harmful", "benign"))
     stats = (HIDDEN,)
 
-    def check(self, options: object, counts: Mapping[str, int]) -> None:
-        if counts.get("benign", 1) < 1:
-            raise ConfigError("refusal_direction needs at least one benign prompt; the benign data is empty.")
 
     def reduce(self, data: Mapping[str, torch.Tensor], ctx: ScoreContext) -> torch.Tensor:
         harmful, benign = ctx.rows("harmful"), ctx.rows("benign")
