@@ -79,7 +79,8 @@ def head_data_keys(score: str) -> tuple[str, ...]:
 
 @dataclass
 class HeadRun(HeadData):
-    score_model: str = option("dense", help="score heads on the dense (aligned) model or on the pruned one",
+    score_model: str = option("dense", help="score heads on the dense (aligned) model or on the pruned one (a score "
+                              "of a dense/pruned pair, pair, always scores the pruned model against the dense one)",
                               choices=("dense", "pruned"))
 
 
