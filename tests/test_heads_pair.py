@@ -271,3 +271,31 @@ def test_cli_pair_scores_the_pruned_model_against_the_dense_one(tmp_path, capsys
     heads = json.loads((out / "heads.json").read_text())
     assert heads["score"] == "pair" and heads["dense_model"] == str(dense_dir) and heads["n_benign"] == 2
     assert "restored head by head" in capsys.readouterr().out
+
+
+def test_hsr_run_scores_the_prune_stage_output_against_the_dense_model(tmp_path, capsys):
+    import yaml
+
+    from hsr.cli import main
+    from hsr.testing.tiny import save_tiny_model
+
+    model_dir = save_tiny_model("qwen2", tmp_path / "model")
+    helpful = [{"prompt": f"Tell me about item {i}.", "response": f"Item {i} is a small red box."} for i in range(4)]
+    refusals = [{"prompt": f"Explain how to harm person {i}.", "response": "I cannot help with that."} for i in range(4)]
+    jsonl = lambda name, rows: (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows)) and str(tmp_path / name)  # noqa: E731
+    config = {
+        "model": str(model_dir), "out": str(tmp_path / "run"), "max_length": 48,
+        "prune": {"method": "magnitude", "sparsity": 0.5},
+        "heads": {"score": "pair", "data": jsonl("h.jsonl", refusals), "benign_data": jsonl("u.jsonl", helpful), "limit": 2},
+        "importance": {"utility_data": str(tmp_path / "u.jsonl"), "safety_data": str(tmp_path / "h.jsonl"), "limit": 2},
+        "realign": {"top_h": 2, "control": False},
+        "evaluate": {"enabled": False},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "run.yaml"), "--no-progress"]) == 0, capsys.readouterr().err
+    run = tmp_path / "run"
+    heads = json.loads((run / "heads" / "heads.json").read_text())
+    assert heads["score"] == "pair" and heads["n_benign"] == 2
+    assert heads["dense_model"] == str(model_dir) and heads["model"].startswith(f"pruned {run / 'pruned'} vs dense")
+    assert any(abs(r["score"]) > 0 for r in heads["heads"])
+    assert (run / "realigned" / "summary.json").is_file()
