@@ -299,3 +299,22 @@ def test_hsr_run_scores_the_prune_stage_output_against_the_dense_model(tmp_path,
     assert heads["dense_model"] == str(model_dir) and heads["model"].startswith(f"pruned {run / 'pruned'} vs dense")
     assert any(abs(r["score"]) > 0 for r in heads["heads"])
     assert (run / "realigned" / "summary.json").is_file()
+
+
+def test_checkpoints_resume_and_are_keyed_by_the_dense_model_too(tmp_path):
+    dense, pruned = pair_models("llama")
+    harmful, benign = harmful_samples(tmp_path, False), [Sample(p) for p in BENIGN]
+    config = HeadScoreConfig(score="pair")
+    run = lambda d, ckpt: score_heads(pruned, harmful, config, checkpoint_dir=ckpt, progress=False,  # noqa: E731
+                                      benign=benign, dense=d).scores
+    first = run(dense, tmp_path / "ckpt")
+    assert list((tmp_path / "ckpt").glob("*-layer*.safetensors"))
+    assert torch.equal(run(dense, tmp_path / "ckpt"), first)  # resumed from the saved units
+    other = copy.deepcopy(dense)
+    other.model = copy.deepcopy(dense.model)
+    other.arch = describe(other.model)
+    with torch.no_grad():
+        other.arch.attention(0).o_proj.weight.mul_(1.5)
+    fresh = run(other, None)
+    assert not torch.allclose(fresh, first)
+    assert torch.equal(run(other, tmp_path / "ckpt"), fresh)  # another dense model: not served the old units

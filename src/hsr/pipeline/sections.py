@@ -66,7 +66,8 @@ class HeadData:
                        "vlguard:ROOT:SPLIT or builtin:NAME")
     limit: int | None = option(16, help="number of prompts (seeded subset); none = all", minimum=1)
     benign_data: str = option("builtin:utility", help="benign prompts for scores that need them "
-                              "(contrastive_ships; others ignore it), same formats and limit as data")
+                              "(contrastive_ships, refusal_direction, pair; others ignore it), same formats and "
+                              "limit as data")
 
 
 def head_data_keys(score: str) -> tuple[str, ...]:
