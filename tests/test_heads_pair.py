@@ -60,7 +60,8 @@ def reference_pair(dense: LoadedModel, pruned: LoadedModel, harmful, benign, cop
         for h in range(H):
             model = copy.deepcopy(pruned.model)
             src, dst = dense.arch.layers[l].self_attn, describe(model).layers[l].self_attn
-            q, kv, = slice(h * dh, (h + 1) * dh), slice((h // (H // K)) * dh, (h // (H // K) + 1) * dh)
+            g = h // (H // K)  # the KV group of query head h
+            q, kv = slice(h * dh, (h + 1) * dh), slice(g * dh, (g + 1) * dh)
             with torch.no_grad():
                 names = [("q_proj", q)] + ([("k_proj", kv), ("v_proj", kv)] if copy_kv else [])
                 for name, rows in names:
@@ -282,12 +283,18 @@ def test_hsr_run_scores_the_prune_stage_output_against_the_dense_model(tmp_path,
     model_dir = save_tiny_model("qwen2", tmp_path / "model")
     helpful = [{"prompt": f"Tell me about item {i}.", "response": f"Item {i} is a small red box."} for i in range(4)]
     refusals = [{"prompt": f"Explain how to harm person {i}.", "response": "I cannot help with that."} for i in range(4)]
-    jsonl = lambda name, rows: (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows)) and str(tmp_path / name)  # noqa: E731
+
+    def jsonl(name, rows):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(tmp_path / name)
+
     config = {
         "model": str(model_dir), "out": str(tmp_path / "run"), "max_length": 48,
         "prune": {"method": "magnitude", "sparsity": 0.5},
-        "heads": {"score": "pair", "data": jsonl("h.jsonl", refusals), "benign_data": jsonl("u.jsonl", helpful), "limit": 2},
-        "importance": {"utility_data": str(tmp_path / "u.jsonl"), "safety_data": str(tmp_path / "h.jsonl"), "limit": 2},
+        "heads": {"score": "pair", "data": jsonl("h.jsonl", refusals), "benign_data": jsonl("u.jsonl", helpful),
+                  "limit": 2},
+        "importance": {"utility_data": str(tmp_path / "u.jsonl"), "safety_data": str(tmp_path / "h.jsonl"),
+                       "limit": 2},
         "realign": {"top_h": 2, "control": False},
         "evaluate": {"enabled": False},
     }

@@ -91,7 +91,8 @@ def check_dense_flag(score: str, dense: str | None) -> bool:
         raise ConfigError(f"--score {score} scores a dense/pruned pair: give the dense model with --dense MODEL "
                           "(--model is the pruned model).")
     if dense and not pair:
-        raise ConfigError(f"--dense is only for scores of a dense/pruned pair (pair); --score {score} scores --model alone.")
+        raise ConfigError(f"--dense is only for scores of a dense/pruned pair (pair); --score {score} scores "
+                          "--model alone.")
     return pair
 
 
