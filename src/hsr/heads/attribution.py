@@ -23,6 +23,7 @@ from ..loading import LoadedModel
 from .checkpoint import LayerCheckpoint
 from .config import HeadScoreConfig
 from .engines import EngineBase, FastEngine, Head, HeadPlan, NaiveEngine
+from .pair_engines import check_pair_run, pair_engine_class
 from .results import HeadScores
 from .sahara import SAHARA_SCORE, sahara_search
 from .scores import HeadScore, get_score
@@ -91,14 +92,19 @@ def exact_scores(
 
 
 def make_engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig, bar: tqdm,
-                sets: dict[str, slice] | None = None) -> EngineBase:
+                sets: dict[str, slice] | None = None, dense: LoadedModel | None = None) -> EngineBase:
     """The engine ``config`` asks for, keeping the stats of every score it uses (``sets``: the rows of
-    each prompt set among ``encoded``; default all harmful). Not yet prepared."""
-    cls = NaiveEngine if config.engine == "naive" else FastEngine
+    each prompt set among ``encoded``; default all harmful). With ``dense`` (a score of a dense/pruned
+    pair), a pair engine that scores ``loaded`` as the pruned model. Not yet prepared."""
     stats: dict[str, Any] = {}
     for score in config.scores_used():
         for stat in score.stats:
             stats.setdefault(stat.name, stat)
+    extra: dict[str, Any] = {}
+    if dense is not None:
+        cls, extra = pair_engine_class(config.engine), {"dense": dense}
+    else:
+        cls = NaiveEngine if config.engine == "naive" else FastEngine
     return cls(
         loaded,
         encoded,
@@ -111,6 +117,7 @@ def make_engine(loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreCo
         max_batch_tokens=config.batch_tokens_for(model_device(loaded.model)),
         keep_streams=config.engine == "approx",
         progress=bar.update,
+        **extra,
     )
 
 
@@ -201,9 +208,10 @@ def _approximate_scores(
 
 def _checkpoint(
     loaded: LoadedModel, encoded: list[Encoded], config: HeadScoreConfig, checkpoint_dir: str | os.PathLike | None,
-    dist: Dist,
+    dist: Dist, dense: LoadedModel | None = None,
 ) -> LayerCheckpoint | None:
-    """The per-unit checkpoint, keyed by model, prompts and options; rank 0 owns (and may reset) its manifest.
+    """The per-unit checkpoint, keyed by model (and the dense model of a pair), prompts and options; rank 0
+    owns (and may reset) its manifest.
 
     With several processes, the ranks first check that they all work on the same thing.
     """
@@ -218,6 +226,8 @@ def _checkpoint(
         "prompts": _prompt_digest(encoded),
         "config": config.as_dict(),
     }
+    if dense is not None:  # a pair's stats compare with the dense model: another dense model is another run
+        key["dense"] = {"model": dense.source, "weights": _weight_digest(dense), "files": _files_digest(dense.source)}
     if dist.active:
         dist.check_same({k: v for k, v in key.items() if k != "model"}, "model weights, prompts or head-score options")
     if checkpoint_dir is None:
@@ -235,10 +245,13 @@ def score_heads(
     progress: bool = True,
     dist: Dist = SINGLE,
     benign: Sequence[Sample] | None = None,
+    dense: LoadedModel | None = None,
 ) -> HeadScores:
     """Score every query head of ``loaded`` on harmful ``samples`` (prompts; responses are ignored) with
     the registered score ``config.score``; ``benign`` prompts are used by scores that need them
-    (``contrastive_ships``) and ignored by the others.
+    (``contrastive_ships``) and ignored by the others. A score of a dense/pruned pair (``pair``) scores
+    ``loaded`` as the pruned model and needs its ``dense`` model (same architecture and shapes); the
+    other scores refuse one.
 
     With ``checkpoint_dir``, each finished unit (a layer's chunk of heads) is saved there and a
     rerun resumes from it. With ``dist`` (several processes, see :mod:`hsr.distributed`) the exact
@@ -247,6 +260,14 @@ def score_heads(
     config.validate()
     arch = loaded.arch
     L, H = arch.num_layers, arch.num_heads
+    pair = config.head_score.needs.models == 2
+    if pair and dense is None:
+        raise ConfigError(f"Head score {config.score!r} needs the dense model as well as the pruned one (--dense).")
+    if not pair and dense is not None:
+        raise ConfigError(f"Head score {config.score!r} scores one model; a dense model is only for scores of a "
+                          "dense/pruned pair (pair).")
+    if pair:
+        check_pair_run(dense, loaded, dist.active)
     wants_benign = "benign" in config.head_score.needs.prompts
     if wants_benign and benign is None:
         raise ConfigError(f"Head score {config.score!r} needs benign prompts (heads.benign_data / --benign-data).")
@@ -255,19 +276,21 @@ def score_heads(
     loaded.model.eval()
     encoded = [encode(loaded.processor, s, include_response=False, max_length=config.max_length)
                for s in [*samples, *benign]]
-    checkpoint = _checkpoint(loaded, encoded, config, checkpoint_dir, dist)
+    checkpoint = _checkpoint(loaded, encoded, config, checkpoint_dir, dist, dense)
     N = len(encoded)
     sets = {"harmful": slice(0, len(samples))}
     extras: dict[str, Any] = {}
     if wants_benign:
         sets["benign"] = slice(len(samples), N)
         extras["n_benign"] = len(benign)
+    if pair:
+        extras["dense_model"] = dense.source
     timings: dict[str, float] = {}
     desc = f"heads[{config.score} {config.mode} {config.engine}]"
     first = N * (2 if config.engine == "approx" else 1)  # the rest is added as each rank learns its share
     with tqdm(total=first, desc=desc, disable=not (progress and dist.is_main), unit=" prompt-layer") as bar:
         t0 = time.perf_counter()
-        engine = make_engine(loaded, encoded, config, bar, sets)
+        engine = make_engine(loaded, encoded, config, bar, sets, dense)
         engine.prepare()
         bar.update(N)
         timings["prepare_s"] = time.perf_counter() - t0

@@ -17,6 +17,8 @@ from .scores import SCORES, HeadScore, declared, get_score
 from .scores.gships import GShipsOptions
 
 ENGINES: tuple[str, ...] = ("fast", "naive", "approx")
+#: The engines that run scores of a dense/pruned pair (:mod:`hsr.heads.pair_engines`).
+PAIR_ENGINES: tuple[str, ...] = ("fast", "naive")
 FISHER: tuple[str, ...] = ("hidden", "tokens")
 #: Tokens per batched forward when ``max_batch_tokens`` is None, per device type. CPU: measured on
 #: SmolLM2-135M, 8 prompts, 1 thread, variants interleaved: with prefix reuse, 1024 tokens 1.3x faster
@@ -127,8 +129,11 @@ class HeadScoreConfig:
     def validate(self) -> None:
         check_declared(self)
         score = self.head_score
-        if score.needs.models != 1:
-            raise ConfigError(f"Head score {score.name!r} needs {score.needs.models} models; score_heads runs one.")
+        if score.needs.models not in (1, 2):
+            raise ConfigError(f"Head score {score.name!r} needs {score.needs.models} models; score_heads runs one "
+                              "or a dense/pruned pair.")
+        if score.needs.models == 2:
+            self.check_pair_options(score.name)
         if self.engine == "approx" and not score.has_proxy:
             raise ConfigError(f"Head score {score.name!r} has no first-order estimate for the approx engine; use "
                               "engine fast or naive.")
@@ -136,6 +141,18 @@ class HeadScoreConfig:
             raise ConfigError(f"eps must be in [0, 1] (the factor an ablated head is scaled by), got {self.eps}.")
         if not math.isfinite(float(self.approx_tolerance)):
             raise ConfigError(f"approx_tolerance must be 0 or more (expected top-h heads missed), got {self.approx_tolerance}.")
+
+    def check_pair_options(self, name: str) -> None:
+        """A dense/pruned pair score restores weights instead of ablating: refuse what would not apply."""
+        if self.engine not in PAIR_ENGINES:
+            raise ConfigError(f"Head score {name!r} (a dense/pruned pair) runs on engine {' or '.join(PAIR_ENGINES)}, "
+                              f"not {self.engine}.")
+        if self.sahara_steps:
+            raise ConfigError(f"Head score {name!r} restores one head at a time; Sahara's group search "
+                              "(sahara_steps) ablates groups and does not apply. Set sahara_steps to 0.")
+        if self.mode != "zero" or self.eps is not None:
+            raise ConfigError(f"Head score {name!r} restores the head's dense weights instead of ablating it; "
+                              "mode and eps do not apply (leave them at their defaults).")
 
     def check_against(self, n_prompts: int, num_layers: int, num_heads: int, n_benign: int | None = None) -> None:
         """Checks that need the data and the model (``n_benign``: benign prompts, where known)."""

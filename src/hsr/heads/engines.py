@@ -108,6 +108,9 @@ class EngineBase:
     progress: Callable[[int], None] = lambda n: None
     #: The unablated readouts ``[N, ...]`` of every prompt (after :meth:`prepare`).
     base: Readouts = field(default_factory=dict, init=False)
+    #: The reference model's readouts ``[N, ...]`` (the dense model of a dense/pruned pair, set by the
+    #: pair engines of :mod:`hsr.heads.pair_engines`); what stats with ``against="reference"`` compare with.
+    reference: Readouts = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         if self.sets is None:
@@ -166,10 +169,13 @@ class EngineBase:
         data: dict[str, torch.Tensor] = {}
         for stat in self.stats:
             name = stat.readout.name
+            against = self.base if stat.against == "base" else self.reference
+            if stat.compare is not None and name not in against:
+                raise ValueError(f"stat {stat.name!r} compares with the {stat.against} readouts, which this engine lacks")
             per = []
             for n, chunks in enumerate(outs):
                 ablated = torch.cat([c[name] for c in chunks])
-                per.append(ablated if stat.compare is None else stat.compare(self.base[name][n : n + 1], ablated))
+                per.append(ablated if stat.compare is None else stat.compare(against[name][n : n + 1], ablated))
             data[stat.name] = torch.stack(per, dim=1)
         for v in data.values():
             assert v.shape[0] == n_heads
@@ -189,7 +195,9 @@ class RowGroup:
 @dataclass
 class Stream:
     """The residual stream entering one layer: the shared prefix ``[1, P, d]`` (None when not reused)
-    and each prompt's own tokens ``[1, S_n, d]``."""
+    and each prompt's own tokens ``[1, S_n, d]``. A stream may also hold one row per batch row
+    (``[R, P, d]`` and ``[R, S_n, d]``, e.g. one per restored head of the pair engines): :meth:`FastEngine.walk`
+    with ``rows=R`` then runs each row on its own states instead of copying one."""
 
     prefix: torch.Tensor | None
     suffix: list[torch.Tensor]
@@ -290,7 +298,12 @@ class FastEngine(EngineBase):
         """One forward's worth of suffix rows (``rows`` per prompt, prompt-major) entering ``stream``'s layer."""
         batch = RowBatch(prompts, [self.lengths[n] for n in prompts], rows)
         parts = [stream.suffix[n] for n in prompts]
-        hidden = parts[0].expand(rows, *parts[0].shape[1:]) if len(prompts) == 1 else pad_rows(parts, batch.width, rows)
+        if parts[0].shape[0] == rows and rows > 1:  # one row per batch row already (prompt-major once stacked)
+            hidden = parts[0] if len(prompts) == 1 else pad_rows(parts, batch.width, 1)
+        elif len(prompts) == 1:
+            hidden = parts[0].expand(rows, *parts[0].shape[1:])
+        else:
+            hidden = pad_rows(parts, batch.width, rows)
         tiled = {k: v.repeat(len(prompts), 1) if v.dim() == 2 else v for k, v in gates.items()}
         kv = cache.replay(len(prompts)) if cache is not None else None
         return RowGroup(batch, hidden.contiguous(), self.suffix_layer_kwargs(batch, kv), tiled)

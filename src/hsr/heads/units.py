@@ -108,7 +108,7 @@ def item_cost(engine: EngineBase, item: WorkItem) -> float:
 
 def layer_scores(engine: EngineBase, data: dict[str, torch.Tensor], score: HeadScore, options: Any) -> torch.Tensor:
     """Scores of one batch of heads from the engine's stats (``data``, as :meth:`EngineBase.record` makes them)."""
-    return score.reduce(data, ScoreContext(engine.base, engine.sets, options))
+    return score.reduce(data, ScoreContext(engine.base, engine.sets, options, engine.reference))
 
 
 def _unit_scores(engine: EngineBase, unit: Unit, data: dict[str, torch.Tensor], score: HeadScore, options: Any

@@ -221,8 +221,11 @@ class _Pipeline:
 
     def heads(self, pruned: StageRecord | None, name: str = HEADS) -> StageRecord:
         section = self.config.heads
-        on_pruned = section.run.score_model == "pruned"
-        upstream = [pruned] if on_pruned else list(self.dense_upstream)
+        pair = section.options.head_score.needs.models == 2  # the pruned model scored against the dense one
+        on_pruned = section.run.score_model == "pruned" or pair
+        if pair and pruned is None:
+            raise ConfigError(f"heads.score={section.options.score} needs the pruned model of each point.")
+        upstream = [pruned, *self.dense_upstream] if pair else [pruned] if on_pruned else list(self.dense_upstream)
         ignored = () if "benign_data" in head_data_keys(section.options.score) else ("benign_data",)
         settings = {**self.common, **section.settings(*ignored), "data_digests": self.digests("heads", self.head_files())}
         checkpoint = self.run_dir / f".heads-checkpoint-{fingerprint(settings, [u.fingerprint for u in upstream])}"
@@ -233,8 +236,10 @@ class _Pipeline:
             benign = (load_samples(run.benign_data, limit=run.limit, seed=self.config.seed)
                       if "benign_data" in head_data_keys(section.options.score) else None)
             source = pruned.path if on_pruned else self.dense
-            scored = heads_stage(self.load, source, samples, section.options, checkpoint, self.progress, benign=benign)
-            write_heads(tmp, scored, model_label=f"{section.run.score_model} {self.dense}")
+            scored = heads_stage(self.load, source, samples, section.options, checkpoint, self.progress, benign=benign,
+                                 dense=self.dense if pair else None)
+            label = f"pruned {source} vs dense {self.dense}" if pair else f"{section.run.score_model} {self.dense}"
+            write_heads(tmp, scored, model_label=label)
             return {"timings": scored.scores.timings}
 
         record = self.stage(name, settings, build, upstream)
@@ -373,7 +378,9 @@ class _Pipeline:
         importance and the dense evaluation are shared by all points."""
         from ..report import build_sweep_report
 
-        shared_heads = self.heads(None) if self.config.heads.run.score_model == "dense" else None
+        heads = self.config.heads
+        per_point = heads.run.score_model == "pruned" or heads.options.head_score.needs.models == 2
+        shared_heads = None if per_point else self.heads(None)
         dense_entries: list[dict[str, Any]] = []
         by_point: list[tuple[Point, list[dict[str, Any]]]] = []
         for i, point in enumerate(points):

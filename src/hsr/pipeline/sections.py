@@ -66,7 +66,8 @@ class HeadData:
                        "vlguard:ROOT:SPLIT or builtin:NAME")
     limit: int | None = option(16, help="number of prompts (seeded subset); none = all", minimum=1)
     benign_data: str = option("builtin:utility", help="benign prompts for scores that need them "
-                              "(contrastive_ships; others ignore it), same formats and limit as data")
+                              "(contrastive_ships, refusal_direction, pair; others ignore it), same formats and "
+                              "limit as data")
 
 
 def head_data_keys(score: str) -> tuple[str, ...]:
@@ -79,7 +80,8 @@ def head_data_keys(score: str) -> tuple[str, ...]:
 
 @dataclass
 class HeadRun(HeadData):
-    score_model: str = option("dense", help="score heads on the dense (aligned) model or on the pruned one",
+    score_model: str = option("dense", help="score heads on the dense (aligned) model or on the pruned one (a score "
+                              "of a dense/pruned pair, pair, always scores the pruned model against the dense one)",
                               choices=("dense", "pruned"))
 
 

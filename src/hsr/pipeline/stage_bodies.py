@@ -68,15 +68,18 @@ class Scored:
 
 def heads_stage(load: Loader, source: str | Path, samples: Sequence[Sample], options: HeadScoreConfig,
                 checkpoint: Path | None, progress: bool, dist: Dist = SINGLE,
-                benign: Sequence[Sample] | None = None) -> Scored:
+                benign: Sequence[Sample] | None = None, dense: str | Path | None = None) -> Scored:
     """Score every head of ``source`` on the harmful ``samples`` (and ``benign`` ones, for a score that
-    needs them), resuming from ``checkpoint``. Every rank of a several-process job gets the result; the
-    caller writes it (:func:`write_heads`) once."""
+    needs them), resuming from ``checkpoint``. For a score of a dense/pruned pair, ``source`` is the
+    pruned model and ``dense`` its dense model (both loaded, sharing the memory budgets). Every rank of
+    a several-process job gets the result; the caller writes it (:func:`write_heads`) once."""
     from ..heads import score_heads
 
-    loaded = load(source)
+    share = 1 if dense is None else 2
+    loaded = load(source, share=share)
+    dense_loaded = None if dense is None else load(dense, share=share)
     scores = score_heads(loaded, samples, options, checkpoint_dir=checkpoint, progress=progress, dist=dist,
-                         benign=benign)
+                         benign=benign, dense=dense_loaded)
     return Scored(scores, loaded.arch)
 
 

@@ -3,7 +3,8 @@
 A score is one :class:`HeadScore` subclass, registered by name (:func:`hsr.heads.scores.register_score`):
 
 * ``needs``: the prompt sets it is computed on (``harmful``, and ``benign`` for contrastive scores)
-  and how many models (1; a dense/pruned pair is declared but not run yet);
+  and how many models (1, or 2 for a dense/pruned pair: the engine then runs the pruned model and
+  knows the dense model's readouts as its *reference*, see :mod:`.pair`);
 * ``options``: a dataclass of its own options declared with :func:`hsr.options.option` (the ones
   :class:`~hsr.heads.HeadScoreConfig` carries become flags and YAML keys, see :func:`declared`);
 * ``stats``: per prompt, what the engines keep of each ablated forward: a :class:`Stat` names a
@@ -15,7 +16,7 @@ A score is one :class:`HeadScore` subclass, registered by name (:func:`hsr.heads
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
@@ -25,6 +26,8 @@ from ..readouts import Readout
 
 #: Prompt sets a score may ask for, in the order the engines stack them.
 PROMPT_SETS: tuple[str, ...] = ("harmful", "benign")
+#: What a :class:`Stat` compares with: the scored model's unablated readouts or the reference model's.
+STAT_BASES: tuple[str, ...] = ("base", "reference")
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,19 @@ class Needs:
 class Stat:
     """What the engines keep per prompt and ablated head: ``compare(base [1, ...], ablated [heads, ...])``
     -> ``[heads, ...]`` of the ``readout``, or, with ``compare=None``, the ablated readout itself.
-    Kept under ``name`` in the engine's outputs and checkpoints (stats of one name must be the same)."""
+    Kept under ``name`` in the engine's outputs and checkpoints (stats of one name must be the same).
+
+    ``against``: what ``base`` is: ``"base"``, the scored model's own unablated readout, or
+    ``"reference"``, the reference model's (the dense model of a dense/pruned pair)."""
 
     name: str
     readout: Readout
     compare: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    against: str = "base"
+
+    def __post_init__(self) -> None:
+        if self.against not in STAT_BASES:
+            raise ValueError(f"Stat {self.name!r}: against must be one of {STAT_BASES}, got {self.against!r}")
 
 
 @dataclass
@@ -54,11 +65,13 @@ class NoOptions:
 @dataclass(frozen=True)
 class ScoreContext:
     """What a reduction sees besides the stats: the unablated readouts ``[N, ...]`` of every prompt,
-    the rows of each prompt set among them, and the score's options."""
+    the rows of each prompt set among them, the score's options and, for a score of a dense/pruned
+    pair, the reference (dense) model's readouts ``[N, ...]`` (empty otherwise)."""
 
     base: Mapping[str, torch.Tensor]
     sets: Mapping[str, slice]
     options: Any
+    reference: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def rows(self, prompt_set: str) -> slice:
         if prompt_set not in self.sets:
