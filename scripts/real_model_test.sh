@@ -25,7 +25,7 @@ for name in ("advbench_eval", "harmbench"):
 open(sys.argv[1], "w", encoding="utf-8").write("".join(json.dumps(r) + "\n" for r in rows))
 print(len(rows), "harmful test prompts ->", sys.argv[1])
 PY
-cp -r "$run" "$out"
+cp -al "$run" "$out"  # hard links: reused stages stay as they are; hsr replaces what it rewrites
 rm -rf "$out/eval" "$out/report"
 .venv/bin/hsr run "$out/config.yaml" --set out="$out" --set evaluate.harmful="$harmful" \
   --set evaluate.benign=builtin:benign --set evaluate.limit=none --no-progress
