@@ -55,13 +55,21 @@ def rsr_cell(dense: list[bool], pruned: list[bool], model: list[bool]) -> dict[s
             "stopped": test["a_only"], "started": test["b_only"]}
 
 
+def selection_label(config: dict[str, Any]) -> str:
+    """The restore rule in words: the selection, whole heads, a parameter budget."""
+    parts = ["whole heads" if config.get("whole_head") else config.get("selection", "set_difference")]
+    if config.get("budget"):
+        parts.append(f"budget {config['budget']:,}")
+    return ", ".join(parts)
+
+
 def variant_row(name: str, run: Path, evals: Path, labels: dict[tuple[str, str], str],
                 base: dict[str, list[dict]]) -> dict:
     summary = json.loads((run / "realigned" / "summary.json").read_text(encoding="utf-8"))
     heads_stage = json.loads((run / "heads" / "stage.json").read_text(encoding="utf-8"))
     row: dict[str, Any] = {
         "variant": name, "run": str(run), "score": heads_stage["settings"].get("score", "ships"),
-        "selection": summary["config"].get("selection", "set_difference"),
+        "selection": selection_label(summary["config"]),
         "heads": [f"L{h['layer']}.H{h['head']}" for h in summary["heads"]],
         "restored_per_10k": summary["restored_per_ten_thousand"],
     }

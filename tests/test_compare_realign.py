@@ -61,6 +61,8 @@ def test_rsr_from_the_judge_and_from_hand_labels(tmp_path, capsys):
     assert data[1]["hand_realigned"]["rsr"] == pytest.approx(4 / 6)
     assert data[0]["hand_control"] is None  # no control answer was labeled
     assert "RSR 50.0%" in capsys.readouterr().out
+    assert SCRIPT.selection_label({"selection": "taylor", "budget": 10000}) == "taylor, budget 10,000"
+    assert SCRIPT.selection_label({"selection": "set_difference", "whole_head": True}) == "whole heads"
 
 
 def test_variants_with_other_pruned_answers_are_refused(tmp_path):
