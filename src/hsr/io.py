@@ -42,6 +42,24 @@ def resolve_path(path: str | os.PathLike, what: str = "--out") -> Path:
         raise OutputExistsError(f"{what} {path}: cannot resolve the path ({exc.strerror or exc}).") from None
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by a new file holding ``text`` (a temporary sibling, then a rename): a reader never
+    sees half a file, and a file that ``path`` shares with another name (a hard-linked copy of a run
+    folder) is left as it was instead of being rewritten through the link."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the record unreadable to others
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` only if the block succeeds."""

@@ -330,6 +330,16 @@ class FastEngine(EngineBase):
                 cache.drop(i)
         return prefix, groups
 
+    def layer_outputs(self, heads: list[int], run_chunk: Callable[[list[int]], list[Readouts]]) -> dict[str, torch.Tensor]:
+        """One layer's recorded outputs: ``run_chunk`` runs each chunk of :attr:`batch_heads` heads and
+        returns one readout per prompt (rows = the chunk's heads); the chunks are stacked per prompt."""
+        outs: list[list[Readouts]] = [[] for _ in range(self.n_prompts)]
+        for s in range(0, len(heads), self.batch_heads):
+            for n, r in enumerate(run_chunk(heads[s : s + self.batch_heads])):
+                outs[n].append(r)
+        self.progress(self.n_prompts)
+        return self.record(outs, len(heads))
+
     def run_rows(self, start: int, stream: Stream, gates: Mapping[int, torch.Tensor], rows: int) -> list[Readouts]:
         """Run layers ``start..L-1`` on every prompt with ``rows`` rows each; per-prompt readouts."""
         _, groups = self.walk(start, self.arch.num_layers, stream, gates, rows)
@@ -404,15 +414,8 @@ class FastEngine(EngineBase):
         first, stream = self.stream_at(wanted[0], fixed_gates)
         for layer in range(first, wanted[-1] + 1):
             if layer in plan and len(plan[layer]):
-                heads = list(plan[layer])
-                outs: list[list[Readouts]] = [[] for _ in range(self.n_prompts)]
-                for s in range(0, len(heads), self.batch_heads):
-                    chunk = heads[s : s + self.batch_heads]
-                    res = self.run_rows(layer, stream, self._layer_gates(layer, chunk, fixed_gates), len(chunk))
-                    for n, r in enumerate(res):
-                        outs[n].append(r)
-                self.progress(self.n_prompts)
-                yield layer, self.record(outs, len(heads))
+                yield layer, self.layer_outputs(list(plan[layer]), lambda chunk: self.run_rows(
+                    layer, stream, self._layer_gates(layer, chunk, fixed_gates), len(chunk)))
             if layer < wanted[-1]:
                 stream = self.advance(layer, stream, fixed_gates.get(layer))
                 if self.keep_streams and not fixed_gates:

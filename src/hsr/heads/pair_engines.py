@@ -104,15 +104,8 @@ class PairFastEngine(FastEngine):
         first, stream = self.stream_at(wanted[0], {})
         for layer in range(first, wanted[-1] + 1):
             if layer in plan and len(plan[layer]):
-                heads = list(plan[layer])
-                outs: list[list[Readouts]] = [[] for _ in range(self.n_prompts)]
-                for s in range(0, len(heads), self.batch_heads):
-                    chunk = heads[s : s + self.batch_heads]
-                    res = self.run_rows(layer + 1, self.restored_streams(layer, chunk, stream), {}, len(chunk))
-                    for n, r in enumerate(res):
-                        outs[n].append(r)
-                self.progress(self.n_prompts)
-                yield layer, self.record(outs, len(heads))
+                yield layer, self.layer_outputs(list(plan[layer]), lambda chunk: self.run_rows(
+                    layer + 1, self.restored_streams(layer, chunk, stream), {}, len(chunk)))
             if layer < wanted[-1]:
                 stream = self.advance(layer, stream, None)
                 if self.keep_streams:

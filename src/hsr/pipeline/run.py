@@ -18,7 +18,7 @@ import yaml
 from ..data import load_samples
 from ..errors import ConfigError
 from ..fingerprint import data_digest, judge_digest, model_digest, tree_digest
-from ..io import read_json_object
+from ..io import read_json_object, write_text_atomic
 from ..loading import LoadedModel, load_model
 from ..inputs import Inputs
 from ..rundir import run_folder
@@ -311,7 +311,7 @@ class _Pipeline:
         self.preflight()
         self.common = _common(self.config)
         with run_folder(self.run_dir):
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.plain, sort_keys=False))
+            write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(self.config.plain, sort_keys=False))
             return self._run()
 
     def _run(self) -> RunResult:
