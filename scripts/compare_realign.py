@@ -73,7 +73,7 @@ def variant_row(name: str, run: Path, evals: Path, labels: dict[tuple[str, str],
         "heads": [f"L{h['layer']}.H{h['head']}" for h in summary["heads"]],
         "restored_per_10k": summary["restored_per_ten_thousand"],
     }
-    control_summary = run / "control" / "summary.json"
+    control_summary = run / "control" / "summary.json"  # absent with realign.control: false
     if control_summary.is_file():
         row["control_restored_per_10k"] = json.loads(control_summary.read_text())["restored_per_ten_thousand"]
     answers = {m: read_answers(evals / m) for m in ("dense", "pruned", "realigned", "control")
@@ -86,7 +86,10 @@ def variant_row(name: str, run: Path, evals: Path, labels: dict[tuple[str, str],
             continue
         d, p = complied(answers["dense"], table), complied(answers["pruned"], table)
         for m in ("realigned", "control"):
-            got = complied(answers[m], table) if m in answers else None
+            if m not in answers:
+                row[f"{source}_{m}"] = "not run"
+                continue
+            got = complied(answers[m], table)
             if d is None or p is None or got is None:
                 row[f"{source}_{m}"] = None  # an answer without a hand label
                 continue
@@ -96,9 +99,11 @@ def variant_row(name: str, run: Path, evals: Path, labels: dict[tuple[str, str],
     return row
 
 
-def fmt_rsr(cell: dict | None) -> str:
+def fmt_rsr(cell: dict | str | None) -> str:
     if cell is None:
         return "n/a (unlabeled answers)"
+    if isinstance(cell, str):
+        return cell
     lo, hi = cell["rsr_ci"]
     ci = f" [{100 * lo:.1f}, {100 * hi:.1f}]" if lo is not None else ""
     rsr = "undefined" if cell["rsr"] is None else f"{100 * cell['rsr']:.1f}%"

@@ -65,6 +65,18 @@ def test_rsr_from_the_judge_and_from_hand_labels(tmp_path, capsys):
     assert SCRIPT.selection_label({"selection": "set_difference", "whole_head": True}) == "whole heads"
 
 
+def test_a_variant_without_a_control_says_so(tmp_path):
+    import shutil
+
+    a = _run(tmp_path / "a", ["refusal"] * 10)
+    shutil.rmtree(a / "eval" / "control")
+    shutil.rmtree(a / "control")
+    out = tmp_path / "cmp.json"
+    assert SCRIPT.main([f"A={a}", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["variants"][0]
+    assert row["judge_control"] == "not run" and "control_restored_per_10k" not in row
+
+
 def test_variants_with_other_pruned_answers_are_refused(tmp_path):
     a = _run(tmp_path / "a", ["refusal"] * 10)
     b = _run(tmp_path / "b", ["refusal"] * 10)
