@@ -222,7 +222,7 @@ def engagement(prompt: str, answer: str) -> Engagement:
         request_words=len(request),
         words=len(clean(answer).split()),
         form=delivery_form(answer),
-        self_statement=any(p.match(head) for p in _SELF),
+        self_statement=any(p.match(head.lstrip("\"\u201c'")) for p in _SELF),  # a quoted self-statement too
         opens_list=bool(_OPENS_LIST.match(answer)),
     )
 
