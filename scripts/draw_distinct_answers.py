@@ -8,7 +8,8 @@ labels alone (each generation maps to the label of its distinct answer), and the
 measured on the answers that decide its rates. Stereotyped answers ("I'm sorry, but I can't assist with
 that.") appear once per prompt kind, with every model that gave them in ``models``. Answers whose
 (prompt, answer) already has a label in ``--exclude`` are left out, so no answer is labeled twice. Rows are
-shuffled with a seed and get opaque ids (``r5-0000`` ...): an annotator cannot tell which model wrote an
+shuffled with a seed and get opaque ids (``r5-0000``, or ``r5b-0000`` with ``--batch b`` when a round is
+drawn in batches: pass the earlier batches' files to ``--exclude`` too): an annotator cannot tell which model wrote an
 answer. Rows carry no verdict: the judge's opinion must not steer the labeler.
 """
 
@@ -36,7 +37,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 
 def draw(sources: list[tuple[str, Path]], exclude: set[tuple[str, str, str]], round_: int, prefix: str,
-         seed: int = 0) -> list[dict[str, Any]]:
+         seed: int = 0, batch: str = "") -> list[dict[str, Any]]:
     """One row per distinct (kind, prompt, exact answer) over all sources, minus ``exclude``, shuffled."""
     found: dict[tuple[str, str, str], dict[str, Any]] = {}
     for name, folder in sources:
@@ -51,7 +52,7 @@ def draw(sources: list[tuple[str, Path]], exclude: set[tuple[str, str, str]], ro
                     row["models"].append(name)
     rows = list(found.values())
     random.Random(seed).shuffle(rows)
-    return [{"id": f"r{round_}-{i:04d}", "source": f"{prefix}-{r['models'][0]}", "models": r["models"],
+    return [{"id": f"r{round_}{batch}-{i:04d}", "source": f"{prefix}-{r['models'][0]}", "models": r["models"],
              "kind": r["kind"], "prompt": r["prompt"], "output": r["output"]} for i, r in enumerate(rows)]
 
 
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round", type=int, required=True, dest="round_")
     parser.add_argument("--prefix", required=True, help="source prefix, e.g. r5-qwen-test")
     parser.add_argument("--exclude", type=Path, action="append", default=[], help="labels whose answers to skip")
+    parser.add_argument("--batch", default="", help="a letter for ids when a round is drawn in batches (r5a-0000)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sources = []
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     exclude: set[tuple[str, str, str]] = set()
     for path in args.exclude:
         exclude |= labeled_keys(path)
-    rows = draw(sources, exclude, args.round_, args.prefix, args.seed)
+    rows = draw(sources, exclude, args.round_, args.prefix, args.seed, args.batch)
     args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     kinds = {k: sum(r["kind"] == k for r in rows) for k in FILES}
     print(f"wrote {len(rows)} distinct answers ({kinds['harmful']} harmful, {kinds['benign']} benign) to {args.out}")

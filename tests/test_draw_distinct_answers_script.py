@@ -38,3 +38,14 @@ def test_the_draw_is_seeded(tmp_path):
     a = SCRIPT.draw([("dense", dense)], set(), 5, "p", seed=1)
     assert a == SCRIPT.draw([("dense", dense)], set(), 5, "p", seed=1)
     assert [r["prompt"] for r in a] != [r["prompt"] for r in SCRIPT.draw([("dense", dense)], set(), 5, "p", seed=2)]
+
+
+def test_a_later_batch_skips_what_an_earlier_one_drew(tmp_path):
+    dense = _write(tmp_path / "dense", [("a", "no"), ("b", "yes: 1.")])
+    pruned = _write(tmp_path / "pruned", [("a", "no"), ("b", "sure, 1.")])
+    first = tmp_path / "a.jsonl"
+    SCRIPT.main([str(first), f"dense={dense}", "--round", "5", "--prefix", "p", "--batch", "a"])
+    second = tmp_path / "b.jsonl"
+    SCRIPT.main([str(second), f"pruned={pruned}", "--round", "5", "--prefix", "p", "--batch", "b", "--exclude", str(first)])
+    rows = [json.loads(line) for line in second.read_text().splitlines()]
+    assert [(r["id"], r["prompt"], r["output"]) for r in rows] == [("r5b-0000", "b", "sure, 1.")]
