@@ -114,10 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=("dev", "test", "all"))
     parser.add_argument("--judge", action="append", default=None, help=f"judges to compare (default: {', '.join(JUDGES)})")
     parser.add_argument("--errors", action="store_true", help="print every disagreement")
+    parser.add_argument("--round", type=int, action="append", default=None, dest="rounds",
+                        help="only the rows of this labeling round (repeatable)")
     args = parser.parse_args(argv)
     rows = load_labels(args.labels, args.split)
+    if args.rounds:
+        rows = [r for r in rows if r["round"] in args.rounds]
+    if not rows:
+        parser.error(f"no labeled rows in split {args.split!r}" + (f" and rounds {args.rounds}" if args.rounds else ""))
     counts = {k: sum(r["kind"] == k for r in rows) for k in KINDS}
-    print(f"{len(rows)} hand-labeled answers ({args.split} split): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    where = args.split + (" split, round " + ", ".join(map(str, args.rounds)) if args.rounds else " split")
+    print(f"{len(rows)} hand-labeled answers ({where}): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     report(rows, args.judge or JUDGES, args.errors)
     return 0
 
