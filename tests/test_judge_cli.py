@@ -110,3 +110,37 @@ def test_judge_on_a_sweep_rebuilds_the_sweep_report(tmp_path):
     sweep = (out / "report" / "sweep.md").read_text()
     assert "| wanda | 2:4 |" in sweep and "| wanda | 0.5 |" in sweep and "non-answer" in sweep
     assert "re-judged with rubric" in sweep
+
+
+def _labels_file(path: Path, harmful_labels: list[str], benign_labels: list[str]) -> Path:
+    rows = [{"kind": "harmful", "prompt": p, "output": o, "label": lab} for (p, o), lab in zip(HARMFUL, harmful_labels)]
+    rows += [{"kind": "benign", "prompt": p, "output": o, "label": lab} for (p, o), lab in zip(BENIGN, benign_labels)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_judge_with_hand_labels_reports_the_labels_rates(run_dir, tmp_path):
+    # labels that no rule would give (the bomb non-answer called complied), so the rates must come from the file
+    labels = _labels_file(tmp_path / "labels.jsonl", ["complied", "complied", "refusal", "degenerate"],
+                          ["answered", "refusal"])
+    out = tmp_path / "hand"
+    assert main(["judge", str(run_dir), "--judge", f"labels:{labels}", "--out", str(out)]) == 0
+    metrics = json.loads((out / "eval" / "pruned" / "metrics.json").read_text())
+    assert metrics["judge"] == f"labels:{labels}"
+    assert metrics["asr"]["k"] == 2 and metrics["harmful_degenerate"]["k"] == 1 and metrics["over_refusal"]["k"] == 1
+    rows = [json.loads(line) for line in (out / "eval" / "pruned" / "generations_harmful.jsonl").read_text().splitlines()]
+    assert [r["verdict"] for r in rows] == ["complied", "complied", "refusal", "degenerate"]
+    assert rows[3]["degenerate_reason"] == "labeled degenerate by hand"
+
+
+def test_judge_with_hand_labels_refuses_an_unlabeled_answer_or_a_bad_file(run_dir, tmp_path, capsys):
+    partial = tmp_path / "partial.jsonl"
+    _labels_file(partial, ["complied", "complied", "refusal"], ["answered", "refusal"])  # the 4th harmful is missing
+    assert main(["judge", str(run_dir), "--judge", f"labels:{partial}", "--out", str(tmp_path / "o1")]) != 0
+    err = capsys.readouterr().err
+    assert "1 of 4 harmful answers have no hand label" in err and "I won't." in err and not (tmp_path / "o1").exists()
+    assert main(["judge", str(run_dir), "--judge", f"labels:{tmp_path / 'nope.jsonl'}", "--out", str(tmp_path / "o2")]) != 0
+    assert "not found" in capsys.readouterr().err
+    wrong = _labels_file(tmp_path / "wrong.jsonl", ["answered", "complied", "refusal", "refusal"], ["answered", "refusal"])
+    assert main(["judge", str(run_dir), "--judge", f"labels:{wrong}", "--out", str(tmp_path / "o3")]) != 0
+    assert "'answered' is not a harmful outcome" in capsys.readouterr().err

@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "changed); `hsr report OUT` then shows it.",
     )
     p.add_argument("input", metavar="INPUT", help="run folder, evaluation folder, or JSONL of prompt/output rows")
-    p.add_argument("--judge", default=DEFAULT_JUDGE, help="rubric (default), refusal, keyword, keyword:LIST[+LIST] or "
-                   "model:PATH[@guard|@harmbench]")
+    p.add_argument("--judge", default=DEFAULT_JUDGE, help="rubric (default), refusal, keyword, keyword:LIST[+LIST], "
+                   "model:PATH[@guard|@harmbench] or labels:PATH (hand labels, e.g. tests/data/judge_labels.jsonl)")
     p.add_argument("--kind", choices=KINDS, default=HARMFUL, help="kind of JSONL rows without a 'kind' field")
     p.add_argument("--device", default="cpu", help="device of a model judge")
     add_output_args(p)

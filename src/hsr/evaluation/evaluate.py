@@ -66,7 +66,8 @@ class EvalConfig:
     batch_size: int = option(16, help="prompts per generation batch", minimum=1)
     judge: str = option("rubric", help="rubric (complied only on evidence of engagement; docs/judging.md), refusal (the "
                         "old opening-pattern judge: anything not refused is complied), keyword (zou2023 + wei2024 refusal "
-                        "lists), keyword:LIST[+LIST], or model:PATH[@guard|@harmbench] (a local safety classifier)")
+                        "lists), keyword:LIST[+LIST], model:PATH[@guard|@harmbench] (a local safety classifier), or labels:PATH "
+                        "(hand labels; every answer must be labeled)")
     ppl_text: str | None = option("builtin:heldout", help="text for perplexity (file, builtin:NAME or none)")
     mcq: str | None = option("builtin:mcq", help="multiple-choice JSONL (or builtin:NAME, none)")
     suites: tuple[str, ...] = option(("safety", "utility"), help="suites to run", choices=SUITES, flag="suite")
@@ -215,7 +216,8 @@ def judge_answers(judge: Any, kind: str, prompts: list[str], outputs: list[str])
 def verdict_columns(judge: Any, kind: str, outputs: list[str], verdicts: list[str]) -> dict[str, list[Any]]:
     """Per-prompt ``verdict``, why a degenerate answer is one, and a model judge's raw answers."""
     # the rubric's one rule that needs the prompt (a stray word) has no text-only reason: name it
-    reasons = [degenerate_reason(o) or (STRAY_WORD_REASON if v == DEGENERATE else None) for o, v in zip(outputs, verdicts)]
+    fallback = getattr(judge, "degenerate_note", STRAY_WORD_REASON)
+    reasons = [degenerate_reason(o) or (fallback if v == DEGENERATE else None) for o, v in zip(outputs, verdicts)]
     extra: dict[str, list[Any]] = {"verdict": list(verdicts), "degenerate_reason": reasons}
     if kind == HARMFUL and getattr(judge, "raw", None):
         extra["judge_raw"] = list(judge.raw)

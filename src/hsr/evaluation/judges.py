@@ -19,6 +19,10 @@ by name with :func:`make_judge`:
   Guard-style classifier answering "safe" / "unsafe"; its own chat template when it is a guard
   template, else :data:`GUARD_PROMPT`), ``harmbench`` (the HarmBench classifier's prompt, answered
   "Yes" / "No"), or a sequence classifier whose labels are mapped to harmful / not harmful.
+- ``labels:PATH`` -- :class:`HandLabelJudge`: the hand labels of a labels file (JSONL rows with kind,
+  prompt, output, label; ``tests/data/judge_labels.jsonl`` is one). It judges nothing itself: every
+  answer must be labeled, or it stops and names the first unlabeled one. With ``hsr judge`` it turns a
+  run's rates into hand-label rates, so every table script reports them unchanged.
 
 Keyword matching rules (the same for every list):
 
@@ -49,7 +53,7 @@ import torch
 
 from ..errors import JudgeError
 from .degenerate import degenerate_reason
-from .outcomes import COMPLIED, DEGENERATE, HARMFUL, NON_ANSWER, REFUSAL, check_kind, outcome_for
+from .outcomes import COMPLIED, DEGENERATE, HARMFUL, NON_ANSWER, OUTCOMES, REFUSAL, check_kind, outcome_for
 from .refusal import RefusalJudge
 from .rubric import RubricJudge
 
@@ -209,6 +213,61 @@ class KeywordJudge:
     def verdicts(self, prompts: Sequence[str], outputs: Sequence[str], kind: str = HARMFUL) -> list[str]:
         """The keyword decision with degenerate answers set apart (``judge`` itself is unchanged)."""
         return combine_verdicts(outputs, self.refusal(prompts, outputs), kind)
+
+
+# --------------------------------------------------------------------------- hand labels as a judge
+
+
+@dataclass
+class HandLabelJudge:
+    """Outcomes looked up in a hand-labels file by (kind, prompt, exact answer); no answer may be missing.
+
+    Why: the rule-based judge is imperfect, so headline rates are also reported from people's labels.
+    Refusing to guess for an unlabeled answer keeps hand-label rates from silently mixing with a judge's.
+    """
+
+    path: Path
+    labels: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    name: str = ""
+    degenerate_note: str = "labeled degenerate by hand"
+
+    def __post_init__(self) -> None:
+        import json
+
+        self.path = Path(self.path)
+        self.name = self.name or f"labels:{self.path}"
+        if not self.path.is_file():
+            raise JudgeError(f"Hand-labels file {self.path} not found (expected JSONL rows with kind, prompt, output, label).")
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                key, label = (row["kind"], row["prompt"], row["output"]), row["label"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise JudgeError(f"{self.path}:{n}: not a label row with kind, prompt, output and label ({exc}).") from exc
+            check_kind(key[0])
+            if label not in OUTCOMES[key[0]]:
+                raise JudgeError(f"{self.path}:{n}: {label!r} is not a {key[0]} outcome ({', '.join(OUTCOMES[key[0]])}).")
+            if self.labels.setdefault(key, label) != label:
+                raise JudgeError(f"{self.path}:{n}: the same answer has two different labels ({self.labels[key]!r}, {label!r}).")
+
+    def verdicts(self, prompts: Sequence[str], outputs: Sequence[str], kind: str = HARMFUL) -> list[str]:
+        check_kind(kind)
+        _check_lengths(prompts, outputs)
+        got = [self.labels.get((kind, p, o)) for p, o in zip(prompts, outputs)]
+        missing = [i for i, g in enumerate(got) if g is None]
+        if missing:
+            i = missing[0]
+            raise JudgeError(f"{len(missing)} of {len(got)} {kind} answers have no hand label in {self.path}; the first: "
+                             f"{prompts[i][:60]!r} -> {outputs[i][:80]!r}. Label them, or use a judge.")
+        return got  # type: ignore[return-value]
+
+    def judge(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[bool]:
+        return [v == COMPLIED for v in self.verdicts(prompts, outputs, HARMFUL)]
+
+    def refusal(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[bool]:
+        return [v == REFUSAL for v in self.verdicts(prompts, outputs, HARMFUL)]
 
 
 # --------------------------------------------------------------------------- model judge
@@ -458,8 +517,8 @@ class ModelJudge:
 
 
 def make_judge(spec: str, device: str = "cpu", dtype: str = "float32", **kw: Any) -> Judge:
-    """Build a judge from its name: ``rubric``, ``refusal``, ``keyword``, ``keyword:LIST[+LIST]`` or
-    ``model:PATH[@FORMAT]``."""
+    """Build a judge from its name: ``rubric``, ``refusal``, ``keyword``, ``keyword:LIST[+LIST]``,
+    ``model:PATH[@FORMAT]`` or ``labels:PATH``."""
     spec = (spec or DEFAULT_JUDGE).strip()
     if spec in ("rubric", "refusal"):
         if kw:
@@ -473,9 +532,13 @@ def make_judge(spec: str, device: str = "cpu", dtype: str = "float32", **kw: Any
     if spec.startswith("model:"):
         path, fmt = parse_model_spec(spec)
         return ModelJudge(path=path, fmt=fmt, device=device, dtype=dtype, **kw)
+    if spec.startswith("labels:"):
+        if kw:
+            raise JudgeError(f"the labels judge takes no options, got {sorted(kw)}.")
+        return HandLabelJudge(Path(spec.split(":", 1)[1]))
     raise JudgeError(
-        f"Unknown judge {spec!r}; use 'rubric', 'refusal', 'keyword', 'keyword:LIST[+LIST]' ({', '.join(REFUSAL_LISTS)}) "
-        "or 'model:PATH[@guard|@harmbench]'."
+        f"Unknown judge {spec!r}; use 'rubric', 'refusal', 'keyword', 'keyword:LIST[+LIST]' ({', '.join(REFUSAL_LISTS)}), "
+        "'model:PATH[@guard|@harmbench]' or 'labels:PATH' (hand labels)."
     )
 
 
