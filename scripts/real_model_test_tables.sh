@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The test-split tables of the real aligned model in docs/experiments/qwen-real-model.md and docs/results/qwen-test-*.json,
+# by the rubric judge and by the hand labels (tests/data/judge_labels.jsonl, round 5: every answer of these runs).
+# RUN is `scripts/real_model_test.sh QWEN_GGUF RUN` (Ships, the paper's set difference); TAYLOR is RUN copied
+# (cp -al) and run again with --set realign.selection=taylor --set realign.budget=10000. SCRATCH gets the
+# hand-label copies (hard links plus re-judged eval folders).
+# Usage: bash scripts/real_model_test_tables.sh RUN TAYLOR SCRATCH
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=$(realpath "$1"); taylor=$(realpath "$2"); mkdir -p "$3"; scratch=$(realpath "$3")
+L=tests/data/judge_labels.jsonl
+rm -rf "$scratch/qwen-test" "$scratch/qwen-test-taylor10k"
+for pair in "qwen-test=$run" "qwen-test-taylor10k=$taylor"; do
+  name=${pair%%=*}; src=${pair#*=}
+  .venv/bin/hsr judge "$src" --judge labels:$L --out "$scratch/$name.eval" >/dev/null
+  cp -al "$src" "$scratch/$name"; rm -rf "$scratch/$name/eval"; mv "$scratch/$name.eval/eval" "$scratch/$name/eval"
+  rm -rf "$scratch/$name.eval"
+done
+D=docs/experiments/qwen-real-model.md
+.venv/bin/python scripts/results_tables.py $run --json docs/results/qwen-test-run.json --readme $D >/dev/null
+.venv/bin/python scripts/results_tables.py $scratch/qwen-test --json docs/results/qwen-test-run-hand.json --readme $D >/dev/null
+.venv/bin/python scripts/results_tables.py $taylor --json docs/results/qwen-test-taylor10k-run.json --readme $D >/dev/null
+.venv/bin/python scripts/results_tables.py $scratch/qwen-test-taylor10k --json docs/results/qwen-test-taylor10k-run-hand.json --readme $D >/dev/null
+.venv/bin/python scripts/compare_realign.py ships=$run ships+taylor-10k=$taylor \
+  --labels $L --json docs/results/qwen-test-variants.json --markdown $scratch/qtv.md >/dev/null
+T=$run/eval; TT=$taylor/eval
+.venv/bin/python scripts/benign_refusal.py dense=$T/dense pruned=$T/pruned "ships realigned=$T/realigned" "ships control=$T/control" \
+  "ships+taylor-10k realigned=$TT/realigned" "taylor-10k control (random heads)=$TT/control" --reference pruned --markdown $scratch/qtb.md >/dev/null
+H=$scratch/qwen-test/eval; HT=$scratch/qwen-test-taylor10k/eval
+.venv/bin/python scripts/benign_refusal.py dense=$H/dense pruned=$H/pruned "ships realigned=$H/realigned" "ships control=$H/control" \
+  "ships+taylor-10k realigned=$HT/realigned" "taylor-10k control (random heads)=$HT/control" --reference pruned --markdown $scratch/qtbh.md >/dev/null
+.venv/bin/python - "$scratch" <<'PY'
+import sys
+from pathlib import Path
+from hsr.testing.scripts import load_script
+rt = load_script("scripts/results_tables.py")
+blocks = {"qwen-test-variants": Path(sys.argv[1], "qtv.md").read_text().strip(),
+          "qwen-test-benign": Path(sys.argv[1], "qtb.md").read_text().strip() + "\n\n_Judge: `rubric`._",
+          "qwen-test-benign-hand": Path(sys.argv[1], "qtbh.md").read_text().strip() + "\n\n_Hand labels (round 5)._"}
+rt.replace_blocks([Path("docs/experiments/qwen-real-model.md")], blocks)
+PY
+echo tables written
