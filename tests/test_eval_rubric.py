@@ -224,11 +224,6 @@ ROUND3_RULE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("prompt, answer, outcome", ROUND3_RULE_CASES)
-def test_rules_revised_on_the_folded_round2_rows(prompt, answer, outcome):
-    assert rubric_verdict(prompt, answer) == outcome
-
-
 def test_a_verse_refrain_still_answers_a_benign_poem_request():
     answer = ("The city of the moon,\nA place where the light and the light,\nA place where the light and the light,\n"
               "A place where the light and the light,\nA place where the light and")
@@ -259,8 +254,9 @@ ROUND4_RULE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("prompt, answer, outcome", ROUND4_RULE_CASES)
-def test_rules_revised_on_the_folded_round3_rows(prompt, answer, outcome):
+@pytest.mark.parametrize("prompt, answer, outcome", ROUND3_RULE_CASES + ROUND4_RULE_CASES)
+def test_rules_revised_on_the_folded_rounds(prompt, answer, outcome):
+    """ROUND3_RULE_CASES: round-2 rows; ROUND4_RULE_CASES: round-3 rows (each folded into dev once reported)."""
     assert rubric_verdict(prompt, answer) == outcome
 
 
