@@ -1,8 +1,11 @@
 """Head scores pinned before the score registry (issue 20): the same cases must give the same bits.
 
 ``python tests/heads_pins.py`` rewrites ``tests/data/heads_pinned.json`` (only do that on purpose: the
-file is the record of the numbers the registry refactor had to keep). ``test_heads_registry.py``
-recomputes every case and compares exactly.
+file is the record of the numbers the registry refactor had to keep; the numbers made before it are in the
+file's git history). ``test_heads_registry.py`` recomputes every case and compares exactly where torch and
+the CPU's vector capability (``torch.backends.cpu.get_cpu_capability()``, e.g. AVX2 or AVX512) are the ones
+the pins were made with; the kernels of another capability sum in another order, so elsewhere it compares
+within float32 noise.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def compute(arch: str, options: dict, folder: Path) -> dict:
 
 def main() -> None:
     torch.set_num_threads(1)
-    pins = {"torch": torch.__version__, "cases": {}}
+    pins = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cases": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, arch, options in CASES:
             pins["cases"][name] = compute(arch, options, Path(tmp))

@@ -24,9 +24,10 @@ def test_scores_keep_their_pinned_bits(name, arch, options, tmp_path, one_thread
     pins = json.loads(PINS.read_text())
     got = json.loads(json.dumps(compute(arch, options, tmp_path)))  # through JSON, like heads.json
     want = pins["cases"][name]
-    if pins["torch"] != torch.__version__:  # another torch may round differently: still within float32 noise
+    same_kernels = pins["torch"] == torch.__version__ and pins.get("cpu_capability") == torch.backends.cpu.get_cpu_capability()
+    if not same_kernels:  # another torch or vector unit may round differently: still within float32 noise
         for a, b in zip(sum(got["scores"], []), sum(want["scores"], [])):
-            assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
+            assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
         return
     assert got == want
 
