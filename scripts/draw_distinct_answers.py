@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FILES = {"harmful": "generations_harmful.jsonl", "benign": "generations_benign.jsonl"}
+from hsr.evaluation.rejudge import FILES, read_rows
 
 
 def answer_key(kind: str, prompt: str, output: str) -> tuple[str, str, str]:
@@ -31,9 +31,8 @@ def answer_key(kind: str, prompt: str, output: str) -> tuple[str, str, str]:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """An eval folder may lack one kind's file (benign none): no rows, not an error."""
+    return read_rows(path) if path.is_file() else []
 
 
 def draw(sources: list[tuple[str, Path]], exclude: set[tuple[str, str, str]], round_: int, prefix: str,

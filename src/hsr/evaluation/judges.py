@@ -43,6 +43,7 @@ that matters.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -227,13 +228,11 @@ class HandLabelJudge:
     """
 
     path: Path
-    labels: dict[tuple[str, str, str], str] = field(default_factory=dict)
     name: str = ""
     degenerate_note: str = "labeled degenerate by hand"
+    labels: dict[tuple[str, str, str], str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        import json
-
         self.path = Path(self.path)
         self.name = self.name or f"labels:{self.path}"
         if not self.path.is_file():
