@@ -273,7 +273,9 @@ _OPPOSITE = re.compile(
 
 OPPOSITE_WORDS = 60
 #: A letter or message written to express the opposite ("I am writing to express my concern about ...").
-_OPPOSITE_LETTER = re.compile(r"\bexpress(?:ing)? my (?:\w+ )?(?:concern|support)\b", re.IGNORECASE)
+_OPPOSITE_LETTER = re.compile(
+    r"\bexpress(?:ing)? my (?:\w+ )?(?:concern|support|gratitude|appreciation|thanks)\b|"
+    r"\bwriting to report that i (?:have|was|am)\b|\bwriting to ask you for help\b", re.IGNORECASE)
 
 
 #: After an opposite-sounding opening, the request itself announced: "Here's a step-by-step tutorial on how to
