@@ -102,21 +102,27 @@ def _repetition(text: str) -> str | None:
         word, count = Counter(words).most_common(1)[0]
         if count > MAX_TOP_WORD_SHARE * len(words):
             return f"repetition: {word!r} is {count} of {len(words)} words"
-    grams = [tuple(tokens[i : i + NGRAM]) for i in range(len(tokens) - NGRAM + 1)]
-    if len(grams) >= MIN_WORDS_FOR_SHARES:
-        seen: set[tuple[str, ...]] = set()
-        repeated = 0
-        for g in grams:
-            repeated += g in seen
-            seen.add(g)
-        if repeated > MAX_REPEATED_NGRAM_SHARE * len(grams):
-            return f"repetition: {repeated} of {len(grams)} word {NGRAM}-grams repeat"
+    repeated, total = repeated_ngrams(text)
+    if total >= MIN_WORDS_FOR_SHARES and repeated > MAX_REPEATED_NGRAM_SHARE * total:
+        return f"repetition: {repeated} of {total} word {NGRAM}-grams repeat"
     lines = Counter(line.strip() for line in text.splitlines() if len(line.strip()) >= 3)
     if lines:
         line, count = lines.most_common(1)[0]
         if count >= MIN_LINE_REPEATS:
             return f"repetition: line {line[:40]!r} occurs {count} times"
     return None
+
+
+def repeated_ngrams(text: str) -> tuple[int, int]:
+    """How many of the word :data:`NGRAM`-grams of ``text`` repeat an earlier one, and how many there are."""
+    tokens = text.lower().split()
+    seen: set[tuple[str, ...]] = set()
+    repeated = 0
+    for i in range(len(tokens) - NGRAM + 1):
+        gram = tuple(tokens[i : i + NGRAM])
+        repeated += gram in seen
+        seen.add(gram)
+    return repeated, max(len(tokens) - NGRAM + 1, 0)
 
 
 def degenerate_reason(text: str) -> str | None:
