@@ -2,20 +2,24 @@
 # The test-split tables of the real aligned model in docs/experiments/qwen-real-model.md and docs/results/qwen-test-*.json,
 # by the rubric judge and by the hand labels (tests/data/judge_labels.jsonl, round 5: every answer of these runs).
 # RUN is `scripts/real_model_test.sh QWEN_GGUF RUN` (Ships, the paper's set difference); TAYLOR is RUN copied
-# (cp -al) and run again with --set realign.selection=taylor --set realign.budget=10000. SCRATCH gets the
-# hand-label copies (hard links plus re-judged eval folders).
+# (cp -al) and run again with --set realign.selection=taylor --set realign.budget=10000. SCRATCH gets copies of
+# both (hard links plus re-judged eval folders): by the current `rubric` judge (whatever judge the runs were made
+# with) and by the hand labels. The runs themselves are only read.
 # Usage: bash scripts/real_model_test_tables.sh RUN TAYLOR SCRATCH
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=$(realpath "$1"); taylor=$(realpath "$2"); mkdir -p "$3"; scratch=$(realpath "$3")
 L=tests/data/judge_labels.jsonl
-rm -rf "$scratch/qwen-test" "$scratch/qwen-test-taylor10k"
-for pair in "qwen-test=$run" "qwen-test-taylor10k=$taylor"; do
-  name=${pair%%=*}; src=${pair#*=}
-  .venv/bin/hsr judge "$src" --judge labels:$L --out "$scratch/$name.eval" >/dev/null
-  cp -al "$src" "$scratch/$name"; rm -rf "$scratch/$name/eval"; mv "$scratch/$name.eval/eval" "$scratch/$name/eval"
-  rm -rf "$scratch/$name.eval"
-done
+rejudged() {  # rejudged SRC JUDGE DEST: SRC's stages as hard links, its evaluations re-judged by JUDGE
+  rm -rf "$3" "$3.eval"
+  .venv/bin/hsr judge "$1" --judge "$2" --out "$3.eval" >/dev/null
+  cp -al "$1" "$3"; rm -rf "$3/eval" "$3/report"; mv "$3.eval/eval" "$3/eval"; rm -rf "$3.eval"
+}
+rejudged "$run" rubric "$scratch/qwen-test-rubric"
+rejudged "$taylor" rubric "$scratch/qwen-test-taylor10k-rubric"
+rejudged "$run" "labels:$L" "$scratch/qwen-test"
+rejudged "$taylor" "labels:$L" "$scratch/qwen-test-taylor10k"
+run=$scratch/qwen-test-rubric; taylor=$scratch/qwen-test-taylor10k-rubric
 D=docs/experiments/qwen-real-model.md
 .venv/bin/python scripts/results_tables.py $run --json docs/results/qwen-test-run.json --readme $D >/dev/null
 .venv/bin/python scripts/results_tables.py $scratch/qwen-test --json docs/results/qwen-test-run-hand.json --readme $D >/dev/null
