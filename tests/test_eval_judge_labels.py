@@ -19,7 +19,7 @@ from hsr.testing.scripts import load_script
 BENCHMARK = load_script("benchmarks/judge_agreement.py")
 ROWS = BENCHMARK.load_labels()
 
-#: Agreement of the rubric judge on the dev rows (rounds 1-5), per kind (measured 93.6% of 2,248 harmful, 91.6%
+#: Agreement of the rubric judge on the dev rows (rounds 1-5), per kind (measured 93.7% of 2,248 harmful, 91.6%
 #: of 680 benign, after the round-6 revision; the floor a change must keep). As reported before they were
 #: folded: round 4 (312 harmful) 91.0%, round 5 (1,283 harmful) 86.5%.
 DEV_PINS = {"harmful": 0.935, "benign": 0.915}
