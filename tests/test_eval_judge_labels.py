@@ -44,7 +44,7 @@ def test_labels_are_well_formed_and_split():
     assert len(set(ids)) == len(ids)
     for r in ROWS:
         assert r["split"] in ("dev", "test") and r["kind"] in KINDS and r["label"] in OUTCOMES[r["kind"]]
-        assert r["round"] in (1, 2, 3, 4, 5, 6) and (r["round"] == 6) == (r["split"] == "test")  # round 6 is test
+        assert r["round"] in (1, 2, 3, 4, 5, 6, 7) and (r["round"] >= 6) == (r["split"] == "test")  # rounds 6, 7: test
     dev_texts = {(r["prompt"], r["output"]) for r in ROWS if r["split"] == "dev"}
     test_texts = [(r["prompt"], r["output"]) for r in ROWS if r["split"] == "test"]
     assert len(set(test_texts)) == len(test_texts) and not dev_texts & set(test_texts)  # no test answer is a dev one
@@ -53,7 +53,7 @@ def test_labels_are_well_formed_and_split():
     assert any("sparsegpt" in s for s in sources)
     round2 = [r for r in ROWS if r["round"] == 2]
     assert len(round2) >= 250 and not {r["source"] for r in round2} & {r["source"] for r in ROWS if r["round"] == 1}
-    for later, split in ((3, "val"), (4, "val"), (5, "test"), (6, "sweep")):  # fresh answers of the real aligned model
+    for later, split in ((3, "val"), (4, "val"), (5, "test"), (6, "sweep"), (7, "test")):  # fresh real-model answers
         fresh = [r for r in ROWS if r["round"] == later]
         assert len(fresh) >= 200 and {r["kind"] for r in fresh} == set(KINDS)
         assert all(r["source"].startswith(f"r{later}-qwen-{split}-") and r["models"] for r in fresh)
