@@ -13,20 +13,15 @@ run=$(realpath "$1"); point=$(realpath "$2"); name=$3; mkdir -p "$4"; scratch=$(
 shift 4
 L=tests/data/judge_labels.jsonl
 judges=(rubric "labels:$L"); [ "${RUBRIC_ONLY:-0}" = 1 ] && judges=(rubric)
-labels=(dense pruned)
-for pair in "$@"; do labels+=("${pair%%=*}"); done
-for judge in "${judges[@]}"; do
-  tag=${judge%%:*}
-  for pair in "dense=$run/eval/dense" "pruned=$point" "$@"; do
-    label=${pair%%=*}; src=${pair#*=}
-    rm -rf "$scratch/$name-$tag/$label"; mkdir -p "$scratch/$name-$tag"
-    .venv/bin/hsr judge "$src" --judge "$judge" --out "$scratch/$name-$tag/$label" >/dev/null
-  done
-done
 D=docs/experiments/qwen-real-model.md
 for judge in "${judges[@]}"; do
   tag=${judge%%:*}; suffix=; [ "$tag" = labels ] && suffix=-hand
-  dirs=(); for label in "${labels[@]}"; do dirs+=("$scratch/$name-$tag/$label"); done
+  dirs=()
+  for pair in "dense=$run/eval/dense" "pruned=$point" "$@"; do
+    dest=$scratch/$name-$tag/${pair%%=*}; dirs+=("$dest")
+    rm -rf "$dest"; mkdir -p "$scratch/$name-$tag"
+    .venv/bin/hsr judge "${pair#*=}" --judge "$judge" --out "$dest" >/dev/null
+  done
   .venv/bin/python scripts/results_tables.py "${dirs[@]}" --json "docs/results/$name$suffix.json" --readme $D >/dev/null
 done
 echo tables written
