@@ -4,13 +4,17 @@
 # validation is for choosing) and on test against the test run's dense model and the point's pruned model
 # (scripts/real_model_test_point.sh). Test tables are by the rubric judge, and also by the hand labels with HAND=1
 # (every test answer must then be labeled). Inputs are only read; SCRATCH gets re-judged copies.
-# Usage: bash scripts/real_model_point_realign_tables.sh OUT SPARSITY RUN POINT_EVAL NAME SCRATCH
-#   (OUT of real_model_point_realign.sh; RUN of real_model_test.sh; NAME e.g. qwen-wanda45)
+# Usage: bash scripts/real_model_point_realign_tables.sh OUT SPARSITY RUN POINT_EVAL NAME SCRATCH [VARIANT...]
+#   (OUT of real_model_point_realign.sh; RUN of real_model_test.sh; NAME e.g. qwen-wanda45; VARIANT: further
+#   Taylor budgets built by scripts/real_model_taylor_budget.sh, e.g. taylor2000, whose test evaluations are
+#   OUT/test-eval/VARIANT-{realigned,control})
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath "$1"); point=$2; run=$3; point_eval=$4; name=$5; mkdir -p "$6"; scratch=$(realpath "$6")
+shift 6
+variants=(paper taylor10k "$@")
 D=docs/experiments/qwen-real-model.md
-for variant in paper taylor10k; do
+for variant in "${variants[@]}"; do
   v=$out/$variant
   for label in dense pruned realigned control; do
     src=$v/wanda-$point/eval/$label; [ "$label" = dense ] && src=$v/eval/dense
@@ -22,8 +26,9 @@ for variant in paper taylor10k; do
 done
 rubric_only=1; [ "${HAND:-0}" = 1 ] && rubric_only=0
 E=$out/test-eval
-RUBRIC_ONLY=$rubric_only bash scripts/real_model_test_point_tables.sh "$run" "$point_eval" "$name-test-paper" "$scratch" \
-  realigned="$E/realigned" control="$E/control"
-RUBRIC_ONLY=$rubric_only bash scripts/real_model_test_point_tables.sh "$run" "$point_eval" "$name-test-taylor10k" "$scratch" \
-  realigned="$E/taylor10k-realigned" control="$E/taylor10k-control"
+for variant in "${variants[@]}"; do
+  prefix=$variant-; [ "$variant" = paper ] && prefix=
+  RUBRIC_ONLY=$rubric_only bash scripts/real_model_test_point_tables.sh "$run" "$point_eval" "$name-test-$variant" "$scratch" \
+    realigned="$E/${prefix}realigned" control="$E/${prefix}control"
+done
 echo tables written
