@@ -13,15 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$1; sweep=$2; point=$3; test_harmful=$4; out=$5
-[ -f "$sweep/config.yaml" ] || { echo "error: $sweep is not an hsr sweep folder (no config.yaml)" >&2; exit 2; }
 [ -d "$sweep/wanda-$point/pruned" ] || { echo "error: $sweep has no wanda-$point point" >&2; exit 2; }
 mkdir -p "$out"
-common=(scripts/real_model.yaml --model "$model" --no-progress --sparsities "$point"
-  --set evaluate.benign=builtin:benign_val --set evaluate.limit=none --set 'evaluate.models=[dense,pruned,realigned,control]')
-[ -e "$out/paper" ] || cp -al "$sweep" "$out/paper"
-.venv/bin/hsr sweep "${common[@]}" --out "$out/paper"
-[ -e "$out/taylor10k" ] || cp -al "$out/paper" "$out/taylor10k"
-.venv/bin/hsr sweep "${common[@]}" --out "$out/taylor10k" --set realign.selection=taylor --set realign.budget=10000
+bash scripts/real_model_point_variant.sh "$model" "$sweep" "$out/paper" "$point"
+bash scripts/real_model_point_variant.sh "$model" "$out/paper" "$out/taylor10k" "$point" \
+  --set realign.selection=taylor --set realign.budget=10000
 for variant in paper taylor10k; do
   for label in realigned control; do
     name=$label; [ "$variant" = taylor10k ] && name=taylor10k-$label

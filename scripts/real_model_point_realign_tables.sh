@@ -6,7 +6,7 @@
 # (every test answer must then be labeled). Inputs are only read; SCRATCH gets re-judged copies.
 # Usage: bash scripts/real_model_point_realign_tables.sh OUT SPARSITY RUN POINT_EVAL NAME SCRATCH [VARIANT...]
 #   (OUT of real_model_point_realign.sh; RUN of real_model_test.sh; NAME e.g. qwen-wanda45; VARIANT: further
-#   Taylor budgets built by scripts/real_model_taylor_budget.sh, e.g. taylor2000, whose test evaluations are
+#   Taylor budgets built by scripts/real_model_point_variant.sh as OUT/VARIANT, e.g. taylor2000, with test evaluations
 #   OUT/test-eval/VARIANT-{realigned,control})
 set -euo pipefail
 cd "$(dirname "$0")/.."
