@@ -18,7 +18,7 @@ It prints, per kind, the cross-validated agreement of every setting next to the 
 same rounds (the rubric was written on these rounds, so its dev agreement is if anything optimistic), and
 per-outcome precision / recall of the best setting on the real-model rounds (4, 5). The test rounds are never
 read: a probe that does not beat the rules on dev is not taken to test. Backbone features of the dev
-labels take about 15 minutes on 2 CPU cores (``--cache`` keeps them).
+labels take about 13 minutes on 2 CPU cores (the fits about 3 more) (``--cache`` keeps them).
 """
 
 from __future__ import annotations
