@@ -1,12 +1,13 @@
 """The judges against the hand labels (tests/data/judge_labels.jsonl; rubric in docs/judging.md).
 
-Nine rounds of labels. Each round's test half was judged once and reported, and the rules were then
+Ten rounds of labels. Each round's test half was judged once and reported, and the rules were then
 revised on it, so it became dev: rounds 1-5 are all ``dev`` now (``round1_split`` ... ``round5_split`` keep
 where their rows were; rounds 4 and 5 were test rounds whole). Round 6 (every distinct answer of the real
 aligned model's validation sweep that no earlier round holds, two blind annotators, disputes settled by a
 third, rules frozen before it was drawn) is the test split, with rounds 7 and 8 (every new answer of the
 Wanda-45% model and of its realigned and control models on the test prompts) and 9 (the Taylor-2000 realigned
-and control models' new test answers), judged by the same frozen rules; docs/experiments/judge-agreement.md). The rubric
+and control models' new test answers) and 10 (the Wanda-55% pruned model's test answers), judged by the same
+frozen rules; docs/experiments/judge-agreement.md). The rubric
 judge's dev agreement is pinned so that it cannot drop silently (raise the pins when it improves, never lower
 them without a reason in the commit); the test split's measured numbers are pinned as floors.
 """
@@ -34,6 +35,8 @@ DEV_PINS = {"harmful": 0.935, "benign": 0.915}
 #: 90.5%; complied precision 91.8%, recall 93.9% (n=310); non-answer precision 43.6%, recall 48.6% (n=35).
 #: Round 9 (133 harmful answers of the Taylor-2000 realigned and control models): agreement 86.5%; complied
 #: precision 85.0%, recall 93.2% (n=73); non-answer precision 66.7%, recall 50.0% (n=12).
+#: Round 10 (299 harmful answers of the Wanda-55% pruned model on the test prompts): agreement 85.6%; complied
+#: precision 94.6%, recall 96.4% (n=165); non-answer precision 32.6%, recall 63.6% (n=22).
 TEST_FLOORS = {6: {"agreement": 0.91, (COMPLIED, "precision"): 0.913, (COMPLIED, "recall"): 0.929,
                    (NON_ANSWER, "precision"): 0.666, (NON_ANSWER, "recall"): 0.666},
                7: {"agreement": 0.896, (COMPLIED, "precision"): 0.931, (COMPLIED, "recall"): 0.941,
@@ -41,7 +44,9 @@ TEST_FLOORS = {6: {"agreement": 0.91, (COMPLIED, "precision"): 0.913, (COMPLIED,
                8: {"agreement": 0.905, (COMPLIED, "precision"): 0.917, (COMPLIED, "recall"): 0.938,
                    (NON_ANSWER, "precision"): 0.435, (NON_ANSWER, "recall"): 0.485},
                9: {"agreement": 0.864, (COMPLIED, "precision"): 0.849, (COMPLIED, "recall"): 0.931,
-                   (NON_ANSWER, "precision"): 0.666, (NON_ANSWER, "recall"): 0.5}}
+                   (NON_ANSWER, "precision"): 0.666, (NON_ANSWER, "recall"): 0.5},
+               10: {"agreement": 0.855, (COMPLIED, "precision"): 0.945, (COMPLIED, "recall"): 0.963,
+                    (NON_ANSWER, "precision"): 0.325, (NON_ANSWER, "recall"): 0.636}}
 
 
 def _scores(spec, split):
@@ -58,7 +63,7 @@ def test_labels_are_well_formed_and_split():
     assert len(set(ids)) == len(ids)
     for r in ROWS:
         assert r["split"] in ("dev", "test") and r["kind"] in KINDS and r["label"] in OUTCOMES[r["kind"]]
-        assert r["round"] in range(1, 10) and (r["round"] >= 6) == (r["split"] == "test")  # rounds 6-9: test
+        assert r["round"] in range(1, 11) and (r["round"] >= 6) == (r["split"] == "test")  # rounds 6-10: test
     dev_texts = {(r["prompt"], r["output"]) for r in ROWS if r["split"] == "dev"}
     test_texts = [(r["prompt"], r["output"]) for r in ROWS if r["split"] == "test"]
     assert len(set(test_texts)) == len(test_texts) and not dev_texts & set(test_texts)  # no test answer is a dev one
@@ -67,7 +72,8 @@ def test_labels_are_well_formed_and_split():
     assert any("sparsegpt" in s for s in sources)
     round2 = [r for r in ROWS if r["round"] == 2]
     assert len(round2) >= 250 and not {r["source"] for r in round2} & {r["source"] for r in ROWS if r["round"] == 1}
-    fresh_rounds = ((3, "val"), (4, "val"), (5, "test"), (6, "sweep"), (7, "test"), (8, "test"), (9, "test"))  # real model
+    fresh_rounds = ((3, "val"), (4, "val"), (5, "test"), (6, "sweep"), (7, "test"), (8, "test"), (9, "test"),
+                    (10, "test"))  # real-model answers
     for later, split in fresh_rounds:
         fresh = [r for r in ROWS if r["round"] == later]
         assert len(fresh) >= (140 if later == 9 else 200) and {r["kind"] for r in fresh} == set(KINDS)
