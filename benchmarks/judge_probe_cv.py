@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,7 +36,8 @@ import torch
 from hsr.evaluation.outcomes import KINDS, OUTCOMES
 from hsr.evaluation.rubric import engagement, rubric_verdict
 
-LABELS = Path(__file__).resolve().parents[1] / "tests" / "data" / "judge_labels.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from judge_agreement import LABELS, load_labels, scores  # noqa: E402  (the labels and metrics every judge is held to)
 #: Layers whose last-token hidden state is a feature (0 = embeddings; SmolLM2-135M has 30 layers).
 LAYERS: tuple[int, ...] = (10, 15, 20, 25, 30)
 #: Layers whose hidden state averaged over the judging prompt is a feature.
@@ -135,12 +137,6 @@ class ProbeFeatures:
         return torch.stack(rows)  # type: ignore[arg-type]
 
 
-def feature_matrix(hidden: torch.Tensor, prompts: Sequence[str], outputs: Sequence[str], kind: str) -> torch.Tensor:
-    """Hidden-state features next to the rubric's (one row per answer)."""
-    rub = torch.tensor([rubric_features(p, o, kind) for p, o in zip(prompts, outputs)], dtype=torch.float32)
-    return torch.cat([hidden.float(), rub], dim=1) if len(rub) else hidden
-
-
 @dataclass
 class LinearHead:
     """Standardise, then a multinomial logistic regression: ``argmax((x - mean) / scale @ weight.T + bias)``."""
@@ -223,8 +219,18 @@ def leave_one_round_out(x: torch.Tensor, labels: Sequence[str], rounds: Sequence
     return pred
 
 
-def _agree(a: Sequence[str], b: Sequence[str]) -> float:
-    return sum(x == y for x, y in zip(a, b)) / max(1, len(a))
+def agreement(pred: Sequence[str], labels: Sequence[str], outcomes: Sequence[str]) -> float:
+    return scores(labels, pred, outcomes)["agreement"]
+
+
+def per_round(pred: Sequence[str], labels: Sequence[str], rounds: Sequence[int], outcomes: Sequence[str]) -> str:
+    """Agreement within each round, in round order."""
+    return " ".join(f"{agreement([pred[i] for i in idx], [labels[i] for i in idx], outcomes):.3f}"
+                    for g in sorted(set(rounds)) for idx in [[i for i, r in enumerate(rounds) if r == g]])
+
+
+def _p(x: float | None) -> str:
+    return " n/a" if x is None else f"{x:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,40 +238,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=Path, default=LABELS)
     ap.add_argument("--cache", type=Path, default=None, help="keep the backbone features here (a .pt file)")
     args = ap.parse_args(argv)
-    rows = [json.loads(line) for line in args.labels.read_text(encoding="utf-8").splitlines() if line.strip()]
-    dev = [r for r in rows if r["split"] == "dev"]
+    dev = load_labels(args.labels, "dev")
     hidden = hidden_features(dev, args.cache)
     width = hidden.shape[1] // (len(LAYERS) + len(MEAN_LAYERS))
     for kind in KINDS:
+        outcomes = OUTCOMES[kind]
         idx = [i for i, r in enumerate(dev) if r["kind"] == kind]
         sub = [dev[i] for i in idx]
         labels, rounds = [r["label"] for r in sub], [int(r["round"]) for r in sub]
         rubric = [rubric_verdict(r["prompt"], r["output"], kind) for r in sub]
         rub = torch.tensor([rubric_features(r["prompt"], r["output"], kind) for r in sub])
-        per_round = lambda pred: " ".join(  # noqa: E731
-            f"{_agree([pred[i] for i in range(len(sub)) if rounds[i] == g], [labels[i] for i in range(len(sub)) if rounds[i] == g]):.3f}"
-            for g in sorted(set(rounds)))
         print(f"\n{kind}: {len(sub)} dev answers, rounds {sorted(set(rounds))}")
-        print(f"  rubric (written on these rounds)         agreement {_agree(rubric, labels):.3f}  per round {per_round(rubric)}")
+        print(f"  rubric (written on these rounds)         agreement {agreement(rubric, labels, outcomes):.3f}  "
+              f"per round {per_round(rubric, labels, rounds, outcomes)}")
         best: tuple[float, str, list[str]] = (-1.0, "", [])
         for blocks, with_rubric in FEATURE_SETS:
             parts = [hidden[idx][:, block_columns(b, width)] for b in blocks] + ([rub] if with_rubric else [])
             x = torch.cat(parts, dim=1)
             for l2 in L2_GRID:
-                pred = leave_one_round_out(x, labels, rounds, OUTCOMES[kind], l2)
+                pred = leave_one_round_out(x, labels, rounds, outcomes, l2)
                 name = "+".join(blocks) + ("+rubric" if with_rubric else "") + f" l2={l2:g}"
-                print(f"  probe {name:<36} agreement {_agree(pred, labels):.3f}  per round {per_round(pred)}", flush=True)
-                if _agree(pred, labels) > best[0]:
-                    best = (_agree(pred, labels), name, pred)
+                agree = agreement(pred, labels, outcomes)
+                print(f"  probe {name:<36} agreement {agree:.3f}  per round {per_round(pred, labels, rounds, outcomes)}",
+                      flush=True)
+                if agree > best[0]:
+                    best = (agree, name, pred)
         real = [i for i in range(len(sub)) if rounds[i] >= 4]
+        truth = [labels[i] for i in real]
+        per = {who: scores(truth, [pred[i] for i in real], outcomes)["per_outcome"]
+               for who, pred in (("probe", best[2]), ("rubric", rubric))}
         print(f"  on rounds 4-5 (the real aligned model), best probe ({best[1]}) vs rubric:")
-        for o in OUTCOMES[kind]:
-            line = []
-            for who, pred in (("probe", best[2]), ("rubric", rubric)):
-                tp = sum(pred[i] == o and labels[i] == o for i in real)
-                said, true = sum(pred[i] == o for i in real), sum(labels[i] == o for i in real)
-                line.append(f"{who} P {tp / max(1, said):.2f} R {tp / max(1, true):.2f}")
-            print(f"    {o:<11} " + "   ".join(line) + f"  (n={sum(labels[i] == o for i in real)})")
+        for o in outcomes:
+            line = "   ".join(f"{who} P {_p(per[who][o]['precision'])} R {_p(per[who][o]['recall'])}" for who in per)
+            print(f"    {o:<11} {line}  (n={per['probe'][o]['n']})")
     return 0
 
 

@@ -44,11 +44,11 @@ def test_leave_one_round_out_predicts_every_row_from_other_rounds():
     x, y = _blobs()
     rounds = [i % 3 for i in range(len(y))]
     pred = PROBE.leave_one_round_out(x, y, rounds, OUTCOMES[HARMFUL], 0.01)
-    assert len(pred) == len(y) and all(pred) and PROBE._agree(pred, y) > 0.95
+    assert len(pred) == len(y) and all(pred) and PROBE.agreement(pred, y, OUTCOMES[HARMFUL]) > 0.95
     # a round whose labels are swapped is predicted from the others, so it disagrees
     flipped = [("refusal" if v == "complied" else v) if r == 0 else v for v, r in zip(y, rounds)]
     pred = PROBE.leave_one_round_out(x, flipped, rounds, OUTCOMES[HARMFUL], 0.01)
-    assert PROBE._agree(pred, flipped) < 0.95
+    assert PROBE.agreement(pred, flipped, OUTCOMES[HARMFUL]) < 0.95
 
 
 def test_block_columns_address_the_feature_layout():
