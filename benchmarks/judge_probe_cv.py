@@ -237,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--labels", type=Path, default=LABELS)
     ap.add_argument("--cache", type=Path, default=None, help="keep the backbone features here (a .pt file)")
+    ap.add_argument("--max-round", type=int, default=5,
+                    help="dev rounds 1..N (5: the rounds the probe was measured on; rounds 6-10 became dev later)")
     args = ap.parse_args(argv)
-    dev = load_labels(args.labels, "dev")
+    dev = [r for r in load_labels(args.labels, "dev") if int(r["round"]) <= args.max_round]
     hidden = hidden_features(dev, args.cache)
     width = hidden.shape[1] // (len(LAYERS) + len(MEAN_LAYERS))
     for kind in KINDS:
